@@ -1,0 +1,46 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MANAGE := $(PY) manage.py
+
+.PHONY: demo test install kek db lint format workers sign audit clean
+
+demo: install kek db  ## seed, sign 100k records with 2 workers, audit, summarize
+	$(MANAGE) demo
+
+test: install  ## the whole test suite (real PostgreSQL, Redis and worker processes)
+	$(VENV)/bin/pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	@echo "installing pinned dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@$(VENV)/bin/pip install --disable-pip-version-check -c constraints.txt -e ".[dev]" \
+		> $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }
+	@touch $@
+
+kek: install  ## write a random SIGNING_KEK to .env unless one is set already
+	@if [ -n "$$SIGNING_KEK" ] || grep -qs '^SIGNING_KEK=' .env; then :; else \
+		echo "SIGNING_KEK=$$($(PY) -c 'from keyring.sealing import generate_kek; print(generate_kek())')" >> .env; \
+		echo "wrote a random SIGNING_KEK to .env (keep it: it opens the private keys)"; fi
+
+db: install  ## create the database if missing, then migrate
+	$(MANAGE) ensure_db
+	$(MANAGE) migrate --noinput -v 0
+
+workers: install kek db  ## run 2 worker processes in the foreground
+	$(MANAGE) rundramatiq --processes 2 --threads 4
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .demo test-artifacts

@@ -1,0 +1,21 @@
+"""Named failures of the keyring, each safe to show to a user as it is."""
+
+
+class KekError(Exception):
+    """The key-encryption key cannot open the keyring; the message says how to fix it."""
+
+
+class KekMissing(KekError):
+    """SIGNING_KEK is not set."""
+
+
+class KekMalformed(KekError):
+    """SIGNING_KEK is set but is not 32 bytes of URL-safe base64."""
+
+
+class KekMismatch(KekError):
+    """SIGNING_KEK is well formed but is not the key the private keys were sealed with."""
+
+
+class LeaseLost(Exception):
+    """The lease was released or expired, or its token changed: the holder must write nothing."""

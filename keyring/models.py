@@ -1,0 +1,109 @@
+"""The keyring: signing keys and the history of every lease granted on them.
+
+Table and column names are a contract read by outside auditors (docs/architecture.md).
+"""
+
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
+from django.db import models
+from django.db.models import Func, Q
+
+from signing import crypto
+
+
+class TsTzRange(Func):
+    """``tstzrange(lower, upper)``: a NULL upper bound is open, i.e. a lease still held."""
+
+    function = "TSTZRANGE"
+    output_field = DateTimeRangeField()
+
+
+class SigningKey(models.Model):
+    kid = models.TextField(unique=True)
+    algorithm = models.TextField(
+        choices=[(name, name) for name in crypto.ALGORITHMS], default=crypto.ED25519
+    )
+    public_key_pem = models.TextField()
+    # AES-GCM under SIGNING_KEK (keyring.sealing); never stored, shown or logged in clear.
+    encrypted_private_key = models.BinaryField(editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["last_used_at", "id"], name="signingkey_lru_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(algorithm__in=crypto.ALGORITHMS), name="signingkey_known_algorithm"
+            ),
+        ]
+
+    def __repr__(self) -> str:
+        return f"<SigningKey {self.kid} {self.algorithm}>"
+
+    def __str__(self) -> str:
+        return self.kid
+
+
+class KeyLease(models.Model):
+    """One row per lease ever granted: the proof of rules 2 and 4."""
+
+    class Outcome(models.TextChoices):
+        COMPLETED = "completed"
+        EXPIRED = "expired"
+        FAILED = "failed"
+
+    key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="leases")
+    batch = models.ForeignKey("signing.Batch", on_delete=models.PROTECT, related_name="leases")
+    # Fencing number: increases per key, so a stale holder is told apart from the current one.
+    token = models.BigIntegerField()
+    acquired_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+    # NULL while held, like released_at (a check constraint ties the two together).
+    outcome = models.TextField(choices=Outcome.choices, null=True, blank=True)  # noqa: DJ001
+
+    class Meta:
+        constraints = [
+            # Rule 2, enforced by PostgreSQL: no two leases of one key overlap in time.
+            ExclusionConstraint(
+                name="keylease_no_overlap_per_key",
+                index_type="gist",
+                expressions=[
+                    ("key", RangeOperators.EQUAL),
+                    (TsTzRange("acquired_at", "released_at"), RangeOperators.OVERLAPS),
+                ],
+            ),
+            # A batch is held by at most one lease at a time (rule 3 under redelivery).
+            models.UniqueConstraint(
+                fields=["batch"], condition=Q(released_at=None), name="keylease_one_open_per_batch"
+            ),
+            models.UniqueConstraint(fields=["key", "token"], name="keylease_token_unique_per_key"),
+            # Target of records_signature's (lease_id, key_id, batch_id) foreign key, so a
+            # signature can only name the key and batch of the lease it was written under.
+            models.UniqueConstraint(
+                fields=["id", "key", "batch"], name="keylease_id_key_batch_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(released_at=None) | Q(released_at__gte=models.F("acquired_at")),
+                name="keylease_released_after_acquired",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=models.F("acquired_at")),
+                name="keylease_expires_after_acquired",
+            ),
+            models.CheckConstraint(
+                condition=Q(released_at=None, outcome=None)
+                | (~Q(released_at=None) & ~Q(outcome=None)),
+                name="keylease_outcome_iff_released",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["key"], condition=Q(released_at=None), name="keylease_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"lease {self.pk} (token {self.token})"
+
+    def __repr__(self) -> str:
+        return f"<KeyLease {self.pk} key={self.key_id} batch={self.batch_id} token={self.token}>"

@@ -1,0 +1,21 @@
+"""Reads of the keyring."""
+
+from django.db.models import Exists, F, OuterRef, QuerySet
+
+from keyring.models import KeyLease, SigningKey
+
+
+def open_leases() -> QuerySet[KeyLease]:
+    return KeyLease.objects.filter(released_at=None)
+
+
+def free_keys() -> QuerySet[SigningKey]:
+    """Enabled keys that no open lease holds."""
+    return SigningKey.objects.filter(enabled=True).exclude(
+        Exists(open_leases().filter(key=OuterRef("pk")))
+    )
+
+
+def keys_in_lru_order(queryset: QuerySet[SigningKey]) -> QuerySet[SigningKey]:
+    """Rule 4's order: never-used keys first, then the oldest `last_used_at`, ties by id."""
+    return queryset.order_by(F("last_used_at").asc(nulls_first=True), "id")

@@ -1,0 +1,169 @@
+"""The seed's Key Management Service: create keys, lease the least recently used, release.
+
+Leasing and releasing both run under one PostgreSQL advisory lock (the keyring lock, as
+the seed's "lock the table"). Each holds it for a few short statements, and it buys two
+things: every lease sees every release committed before it, so the LRU pick is exact and
+the audit can replay it; and lease and release times come from one clock in one order.
+The database constraints on keyring_keylease still refuse overlapping leases on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from keyring import sealing, sql
+from keyring.models import SigningKey
+from keyring.selectors import free_keys, keys_in_lru_order
+from signing import crypto
+
+log = logging.getLogger(__name__)
+
+KEYRING_LOCK_ID = zlib.crc32(b"keyring_signingkey lease lock")
+
+
+@dataclass(frozen=True, slots=True)
+class GrantedLease:
+    id: int
+    key_id: int
+    kid: str
+    public_key_pem: str
+    batch_id: int
+    token: int
+    acquired_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UnsealedKey:
+    """A private key opened for signing; its repr shows only the kid and algorithm."""
+
+    kid: str
+    algorithm: str
+    public_key_pem: str = field(repr=False)
+    private_key: crypto.PrivateKey = field(repr=False)
+
+
+def lock_keyring() -> None:
+    """Serialize with every other lease and release until this transaction ends."""
+    assert connection.in_atomic_block, "the keyring lock lives as long as a transaction"
+    with connection.cursor() as cursor:
+        cursor.execute(sql.LOCK_KEYRING, {"lock_id": KEYRING_LOCK_ID})
+
+
+def create_keys(*, count: int, algorithm: str = crypto.ED25519, kek: bytes) -> list[SigningKey]:
+    """Generate keys, sealing each private key under the KEK before it reaches the database."""
+    keys = []
+    start = SigningKey.objects.count()
+    for number in range(start + 1, start + count + 1):
+        private_key = crypto.generate_private_key(algorithm)
+        kid = f"key-{number:04d}-{_short_fingerprint(private_key)}"
+        keys.append(
+            SigningKey(
+                kid=kid,
+                algorithm=algorithm,
+                public_key_pem=crypto.public_key_pem(private_key),
+                encrypted_private_key=sealing.seal(
+                    kek, kid, crypto.private_key_to_der(private_key)
+                ),
+            )
+        )
+    return SigningKey.objects.bulk_create(keys)
+
+
+def _short_fingerprint(private_key: crypto.PrivateKey) -> str:
+    """First 48 bits of the SHA-256 of the public key: a kid never names two keys."""
+    return hashlib.sha256(crypto.public_key_pem(private_key).encode("ascii")).hexdigest()[:12]
+
+
+def lease_lru_key(*, batch_id: int, ttl_seconds: int) -> GrantedLease | None:
+    """Lease the least recently used free key to a batch, or return None if all are busy.
+
+    Call inside a transaction: the lease commits with whatever else the caller claims
+    (the batch), so a crash never leaves one without the other.
+    """
+    lock_keyring()
+    key = (
+        keys_in_lru_order(free_keys())
+        .select_for_update(skip_locked=True, no_key=True)
+        .only("id", "kid", "public_key_pem")
+        .first()
+    )
+    if key is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.INSERT_LEASE, {"key_id": key.pk, "batch_id": batch_id, "ttl_seconds": ttl_seconds}
+        )
+        lease_id, token, acquired_at, expires_at = cursor.fetchone()
+    log.info(
+        "lease.granted lease_id=%s kid=%s batch_id=%s token=%s", lease_id, key.kid, batch_id, token
+    )
+    return GrantedLease(
+        id=lease_id,
+        key_id=key.pk,
+        kid=key.kid,
+        public_key_pem=key.public_key_pem,
+        batch_id=batch_id,
+        token=token,
+        acquired_at=acquired_at,
+        expires_at=expires_at,
+    )
+
+
+def release_lease(*, lease_id: int, outcome: str) -> int | None:
+    """Close the lease and stamp its key's `last_used_at`; return the lease's batch id.
+
+    Idempotent: a lease already closed (a redelivered SigningCompleted) changes nothing
+    and returns None.
+    """
+    with transaction.atomic():
+        lock_keyring()
+        with connection.cursor() as cursor:
+            cursor.execute(sql.RELEASE_LEASE, {"lease_id": lease_id, "outcome": outcome})
+            row = cursor.fetchone()
+    if row is None:
+        return None
+    log.info("lease.released lease_id=%s outcome=%s", lease_id, outcome)
+    return row[0]
+
+
+# Cached by kid, not id: `seed --reset` restarts ids, and a kid embeds its key's fingerprint.
+_open_keys: dict[str, UnsealedKey] = {}
+_open_keys_lock = threading.Lock()
+
+
+def open_private_key(*, key_id: int, kid: str) -> UnsealedKey:
+    """Unseal a key once per process and keep it in memory for the next batch."""
+    cached = _open_keys.get(kid)
+    if cached is not None:
+        return cached
+    key = SigningKey.objects.only("kid", "algorithm", "encrypted_private_key").get(
+        pk=key_id, kid=kid
+    )
+    kek = sealing.kek_from_environment()
+    der = sealing.unseal(kek, key.kid, bytes(key.encrypted_private_key))
+    private_key = crypto.private_key_from_der(der)
+    unsealed = UnsealedKey(key.kid, key.algorithm, crypto.public_key_pem(private_key), private_key)
+    with _open_keys_lock:
+        return _open_keys.setdefault(kid, unsealed)
+
+
+def forget_private_keys() -> None:
+    """Drop every unsealed key from memory (after `seed --reset`, and in tests)."""
+    with _open_keys_lock:
+        _open_keys.clear()
+
+
+def check_kek_opens_keyring() -> None:
+    """Raise a KekError unless SIGNING_KEK opens the keyring's keys (tries the first one)."""
+    kek = sealing.kek_from_environment()
+    key = SigningKey.objects.only("kid", "encrypted_private_key").order_by("id").first()
+    if key is not None:
+        sealing.unseal(kek, key.kid, bytes(key.encrypted_private_key))

@@ -1,0 +1,127 @@
+"""Named SQL of the audit: each query returns the rows that break a rule (none is a pass).
+
+`%(run_id)s` is NULL to audit everything, or a run id to audit that run's batches only.
+"""
+
+# Rule 1: records with more than one signature (the primary key should make this empty).
+DOUBLE_SIGNED = """
+SELECT s.record_id, COUNT(*) FROM records_signature s
+JOIN signing_batch b ON b.id = s.batch_id
+WHERE %(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s
+GROUP BY s.record_id HAVING COUNT(*) > 1
+"""
+
+# Rule 1: records with no signature, among all records.
+UNSIGNED_ALL = """
+SELECT r.id FROM records_record r
+WHERE NOT EXISTS (SELECT 1 FROM records_signature s WHERE s.record_id = r.id)
+ORDER BY r.id
+"""
+
+# Rule 1: records with no signature in the ranges of a completed run's batches.
+UNSIGNED_IN_RUN = """
+SELECT r.id FROM signing_batch b
+JOIN signing_signingrun run ON run.id = b.run_id AND run.status = 'completed'
+JOIN records_record r ON r.id BETWEEN b.first_record_id AND b.last_record_id
+WHERE b.run_id = %(run_id)s
+  AND NOT EXISTS (SELECT 1 FROM records_signature s WHERE s.record_id = r.id)
+  AND r.created_at <= run.started_at
+ORDER BY r.id
+"""
+
+# Rule 1: signed batches whose signature count differs from their planned size.
+BATCH_COUNT_MISMATCH = """
+SELECT b.id, b.seq, b.size, COUNT(s.record_id) FROM signing_batch b
+LEFT JOIN records_signature s ON s.batch_id = b.id
+WHERE b.status = 'signed' AND (%(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s)
+GROUP BY b.id HAVING COUNT(s.record_id) <> b.size
+ORDER BY b.id
+"""
+
+# Every signature with what verifying it needs, in record order (streamed).
+SIGNATURES_TO_VERIFY = """
+SELECT s.record_id, r.payload, s.key_id, s.signature FROM records_signature s
+JOIN records_record r ON r.id = s.record_id
+JOIN signing_batch b ON b.id = s.batch_id
+WHERE %(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s
+ORDER BY s.record_id
+"""
+
+# Rule 3: batches whose signatures name more than one key or lease.
+BATCH_MANY_KEYS = """
+SELECT s.batch_id, COUNT(DISTINCT s.key_id), COUNT(DISTINCT s.lease_id)
+FROM records_signature s JOIN signing_batch b ON b.id = s.batch_id
+WHERE %(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s
+GROUP BY s.batch_id HAVING COUNT(DISTINCT s.key_id) > 1 OR COUNT(DISTINCT s.lease_id) > 1
+"""
+
+# Rule 3: signatures whose key or batch is not their lease's.
+SIGNATURE_NOT_LEASE_KEY = """
+SELECT s.record_id, s.key_id, l.key_id, s.batch_id, l.batch_id FROM records_signature s
+JOIN keyring_keylease l ON l.id = s.lease_id
+JOIN signing_batch b ON b.id = s.batch_id
+WHERE (l.key_id <> s.key_id OR l.batch_id <> s.batch_id)
+  AND (%(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s)
+"""
+
+# Rule 2: pairs of leases of one key whose time ranges overlap.
+OVERLAPPING_LEASES = """
+SELECT a.id, b.id, k.kid FROM keyring_keylease a
+JOIN keyring_keylease b ON b.key_id = a.key_id AND b.id > a.id
+ AND tstzrange(a.acquired_at, a.released_at) && tstzrange(b.acquired_at, b.released_at)
+JOIN keyring_signingkey k ON k.id = a.key_id
+JOIN signing_batch ba ON ba.id = a.batch_id
+JOIN signing_batch bb ON bb.id = b.batch_id
+WHERE %(run_id)s::bigint IS NULL OR %(run_id)s IN (ba.run_id, bb.run_id)
+"""
+
+# Rules 2 and 3: signatures written outside the time their lease was held.
+SIGNED_OUTSIDE_LEASE = """
+SELECT s.record_id, s.lease_id, s.signed_at, l.acquired_at, l.released_at
+FROM records_signature s
+JOIN keyring_keylease l ON l.id = s.lease_id
+JOIN signing_batch b ON b.id = s.batch_id
+WHERE (s.signed_at < l.acquired_at OR s.signed_at > l.released_at)
+  AND (%(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s)
+ORDER BY s.record_id
+"""
+
+# Every lease ever granted, for replaying rule 4 (LRU order is global across runs).
+LEASE_HISTORY = """
+SELECT l.id, l.key_id, l.acquired_at, l.released_at, b.run_id
+FROM keyring_keylease l JOIN signing_batch b ON b.id = l.batch_id
+ORDER BY l.acquired_at, l.id
+"""
+
+KEYS = "SELECT id, kid, created_at, enabled FROM keyring_signingkey"
+
+# Leases still open although their run has finished.
+OPEN_AFTER_FINISH = """
+SELECT l.id, k.kid, run.id, run.status FROM keyring_keylease l
+JOIN keyring_signingkey k ON k.id = l.key_id
+JOIN signing_batch b ON b.id = l.batch_id
+JOIN signing_signingrun run ON run.id = b.run_id
+WHERE l.released_at IS NULL AND run.status IN ('completed', 'failed', 'cancelled')
+  AND (%(run_id)s::bigint IS NULL OR run.id = %(run_id)s)
+"""
+
+# Rule 5: batches larger than their run's batch size, or smaller without being the last.
+BATCH_SIZE_BROKEN = """
+SELECT b.run_id, b.seq, b.size, run.batch_size FROM signing_batch b
+JOIN signing_signingrun run ON run.id = b.run_id
+WHERE (b.size > run.batch_size
+       OR (b.size < run.batch_size
+           AND b.seq < (SELECT MAX(seq) FROM signing_batch last WHERE last.run_id = b.run_id)))
+  AND (%(run_id)s::bigint IS NULL OR run.id = %(run_id)s)
+ORDER BY b.run_id, b.seq
+"""
+
+# Finished runs whose batches say otherwise.
+RUN_STATUS_INCONSISTENT = """
+SELECT run.id, run.status, b.status, COUNT(*) FROM signing_signingrun run
+JOIN signing_batch b ON b.run_id = run.id
+WHERE ((run.status = 'completed' AND b.status <> 'signed')
+       OR (run.status = 'failed' AND b.status IN ('pending', 'leased')))
+  AND (%(run_id)s::bigint IS NULL OR run.id = %(run_id)s)
+GROUP BY run.id, run.status, b.status
+"""

@@ -1,0 +1,264 @@
+"""The seed's Signing Executor: plan a run, lease keys to its batches, finish it.
+
+A run moves forward by events only: start fills the pipeline, and every SigningCompleted
+releases one lease and dispatches again. Nothing here sleeps or polls.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Final
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
+from django.db.models.functions import Now
+
+from keyring.models import KeyLease
+from keyring.services import GrantedLease, lease_lru_key, lock_keyring, release_lease
+from records.selectors import batch_records
+from signing import sql
+from signing.exceptions import InvalidBatchSize, RunAlreadyActive
+from signing.models import Batch, SigningRun
+
+log = logging.getLogger(__name__)
+
+# The largest batch size PostgreSQL's integer column holds; far more than any keyring needs.
+MAX_BATCH_SIZE: Final = 2_147_483_647
+# How many times a batch may be leased before the run gives up on it.
+MAX_ATTEMPTS: Final = 5
+
+
+def parse_batch_size(raw: object) -> int:
+    """Accept a whole number from 1 to MAX_BATCH_SIZE (or its decimal string), nothing else."""
+    if isinstance(raw, bool):
+        raise InvalidBatchSize("batch size must be a whole number, not a boolean")
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text.lstrip("+-").isdigit():
+            raise InvalidBatchSize(f"batch size must be a whole number, got {raw!r}")
+        raw = int(text)
+    if not isinstance(raw, int):
+        raise InvalidBatchSize(f"batch size must be a whole number, got {raw!r}")
+    if not 1 <= raw <= MAX_BATCH_SIZE:
+        raise InvalidBatchSize(f"batch size must be from 1 to {MAX_BATCH_SIZE}, got {raw}")
+    return raw
+
+
+def start_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun:
+    """Create and plan a run and, once that commits, fill the pipeline.
+
+    A run with nothing to sign is completed at once.
+    """
+    with transaction.atomic():
+        run = plan_run(batch_size=batch_size, max_in_flight=max_in_flight)
+        if run.batch_count == 0:
+            finish_run_if_done(run.pk)
+        else:
+            transaction.on_commit(partial(fill_run, run.pk))
+    run.refresh_from_db()
+    return run
+
+
+def plan_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun:
+    """Create a running run and cut the unsigned records into its batches; send nothing.
+
+    At most one run is active: the database's unique index decides, so two starts racing
+    each other cannot both win.
+    """
+    batch_size = parse_batch_size(batch_size)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                run = SigningRun.objects.create(
+                    batch_size=batch_size,
+                    status=SigningRun.Status.RUNNING,
+                    max_in_flight=max_in_flight or settings.SIGNING_MAX_IN_FLIGHT,
+                    started_at=Now(),
+                )
+        except IntegrityError as error:
+            if _constraint_name(error) != "run_at_most_one_active":
+                raise
+            active = SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).first()
+            raise RunAlreadyActive(active.pk if active else None) from None
+        with connection.cursor() as cursor:
+            cursor.execute(sql.PLAN_BATCHES, {"run_id": run.pk, "batch_size": batch_size})
+            run.batch_count, run.record_count = cursor.fetchone()
+        run.save(update_fields=["batch_count", "record_count"])
+    log.info(
+        "run.planned run_id=%s batch_size=%s batches=%s records=%s",
+        run.pk,
+        batch_size,
+        run.batch_count,
+        run.record_count,
+    )
+    return run
+
+
+def _constraint_name(error: IntegrityError) -> str | None:
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)
+
+
+def fill_run(run_id: int) -> int:
+    """Dispatch batches until the run's in-flight limit, its batches or free keys run out.
+
+    One short transaction under the keyring lock counts what is in flight, claims the
+    next pending batches (SKIP LOCKED, by seq) and leases each the LRU free key; the
+    SigningTriggered messages leave only after that commits. Returns how many were sent.
+    """
+    with transaction.atomic():
+        claimed = _claim_batches(run_id)
+        for batch, lease in claimed:
+            transaction.on_commit(partial(_send_signing_triggered, run_id, batch, lease))
+    return len(claimed)
+
+
+def _claim_batches(run_id: int) -> list[tuple[Batch, GrantedLease]]:
+    lock_keyring()  # first, so the in-flight count below cannot race another dispatch
+    run = (
+        SigningRun.objects.filter(pk=run_id, status=SigningRun.Status.RUNNING)
+        .annotate(in_flight=Count("batches", filter=Q(batches__status=Batch.Status.LEASED)))
+        .values("max_in_flight", "in_flight")
+        .first()
+    )
+    if run is None or run["in_flight"] >= run["max_in_flight"]:
+        return []
+    batches = (
+        Batch.objects.filter(run_id=run_id, status=Batch.Status.PENDING)
+        .order_by("seq")
+        .select_for_update(skip_locked=True, no_key=True)
+        .only("id", "first_record_id", "last_record_id")[: run["max_in_flight"] - run["in_flight"]]
+    )
+    claimed = []
+    for batch in batches:
+        lease = lease_lru_key(batch_id=batch.pk, ttl_seconds=settings.SIGNING_LEASE_TTL)
+        if lease is None:
+            break  # every key is busy: the next release dispatches again
+        Batch.objects.filter(pk=batch.pk).update(
+            status=Batch.Status.LEASED, attempts=F("attempts") + 1, leased_at=lease.acquired_at
+        )
+        claimed.append((batch, lease))
+    return claimed
+
+
+def _send_signing_triggered(run_id: int, batch: Batch, lease: GrantedLease) -> None:
+    # Imported here: the actors module imports this one to call its services.
+    from signing.actors import signing_triggered
+
+    records = batch_records(
+        first_record_id=batch.first_record_id, last_record_id=batch.last_record_id
+    )
+    signing_triggered.send(
+        run_id=run_id,
+        batch_id=lease.batch_id,
+        lease_id=lease.id,
+        token=lease.token,
+        key_id=lease.key_id,
+        kid=lease.kid,
+        public_key_pem=lease.public_key_pem,
+        records=[[record_id, payload] for record_id, payload in records],
+    )
+
+
+def complete_batch(*, run_id: int, lease_id: int) -> None:
+    """Handle SigningCompleted: release the lease, dispatch the next batch, maybe finish.
+
+    Release and dispatch share one transaction (and one turn of the keyring lock). Safe
+    to run twice: the second release finds the lease closed and changes nothing, and the
+    dispatch finds the run's in-flight limit already met.
+    """
+    with transaction.atomic():
+        release_lease(lease_id=lease_id, outcome=KeyLease.Outcome.COMPLETED)
+        advance_run(run_id)
+
+
+def abandon_batch(*, run_id: int, lease_id: int, reason: str) -> None:
+    """Give a batch back after its attempt failed: pending again, or failed after MAX_ATTEMPTS.
+
+    Only the attempt that still holds the lease can do this; a stale one changes nothing.
+    """
+    with transaction.atomic():
+        batch_id = release_lease(lease_id=lease_id, outcome=KeyLease.Outcome.FAILED)
+        if batch_id is not None:
+            Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
+                status=Case(
+                    When(attempts__gte=MAX_ATTEMPTS, then=Value(Batch.Status.FAILED)),
+                    default=Value(Batch.Status.PENDING),
+                ),
+                last_error=reason[:2000],
+            )
+            log.warning(
+                "batch.abandoned batch_id=%s lease_id=%s reason=%s", batch_id, lease_id, reason
+            )
+    advance_run(run_id)
+
+
+def advance_run(run_id: int) -> None:
+    """Keep the run moving: dispatch what it can, or finish it when nothing is left."""
+    if not fill_run(run_id):
+        finish_run_if_done(run_id)
+
+
+def finish_run_if_done(run_id: int) -> bool:
+    """Mark the run completed (or failed) once no batch is pending or held by a lease.
+
+    A compare-and-set: of two completions racing here, exactly one finishes the run.
+    """
+    unfinished = Batch.objects.filter(
+        run_id=OuterRef("pk"), status__in=[Batch.Status.PENDING, Batch.Status.LEASED]
+    )
+    held = KeyLease.objects.filter(batch__run_id=OuterRef("pk"), released_at=None)
+    failed = Batch.objects.filter(run_id=OuterRef("pk"), status=Batch.Status.FAILED)
+    finished = (
+        SigningRun.objects.filter(pk=run_id, status=SigningRun.Status.RUNNING)
+        .exclude(Exists(unfinished))
+        .exclude(Exists(held))
+        .update(
+            status=Case(
+                When(Exists(failed), then=Value(SigningRun.Status.FAILED)),
+                default=Value(SigningRun.Status.COMPLETED),
+            ),
+            finished_at=Now(),
+        )
+    )
+    if finished:
+        _record_failure_reason(run_id)
+        log.info("run.finished run_id=%s", run_id)
+    return bool(finished)
+
+
+def _record_failure_reason(run_id: int) -> None:
+    failed = Batch.objects.filter(run_id=run_id, status=Batch.Status.FAILED)
+    count = failed.count()
+    if count:
+        first = failed.order_by("seq").values("seq", "last_error").first()
+        SigningRun.objects.filter(pk=run_id).update(
+            failure_reason=(
+                f"{count} batch(es) failed after {MAX_ATTEMPTS} attempts; "
+                f"first, batch #{first['seq']}: {first['last_error']}"
+            )[:2000]
+        )
+
+
+def cancel_run(run_id: int) -> bool:
+    """Stop an active run: release its open leases (their writers then store nothing).
+
+    Returns False if the run had already finished. Its signed batches stay signed; the
+    records it did not reach are planned again by the next run.
+    """
+    with transaction.atomic():
+        cancelled = SigningRun.objects.filter(
+            pk=run_id, status__in=SigningRun.ACTIVE_STATUSES
+        ).update(status=SigningRun.Status.CANCELLED, finished_at=Now())
+        if not cancelled:
+            return False
+        open_leases = KeyLease.objects.filter(batch__run_id=run_id, released_at=None)
+        for lease_id in open_leases.values_list("id", flat=True):
+            release_lease(lease_id=lease_id, outcome=KeyLease.Outcome.FAILED)
+        Batch.objects.filter(run_id=run_id, status=Batch.Status.LEASED).update(
+            status=Batch.Status.PENDING
+        )
+    log.info("run.cancelled run_id=%s", run_id)
+    return True

@@ -1,0 +1,18 @@
+"""Named failures of the signing executor, each safe to show to a user as it is."""
+
+
+class InvalidBatchSize(ValueError):
+    """The batch size is not a whole number from 1 to MAX_BATCH_SIZE."""
+
+
+class RunAlreadyActive(Exception):
+    """A run is pending or running; only one may be active at a time."""
+
+    def __init__(self, run_id: int | None) -> None:
+        self.run_id = run_id
+        which = f"run {run_id}" if run_id is not None else "another run"
+        super().__init__(f"{which} is still active: wait for it to finish or cancel it first")
+
+
+class KeyMismatch(Exception):
+    """The key unsealed for signing is not the one the lease and message name."""

@@ -1,0 +1,26 @@
+"""manage.py cancel: stop the active run (or the one named)."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from signing.cli import whole_number
+from signing.dispatch import cancel_run
+from signing.selectors import active_run
+
+
+class Command(BaseCommand):
+    help = "Cancel the active run: its open leases are released and nothing more is signed."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "run", nargs="?", type=whole_number(1), help="run id (default: the active run)"
+        )
+
+    def handle(self, *args, run: int | None, **options) -> None:
+        if run is None:
+            active = active_run()
+            if active is None:
+                raise CommandError("no run is active")
+            run = active.pk
+        if not cancel_run(run):
+            raise CommandError(f"run {run} is not active")
+        self.stdout.write(f"run {run} cancelled")

@@ -1,0 +1,100 @@
+"""manage.py sign: start a run, then (by default) watch it to the end and summarize it."""
+
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from keyring.exceptions import KekError
+from keyring.selectors import free_keys
+from keyring.services import check_kek_opens_keyring
+from signing.dispatch import parse_batch_size, start_run
+from signing.exceptions import InvalidBatchSize, RunAlreadyActive
+from signing.selectors import RunProgress, run_progress
+
+# How often the progress bar re-reads the run: a display refresh, not part of the pipeline.
+REFRESH_SECONDS = 0.25
+# After this long with no batch signed, the bar says that no worker may be running.
+STALL_HINT_SECONDS = 15.0
+
+
+class Command(BaseCommand):
+    help = "Sign every unsigned record in batches of a fixed size, with LRU-leased keys."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--batch-size",
+            default=str(settings.SIGNING_BATCH_SIZE),
+            help=f"records per batch, fixed for the run (default {settings.SIGNING_BATCH_SIZE})",
+        )
+        parser.add_argument(
+            "--no-wait", action="store_true", help="print the run id and return at once"
+        )
+
+    def handle(self, *args, batch_size: str, no_wait: bool, **options) -> None:
+        try:
+            size = parse_batch_size(batch_size)
+        except InvalidBatchSize as error:
+            raise CommandError(str(error), returncode=2) from None
+        try:
+            check_kek_opens_keyring()
+        except KekError as error:
+            raise CommandError(str(error)) from None
+        if not free_keys().exists():
+            raise CommandError("no enabled key is free: seed keys first (manage.py seed)")
+        try:
+            run = start_run(batch_size=size)
+        except RunAlreadyActive as error:
+            raise CommandError(str(error)) from None
+        if no_wait:
+            self.stdout.write(str(run.pk))
+            return
+        console = Console(file=self.stdout._out, soft_wrap=True)
+        progress = self.watch(run.pk, console)
+        console.print(summary_line(progress))
+        if progress.status != "completed":
+            raise CommandError(f"run {run.pk} {progress.status}: {progress.failure_reason}")
+
+    def watch(self, run_id: int, console: Console) -> RunProgress:
+        progress = run_progress(run_id)
+        columns = (
+            TextColumn("[bold]run {task.fields[run_id]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("records · {task.fields[rate]:,.0f}/s · {task.fields[note]}"),
+            TimeElapsedColumn(),
+        )
+        last_signed, last_change = -1, time.monotonic()
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task(
+                "sign", total=progress.total_records, run_id=run_id, rate=0.0, note=""
+            )
+            while True:
+                progress = run_progress(run_id)
+                if progress.signed_records != last_signed:
+                    last_signed, last_change = progress.signed_records, time.monotonic()
+                stalled = time.monotonic() - last_change > STALL_HINT_SECONDS
+                bar.update(
+                    task,
+                    completed=progress.signed_records,
+                    rate=progress.records_per_second,
+                    note=(
+                        "no progress: is a worker running? (manage.py rundramatiq)"
+                        if stalled
+                        else f"{progress.batches_in_flight} batches in flight"
+                    ),
+                )
+                if progress.finished:
+                    return progress
+                time.sleep(REFRESH_SECONDS)
+
+
+def summary_line(progress: RunProgress) -> str:
+    return (
+        f"run {progress.run_id} {progress.status}: {progress.signed_records:,} of "
+        f"{progress.total_records:,} records signed in {progress.batches_signed:,} batches of "
+        f"{progress.batch_size:,} with {progress.keys_used} keys, "
+        f"{progress.seconds:.2f} s, {progress.records_per_second:,.0f} records/s"
+    )

@@ -1,0 +1,103 @@
+"""Runs and their batches (the seed's Signing Executor keeps its plan here).
+
+Table and column names are a contract read by outside auditors (docs/architecture.md).
+"""
+
+from django.db import models
+from django.db.models import Q, Value
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class BatchStatus(models.TextChoices):
+    PENDING = "pending"
+    LEASED = "leased"
+    SIGNED = "signed"
+    FAILED = "failed"
+
+
+class SigningRun(models.Model):
+    Status = RunStatus
+    ACTIVE_STATUSES = (Status.PENDING, Status.RUNNING)
+    FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    # Rule 5: set at start; a trigger (migration 0002) refuses any later change.
+    batch_size = models.PositiveIntegerField()
+    status = models.TextField(choices=Status.choices, default=Status.PENDING)
+    record_count = models.PositiveIntegerField(default=0)
+    batch_count = models.PositiveIntegerField(default=0)
+    max_in_flight = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(batch_size__gt=0), name="run_batch_size_positive"),
+            models.CheckConstraint(
+                condition=Q(max_in_flight__gt=0), name="run_max_in_flight_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=RunStatus.values), name="run_known_status"
+            ),
+            # At most one active run: a unique index over a constant, for active rows only.
+            models.UniqueConstraint(
+                Value(True),
+                condition=Q(status__in=[RunStatus.PENDING, RunStatus.RUNNING]),
+                name="run_at_most_one_active",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk}"
+
+    def __repr__(self) -> str:
+        return f"<SigningRun {self.pk} {self.status} batch_size={self.batch_size}>"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+
+class Batch(models.Model):
+    Status = BatchStatus
+
+    run = models.ForeignKey(SigningRun, on_delete=models.CASCADE, related_name="batches")
+    seq = models.PositiveIntegerField()
+    # A contiguous range of record ids that were unsigned when the run was planned.
+    first_record_id = models.BigIntegerField()
+    last_record_id = models.BigIntegerField()
+    size = models.PositiveIntegerField()
+    status = models.TextField(choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    leased_at = models.DateTimeField(null=True, blank=True)
+    signed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "seq"], name="batch_seq_unique_per_run"),
+            models.CheckConstraint(condition=Q(size__gt=0), name="batch_size_positive"),
+            models.CheckConstraint(
+                condition=Q(first_record_id__lte=models.F("last_record_id")),
+                name="batch_range_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=BatchStatus.values), name="batch_known_status"
+            ),
+        ]
+        indexes = [models.Index(fields=["run", "status", "seq"], name="batch_run_status_idx")]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} (#{self.seq} of run {self.run_id})"
+
+    def __repr__(self) -> str:
+        return f"<Batch {self.pk} run={self.run_id} seq={self.seq} {self.status}>"

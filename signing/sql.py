@@ -1,0 +1,23 @@
+"""Named SQL of the signing executor."""
+
+# Plan a run: cut the unsigned record ids, in order, into contiguous batches of
+# %(batch_size)s (the last may be smaller), in one pass and one statement; say how many
+# batches and records were planned.
+PLAN_BATCHES = """
+WITH numbered AS (
+    SELECT r.id, (ROW_NUMBER() OVER (ORDER BY r.id) - 1) / %(batch_size)s AS grp
+    FROM records_record r
+    WHERE NOT EXISTS (SELECT 1 FROM records_signature s WHERE s.record_id = r.id)
+),
+planned AS (
+    INSERT INTO signing_batch
+        (run_id, seq, first_record_id, last_record_id, size, status, attempts, last_error,
+         created_at)
+    SELECT %(run_id)s, grp + 1, MIN(id), MAX(id), COUNT(*), 'pending', 0, '', now()
+    FROM numbered
+    GROUP BY grp
+    ORDER BY grp
+    RETURNING size
+)
+SELECT COUNT(*), COALESCE(SUM(size), 0) FROM planned
+"""

@@ -1,0 +1,148 @@
+"""Settings for the signing service, every one read from the environment (12-factor).
+
+A `.env` file at the project root (written by `make demo`, git-ignored) is read first;
+variables already in the environment win over it.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dj_database_url
+from dotenv import load_dotenv
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+load_dotenv(BASE_DIR / ".env", override=False)
+
+
+def env_int(name: str, default: int) -> int:
+    """Read a positive integer setting, failing at start-up with the variable's name."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise SystemExit(f"{name} must be greater than 0, got {value}")
+    return value
+
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/signing"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key")
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    # signing comes before django_dramatiq so that its rundramatiq command wins.
+    "records",
+    "keyring",
+    "signing",
+    "django_dramatiq",
+    "rest_framework",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "signing_site.urls"
+WSGI_APPLICATION = "signing_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+DATABASES["default"].setdefault("TEST", {})
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Dramatiq -------------------------------------------------------------------------
+BROKER_URL = os.environ.get("BROKER_URL", DEFAULT_BROKER_URL)
+_BROKER_CLASSES = {
+    "redis": "dramatiq.brokers.redis.RedisBroker",
+    "rediss": "dramatiq.brokers.redis.RedisBroker",
+    "amqp": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
+    "amqps": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
+}
+_scheme = urlparse(BROKER_URL).scheme
+if _scheme not in _BROKER_CLASSES:
+    raise SystemExit(f"BROKER_URL must start with redis:// or amqp://, got {BROKER_URL!r}")
+
+DRAMATIQ_BROKER = {
+    "BROKER": _BROKER_CLASSES[_scheme],
+    "OPTIONS": {"url": BROKER_URL},
+    # No AdminMiddleware: it writes a row per message, and the tables of record here are
+    # the leases and batches. DbConnectionsMiddleware closes stale connections around
+    # each message so a restarted PostgreSQL only costs a retry.
+    "MIDDLEWARE": [
+        "dramatiq.middleware.AgeLimit",
+        "dramatiq.middleware.TimeLimit",
+        "dramatiq.middleware.Callbacks",
+        "dramatiq.middleware.Retries",
+        "dramatiq.middleware.CurrentMessage",
+        "django_dramatiq.middleware.DbConnectionsMiddleware",
+    ],
+}
+DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
+
+# --- Signing --------------------------------------------------------------------------
+SIGNING_BATCH_SIZE = env_int("SIGNING_BATCH_SIZE", 1000)
+SIGNING_LEASE_TTL = env_int("SIGNING_LEASE_TTL", 30)
+# How many batches of one run may be leased at once: enough to keep every worker thread
+# busy while the next dispatch happens; the keyring's size bounds it too.
+SIGNING_MAX_IN_FLIGHT = env_int("SIGNING_MAX_IN_FLIGHT", 16)
+# The KEK is read when a key is sealed or opened (keyring.sealing), never at import, so
+# commands that need no private key (migrate, audit) run without it.
+
+# Structured lines: an event name, then key=value fields (ids, kid, counts, timings) and
+# never key material. Commands log warnings only; `rundramatiq` raises workers to INFO.
+SIGNING_LOG_LEVEL = os.environ.get("SIGNING_LOG_LEVEL", "WARNING").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "kv": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        app: {"level": SIGNING_LOG_LEVEL, "propagate": True}
+        for app in ("signing", "keyring", "records")
+    },
+}

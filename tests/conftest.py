@@ -1,0 +1,111 @@
+"""The cast shared by the tests: a seeded keyring, runs, a broker recorder, worker processes."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import dramatiq
+import pytest
+from django.db import connection
+from dramatiq.middleware import Middleware
+
+from keyring import sealing
+from keyring.models import SigningKey
+from keyring.services import create_keys, forget_private_keys
+from records.services import load_records, random_payloads
+from signing.workers import WorkerPool
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def wait_until(check: Callable[[], object], *, timeout: float = 30.0, every: float = 0.05):
+    """Poll `check` until it returns something truthy, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"still false after {timeout}s: {check}"
+        time.sleep(every)
+    return result
+
+
+def seed(*, records: int, keys: int, algorithm: str = "ed25519") -> list[SigningKey]:
+    """Seed like `manage.py seed`, with a fixed random seed for repeatable payloads."""
+    created = create_keys(count=keys, algorithm=algorithm, kek=sealing.kek_from_environment())
+    load_records(random_payloads(records, rng=random.Random(1234)))
+    return created
+
+
+@pytest.fixture(autouse=True)
+def _forget_unsealed_keys() -> Iterator[None]:
+    forget_private_keys()
+    yield
+    forget_private_keys()
+
+
+class SentMessages(Middleware):
+    """Remembers every message the broker enqueues, so a test can deliver it again."""
+
+    def __init__(self) -> None:
+        self.messages: list[dramatiq.Message] = []
+
+    def after_enqueue(self, broker, message, delay) -> None:
+        self.messages.append(message)
+
+    def named(self, actor_name: str) -> list[dramatiq.Message]:
+        return [m for m in self.messages if m.actor_name == actor_name]
+
+
+@pytest.fixture
+def broker() -> Iterator[dramatiq.Broker]:
+    """The real Redis broker (test database 15), emptied before and after the test."""
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    yield broker
+    broker.flush_all()
+
+
+@pytest.fixture
+def sent(broker: dramatiq.Broker) -> Iterator[SentMessages]:
+    recorder = SentMessages()
+    broker.add_middleware(recorder)
+    yield recorder
+    broker.middleware.remove(recorder)
+
+
+@pytest.fixture
+def worker_env(transactional_db) -> dict[str, str]:
+    """Environment for worker processes: the test database, the test broker and KEK."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "postgres", safe="")
+    if db["PASSWORD"]:
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    return {
+        "DATABASE_URL": f"postgres://{credentials}@{host}:{port}/{quote(db['NAME'])}",
+        "SIGNING_LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def start_workers(
+    worker_env: dict[str, str], broker: dramatiq.Broker, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., WorkerPool]]:
+    """Start real `manage.py rundramatiq` processes; every one is stopped at teardown."""
+    pools: list[WorkerPool] = []
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_file = ARTIFACTS / f"workers-{request.node.name}.log"
+    log_file.unlink(missing_ok=True)
+
+    def start(*, processes: int = 2, threads: int = 4) -> WorkerPool:
+        pool = WorkerPool(
+            processes=processes, threads=threads, env=worker_env, log_file=log_file
+        ).start()
+        pools.append(pool)
+        return pool
+
+    yield start
+    for pool in pools:
+        pool.stop()

@@ -1,0 +1,141 @@
+"""signing.audit: it passes a clean run and names every kind of breach planted in the tables."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from keyring.models import KeyLease, SigningKey
+from records.models import Signature
+from signing.actors import signing_completed, signing_triggered
+from signing.audit import audit
+from signing.dispatch import start_run
+from signing.models import Batch, SigningRun
+from tests.conftest import seed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def signed_run(sent, django_capture_on_commit_callbacks) -> SigningRun:
+    """A run of 4 batches of 5 records, signed one at a time by calling the actors as
+    workers would; 3 keys, so the 4th batch reuses the first key."""
+    seed(records=20, keys=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = start_run(batch_size=5, max_in_flight=1)
+    delivered = set()
+    while pending := [m for m in sent.messages if m.message_id not in delivered]:
+        for message in pending:
+            delivered.add(message.message_id)
+            actor = {"signing_triggered": signing_triggered, "signing_completed": signing_completed}
+            with django_capture_on_commit_callbacks(execute=True):
+                actor[message.actor_name].fn(**message.kwargs)
+    run.refresh_from_db()
+    assert run.status == SigningRun.Status.COMPLETED
+    return run
+
+
+def without_constraint(table: str, constraint: str) -> None:
+    """Drop a constraint inside the test's transaction, to plant what it would refuse."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {constraint}")
+
+
+def failed_checks(run_id=None) -> dict[str, list[str]]:
+    return {c.name: c.breaches for c in audit(run_id=run_id, processes=1).checks if not c.passed}
+
+
+def test_a_clean_run_passes_every_check(signed_run):
+    assert failed_checks() == {}
+    assert failed_checks(signed_run.pk) == {}
+
+
+def test_a_tampered_signature_is_named(signed_run):
+    signature = Signature.objects.order_by("record_id").first()
+    signature.signature = bytes([signature.signature[0] ^ 1]) + bytes(signature.signature[1:])
+    signature.save()
+    assert failed_checks() == {
+        "signatures_verify": [f"record {signature.record_id}: signature does not verify"]
+    }
+
+
+def test_a_missing_signature_is_named(signed_run):
+    signature = Signature.objects.order_by("record_id").last()
+    record_id = signature.record_id
+    signature.delete()
+    breaches = failed_checks(signed_run.pk)["one_signature_per_record"]
+    assert f"record {record_id} has no signature" in breaches
+
+
+def test_a_batch_signed_with_two_keys_is_named(signed_run):
+    signature = Signature.objects.order_by("record_id").first()
+    other_key = SigningKey.objects.exclude(pk=signature.key_id).first()
+    without_constraint("records_signature", "signature_matches_lease")
+    Signature.objects.filter(pk=signature.pk).update(key=other_key)
+    failed = failed_checks()
+    assert (
+        f"batch {signature.batch_id} was signed with 2 keys under 1 leases"
+        in failed["one_key_per_batch"]
+    )
+
+
+def test_overlapping_leases_are_named_even_without_the_constraint(signed_run):
+    without_constraint("keyring_keylease", "keylease_no_overlap_per_key")
+    without_constraint("records_signature", "signature_matches_lease")
+    first, second = KeyLease.objects.order_by("id")[:2]
+    KeyLease.objects.filter(pk=second.pk).update(
+        key=first.key, token=999, acquired_at=first.acquired_at + timedelta(microseconds=1)
+    )
+    Signature.objects.filter(lease=second).update(key=first.key)
+    assert failed_checks()["no_overlapping_leases"] == [
+        f"leases {first.pk} and {second.pk} of {first.key.kid} overlap in time"
+    ]
+
+
+def test_a_signature_written_outside_its_lease_is_named(signed_run):
+    signature = Signature.objects.order_by("record_id").first()
+    Signature.objects.filter(pk=signature.pk).update(
+        signed_at=signature.lease.acquired_at - timedelta(seconds=1)
+    )
+    assert "signed_within_lease" in failed_checks()
+
+
+def test_a_lease_left_open_after_the_run_is_named(signed_run):
+    lease = KeyLease.objects.order_by("id").last()
+    KeyLease.objects.filter(pk=lease.pk).update(released_at=None, outcome=None)
+    assert any(f"lease {lease.pk}" in b for b in failed_checks()["no_open_leases_after_finish"])
+
+
+def test_a_key_picked_out_of_lru_order_is_named(signed_run):
+    # The 4th lease took the first key, the least recently used. Pretend that key had
+    # been released just before, so the other two, free and older, should have come first.
+    last = KeyLease.objects.order_by("-acquired_at").first()
+    previous = KeyLease.objects.filter(key=last.key).exclude(pk=last.pk).get()
+    KeyLease.objects.filter(pk=previous.pk).update(
+        released_at=last.acquired_at - timedelta(microseconds=1)
+    )
+    [breach] = failed_checks()["lru_order"]
+    assert breach.startswith(f"lease {last.pk} at ")
+    assert f"took {last.key.kid}" in breach
+
+
+def test_a_batch_larger_than_the_batch_size_is_named(signed_run):
+    Batch.objects.filter(run=signed_run, seq=2).update(size=6)
+    failed = failed_checks()
+    assert (
+        f"run {signed_run.pk} batch #2 has 6 records for a batch size of 5"
+        in failed["batch_size_fixed"]
+    )
+
+
+def test_the_command_exits_1_and_lists_the_breach(signed_run):
+    Batch.objects.filter(run=signed_run, seq=1).update(size=4)
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("audit", stdout=out)
+    assert exited.value.code == 1
+    assert "FAIL rule 5" in out.getvalue()
+    assert "Audit FAILED" in out.getvalue()

@@ -1,0 +1,186 @@
+"""manage.py seed / sign / audit / cancel / export_signature, as a user runs them."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from keyring.models import KeyLease, SigningKey
+from records.models import Record, Signature
+from signing import crypto
+from signing.dispatch import plan_run
+from signing.models import Batch, SigningRun
+from tests.conftest import seed
+
+MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
+
+
+def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, MANAGE, *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "abc", "1.5", "", "1e3", str(10**12), "2147483648"])
+def test_sign_refuses_a_bad_batch_size_in_one_line_with_exit_2_and_creates_nothing(bad, worker_env):
+    result = run_command("sign", f"--batch-size={bad}", env=worker_env)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "batch size must" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not SigningRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_sign_refuses_a_second_run_while_one_is_active():
+    seed(records=10, keys=2)
+    active = plan_run(batch_size=5)
+    with pytest.raises(CommandError, match=f"run {active.pk} is still active"):
+        call_command("sign", batch_size="5", no_wait=True)
+    assert SigningRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_sign_without_keys_says_to_seed_first():
+    seed(records=10, keys=0)
+    with pytest.raises(CommandError, match="seed keys first"):
+        call_command("sign", no_wait=True)
+    assert not SigningRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sign_no_wait_prints_the_run_id_and_returns(broker):
+    seed(records=10, keys=2)
+    out = io.StringIO()
+    call_command("sign", batch_size="4", no_wait=True, stdout=out)
+    run = SigningRun.objects.get()
+    assert out.getvalue().strip() == str(run.pk)
+    assert run.batch_size == 4
+    assert list(Batch.objects.order_by("seq").values_list("size", flat=True)) == [4, 4, 2]
+
+
+def test_sign_with_a_wrong_kek_is_a_clear_error(worker_env):
+    seed(records=5, keys=1)
+    from keyring.sealing import generate_kek
+
+    result = run_command("sign", env={**worker_env, "SIGNING_KEK": generate_kek()})
+    assert result.returncode == 1
+    assert "is not the KEK the keys were sealed with" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not SigningRun.objects.exists()
+
+
+def test_seed_without_a_kek_is_a_clear_error(worker_env):
+    result = run_command("seed", "--records", "5", env={**worker_env, "SIGNING_KEK": ""})
+    assert result.returncode == 1
+    assert "SIGNING_KEK is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.django_db
+def test_seed_loads_varied_printable_payloads_and_sealed_keys():
+    out = io.StringIO()
+    call_command("seed", records=2_000, keys=5, stdout=out)
+    assert "seeded 2,000 records and 5 ed25519 keys" in out.getvalue()
+    payloads = list(Record.objects.values_list("payload", flat=True))
+    assert len({len(p) for p in payloads}) > 100
+    assert all(p.isprintable() for p in payloads)
+    assert any(not p.isascii() for p in payloads)
+    assert any(len(c.encode()) == 4 for p in payloads for c in p)
+    for key in SigningKey.objects.all():
+        sealed = bytes(key.encrypted_private_key)
+        assert b"PRIVATE KEY" not in sealed
+        assert crypto.load_public_key(key.public_key_pem)
+
+
+@pytest.mark.django_db
+def test_seed_reset_starts_over():
+    seed(records=10, keys=2)
+    call_command("seed", records=3, keys=1, reset=True, stdout=io.StringIO())
+    assert Record.objects.count() == 3
+    assert SigningKey.objects.count() == 1
+    assert Record.objects.order_by("id").first().pk == 1
+
+
+@pytest.mark.django_db
+def test_seed_refuses_to_reset_under_an_active_run():
+    seed(records=10, keys=2)
+    plan_run(batch_size=5)
+    with pytest.raises(CommandError, match="a run is active"):
+        call_command("seed", records=1, keys=0, reset=True)
+    assert Record.objects.count() == 10
+
+
+@pytest.mark.django_db
+def test_cancel_releases_the_open_leases_of_the_active_run():
+    from tests.integration.factories import lease_batch
+
+    seed(records=10, keys=2)
+    run = plan_run(batch_size=5)
+    lease_batch(run.batches.get(seq=1))
+    call_command("cancel", stdout=io.StringIO())
+    run.refresh_from_db()
+    assert run.status == SigningRun.Status.CANCELLED
+    assert not KeyLease.objects.filter(released_at=None).exists()
+    with pytest.raises(CommandError, match="no run is active"):
+        call_command("cancel")
+
+
+@pytest.mark.django_db
+def test_audit_of_an_unknown_run_is_a_usage_error():
+    with pytest.raises(CommandError, match="no run 99"):
+        call_command("audit", run=99)
+
+
+@pytest.mark.parametrize("algorithm", crypto.ALGORITHMS)
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
+@pytest.mark.django_db
+def test_a_signature_made_here_verifies_with_the_openssl_command_line(
+    algorithm, tmp_path, sent, django_capture_on_commit_callbacks
+):
+    from signing.actors import signing_triggered
+    from signing.dispatch import fill_run
+
+    # Given a record signed by the pipeline's own code path
+    seed(records=3, keys=1, algorithm=algorithm)
+    run = plan_run(batch_size=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        fill_run(run.pk)
+    signing_triggered.fn(**sent.named("signing_triggered")[0].kwargs)
+    assert Signature.objects.count() == 3
+
+    # When it is exported and checked with the README's openssl command
+    out = io.StringIO()
+    record_id = Signature.objects.order_by("record_id").values_list("record_id", flat=True)[1]
+    call_command("export_signature", record_id, out=tmp_path, stdout=out)
+    command = out.getvalue().strip().splitlines()[-1]
+    verified = subprocess.run(command.split(), capture_output=True, text=True, check=False)
+
+    # Then openssl agrees, and disagrees once the input is changed by one byte
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "Signature Verified Successfully" in verified.stdout
+    data = (tmp_path / "input.bin").read_bytes()
+    (tmp_path / "input.bin").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    tampered = subprocess.run(command.split(), capture_output=True, text=True, check=False)
+    assert tampered.returncode != 0
+
+
+@pytest.mark.django_db
+def test_audit_json_lists_every_rule():
+    out = io.StringIO()
+    call_command("audit", json=True, stdout=out)
+    report = json.loads(out.getvalue())
+    assert report["passed"] is True
+    assert {check["rule"] for check in report["checks"]} == {"1", "2", "3", "4", "5"}

@@ -1,0 +1,125 @@
+"""What PostgreSQL itself refuses, whatever the code above it does."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from keyring.models import KeyLease, SigningKey
+from records.models import Record, Signature
+from signing.dispatch import plan_run
+from signing.models import SigningRun
+from tests.conftest import seed
+from tests.integration.factories import lease_batch
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def run():
+    seed(records=10, keys=3)
+    return plan_run(batch_size=5)
+
+
+def constraint_refusing(callable_) -> str:
+    """Run a write that must fail; return the name of the constraint that refused it."""
+    with pytest.raises(IntegrityError) as caught, transaction.atomic():
+        callable_()
+    return caught.value.__cause__.diag.constraint_name
+
+
+def test_a_record_cannot_have_a_second_signature(run):
+    batch = run.batches.get(seq=1)
+    lease = lease_batch(batch)
+    record = Record.objects.order_by("id").first()
+    fields = dict(key_id=lease.key_id, batch=batch, lease_id=lease.id, signed_at=timezone.now())
+    Signature.objects.create(record=record, signature=b"a", **fields)
+    refused = constraint_refusing(
+        lambda: Signature.objects.bulk_create([Signature(record=record, signature=b"b", **fields)])
+    )
+    assert refused == "records_signature_pkey"
+
+
+def test_a_key_cannot_be_leased_twice_at_once(run):
+    first = lease_batch(run.batches.get(seq=1))
+    now = timezone.now()
+    refused = constraint_refusing(
+        lambda: KeyLease.objects.create(
+            key_id=first.key_id,
+            batch=run.batches.get(seq=2),
+            token=first.token + 1,
+            acquired_at=now,
+            expires_at=now + timedelta(seconds=30),
+        )
+    )
+    assert refused == "keylease_no_overlap_per_key"
+
+
+def test_a_batch_cannot_be_held_by_two_open_leases(run):
+    batch = run.batches.get(seq=1)
+    lease = lease_batch(batch)
+    another_key = SigningKey.objects.exclude(pk=lease.key_id).first()
+    now = timezone.now()
+    refused = constraint_refusing(
+        lambda: KeyLease.objects.create(
+            key=another_key,
+            batch=batch,
+            token=1,
+            acquired_at=now,
+            expires_at=now + timedelta(seconds=30),
+        )
+    )
+    assert refused == "keylease_one_open_per_batch"
+
+
+def test_a_signature_must_name_its_lease_key_and_batch(run):
+    batch = run.batches.get(seq=1)
+    lease = lease_batch(batch)
+    other = lease_batch(run.batches.get(seq=2))
+    record = Record.objects.order_by("id").first()
+
+    def sign_with_the_wrong_key():
+        Signature.objects.create(
+            record=record,
+            key_id=other.key_id,
+            batch=batch,
+            lease_id=lease.id,
+            signature=b"x",
+            signed_at=timezone.now(),
+        )
+        connection.check_constraints()  # the foreign key is deferred to commit
+
+    assert constraint_refusing(sign_with_the_wrong_key) == "signature_matches_lease"
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_a_run_needs_a_positive_batch_size(size):
+    refused = constraint_refusing(
+        lambda: SigningRun.objects.create(batch_size=size, max_in_flight=1)
+    )
+    assert refused in {"run_batch_size_positive", "signing_signingrun_batch_size_check"}
+
+
+def test_a_run_batch_size_never_changes(run):
+    with pytest.raises(IntegrityError, match="fixed at 5"), transaction.atomic():
+        SigningRun.objects.filter(pk=run.pk).update(batch_size=6)
+    run.refresh_from_db()
+    assert run.batch_size == 5
+
+
+def test_only_one_run_is_active_at_a_time(run):
+    refused = constraint_refusing(
+        lambda: SigningRun.objects.create(
+            batch_size=3, max_in_flight=1, status=SigningRun.Status.PENDING
+        )
+    )
+    assert refused == "run_at_most_one_active"
+
+
+def test_a_released_lease_must_say_how_it_ended(run):
+    lease = lease_batch(run.batches.get(seq=1))
+    refused = constraint_refusing(
+        lambda: KeyLease.objects.filter(pk=lease.id).update(released_at=timezone.now())
+    )
+    assert refused == "keylease_outcome_iff_released"

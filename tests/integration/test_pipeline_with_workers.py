@@ -1,0 +1,87 @@
+"""The whole pipeline with real `manage.py rundramatiq` processes on Redis and PostgreSQL."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keyring.models import KeyLease
+from records.models import Signature
+from signing.models import SigningRun
+from tests.conftest import seed
+
+pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
+
+MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
+
+
+def manage(
+    worker_env: dict[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess:
+    """Run a management command as a user would, against the test database."""
+    return subprocess.run(
+        [sys.executable, MANAGE, *args],
+        env={**os.environ, **worker_env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_workers_sign_5000_records_with_50_keys_and_the_audit_passes(start_workers, worker_env):
+    # Given 5,000 records, 50 keys and two worker processes
+    seed(records=5_000, keys=50)
+    start_workers(processes=2, threads=4)
+
+    # When `manage.py sign --batch-size 50` runs to the end
+    signed = manage(worker_env, "sign", "--batch-size", "50")
+
+    # Then every record is signed once, in 100 batches, and `manage.py audit` passes
+    assert signed.returncode == 0, signed.stderr
+    assert "5,000 of 5,000 records signed in 100 batches of 50 with 50 keys" in signed.stdout
+    assert Signature.objects.count() == 5_000
+    run = SigningRun.objects.get()
+    assert run.status == SigningRun.Status.COMPLETED
+    assert not KeyLease.objects.filter(released_at=None).exists()
+    audited = manage(worker_env, "audit", "--json")
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    report = json.loads(audited.stdout)
+    assert report["passed"] is True
+    assert {c["name"]: c["examined"] for c in report["checks"]}["signatures_verify"] == 5_000
+
+
+def test_a_batch_size_larger_than_the_records_signs_them_in_one_batch(start_workers, worker_env):
+    seed(records=300, keys=3)
+    start_workers(processes=1, threads=2)
+
+    signed = manage(worker_env, "sign", "--batch-size", "100000")
+
+    assert signed.returncode == 0, signed.stderr
+    assert "300 of 300 records signed in 1 batches of 100,000 with 1 keys" in signed.stdout
+    assert manage(worker_env, "audit").returncode == 0
+
+
+def test_a_second_run_signs_only_the_new_records(start_workers, worker_env):
+    seed(records=200, keys=5)
+    start_workers(processes=1, threads=2)
+    assert manage(worker_env, "sign", "--batch-size", "30").returncode == 0
+    seed(records=70, keys=0)
+
+    again = manage(worker_env, "sign", "--batch-size", "30")
+
+    assert again.returncode == 0, again.stderr
+    assert "70 of 70 records signed in 3 batches of 30" in again.stdout
+    assert Signature.objects.count() == 270
+    assert manage(worker_env, "audit").returncode == 0
+
+
+def test_demo_seeds_signs_audits_and_stops_its_workers(worker_env):
+    demo = manage(worker_env, "demo", "--records", "2000", "--keys", "20", "--batch-size", "100")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "2,000 of 2,000 signed" in demo.stdout
+    assert "Audit PASSED" in demo.stdout
+    assert "workers stopped" in demo.stdout

@@ -1,0 +1,155 @@
+"""records.services.store_signatures: the fenced write, with two writers of one batch."""
+
+import threading
+
+import pytest
+from django.db import connection
+
+from keyring.models import KeyLease
+from keyring.services import open_private_key, release_lease
+from records.models import Signature
+from records.selectors import batch_records
+from records.services import StoreOutcome, store_signatures
+from signing import crypto
+from signing.dispatch import plan_run
+from signing.models import Batch
+from tests.conftest import seed
+from tests.integration.factories import lease_batch
+
+
+def signed_batch(batch: Batch, lease) -> list[crypto.SignedRecord]:
+    key = open_private_key(key_id=lease.key_id, kid=lease.kid)
+    records = batch_records(
+        first_record_id=batch.first_record_id, last_record_id=batch.last_record_id
+    )
+    return crypto.sign_records(key.private_key, records)
+
+
+def store(lease, signatures):
+    return store_signatures(
+        lease_id=lease.id,
+        token=lease.token,
+        batch_id=lease.batch_id,
+        key_id=lease.key_id,
+        signatures=signatures,
+    )
+
+
+def expire(lease) -> None:
+    """Take a lease away as the reaper will: closed, its batch pending again."""
+    release_lease(lease_id=lease.id, outcome=KeyLease.Outcome.EXPIRED)
+    Batch.objects.filter(pk=lease.batch_id).update(status=Batch.Status.PENDING)
+
+
+@pytest.fixture
+def batch(db) -> Batch:
+    seed(records=20, keys=3)
+    return plan_run(batch_size=20).batches.get()
+
+
+def test_a_batch_is_stored_whole_and_marked_signed(batch):
+    lease = lease_batch(batch)
+    assert store(lease, signed_batch(batch, lease)) == (StoreOutcome.STORED, 0)
+    assert (
+        Signature.objects.filter(batch=batch, key_id=lease.key_id, lease_id=lease.id).count() == 20
+    )
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.SIGNED
+
+
+def test_the_same_attempt_stored_twice_writes_once(batch):
+    lease = lease_batch(batch)
+    signatures = signed_batch(batch, lease)
+    store(lease, signatures)
+    before = list(Signature.objects.order_by("record_id").values())
+    assert store(lease, signatures) == (StoreOutcome.ALREADY_STORED, 0)
+    assert list(Signature.objects.order_by("record_id").values()) == before
+
+
+def test_a_writer_whose_lease_was_taken_away_writes_nothing(batch):
+    stale = lease_batch(batch)
+    signatures = signed_batch(batch, stale)
+    expire(stale)
+    assert store(stale, signatures) == (StoreOutcome.LEASE_LOST, 0)
+    assert not Signature.objects.exists()
+
+
+def test_a_wrong_token_writes_nothing(batch):
+    lease = lease_batch(batch)
+    outcome, _ = store_signatures(
+        lease_id=lease.id,
+        token=lease.token + 1,
+        batch_id=batch.pk,
+        key_id=lease.key_id,
+        signatures=signed_batch(batch, lease),
+    )
+    assert outcome is StoreOutcome.LEASE_LOST
+    assert not Signature.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_writers_of_one_batch_at_once_land_exactly_one_set_of_signatures():
+    # Given a batch whose first lease expired and was granted again to another key,
+    # and both attempts holding their signatures, ready to store
+    seed(records=50, keys=3)
+    batch = plan_run(batch_size=50).batches.get()
+    stale = lease_batch(batch)
+    stale_signatures = signed_batch(batch, stale)
+    expire(stale)
+    current = lease_batch(batch)
+    current_signatures = signed_batch(batch, current)
+    assert current.key_id != stale.key_id
+
+    # When both store at the same moment
+    outcomes: dict[str, tuple] = {}
+    start = threading.Barrier(2)
+
+    def write(name, lease, signatures):
+        start.wait()
+        try:
+            outcomes[name] = store(lease, signatures)
+        finally:
+            connection.close()
+
+    writers = [
+        threading.Thread(target=write, args=("stale", stale, stale_signatures)),
+        threading.Thread(target=write, args=("current", current, current_signatures)),
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=30)
+
+    # Then only the current lease's signatures exist, one per record
+    assert outcomes == {"stale": (StoreOutcome.LEASE_LOST, 0), "current": (StoreOutcome.STORED, 0)}
+    stored = list(Signature.objects.values_list("record_id", "key_id", "lease_id", "signature"))
+    assert len(stored) == 50
+    assert {(key, lease) for _, key, lease, _ in stored} == {(current.key_id, current.id)}
+    by_record = {s.record_id: s.signature for s in current_signatures}
+    assert all(bytes(signature) == by_record[record_id] for record_id, _, _, signature in stored)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_duplicate_delivery_racing_itself_stores_once():
+    seed(records=50, keys=2)
+    batch = plan_run(batch_size=50).batches.get()
+    lease = lease_batch(batch)
+    signatures = signed_batch(batch, lease)
+    outcomes = []
+    start = threading.Barrier(2)
+
+    def write():
+        start.wait()
+        try:
+            outcomes.append(store(lease, signatures)[0])
+        finally:
+            connection.close()
+
+    writers = [threading.Thread(target=write) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=30)
+
+    assert sorted(o.value for o in outcomes) == ["already_stored", "stored"]
+    assert Signature.objects.count() == 50
