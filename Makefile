@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 kek: install  ## write a random SIGNING_KEK to .env unless one is set already
 	@if [ -n "$$SIGNING_KEK" ] || grep -qs '^SIGNING_KEK=' .env; then :; else \
-		echo "SIGNING_KEK=$$($(PY) -c 'from keyring.sealing import generate_kek; print(generate_kek())')" >> .env; \
+		umask 077; echo "SIGNING_KEK=$$($(PY) -c 'from keyring.sealing import generate_kek; print(generate_kek())')" >> .env; \
 		echo "wrote a random SIGNING_KEK to .env (keep it: it opens the private keys)"; fi
 
 db: install  ## create the database if missing, then migrate

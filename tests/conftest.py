@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,36 @@ def wait_until(check: Callable[[], object], *, timeout: float = 30.0, every: flo
         assert time.monotonic() < deadline, f"still false after {timeout}s: {check}"
         time.sleep(every)
     return result
+
+
+def run_together(*functions: Callable[[], object], timeout: float = 120.0) -> list[object]:
+    """Start every function in its own thread at the same instant; return their results.
+
+    Each thread closes its own database connection; an exception in any of them fails the
+    test here, in the test's thread.
+    """
+    start = threading.Barrier(len(functions))
+    results: list[object] = [None] * len(functions)
+    errors: list[BaseException] = []
+
+    def run(index: int, function: Callable[[], object]) -> None:
+        try:
+            start.wait()
+            results[index] = function()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(functions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(thread.is_alive() for thread in threads), f"still running after {timeout}s"
+    if errors:
+        raise errors[0]
+    return results
 
 
 def seed(*, records: int, keys: int, algorithm: str = "ed25519") -> list[SigningKey]:

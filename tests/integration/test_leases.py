@@ -2,15 +2,16 @@
 
 import threading
 from collections import deque
+from functools import partial
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from keyring.models import KeyLease, SigningKey
 from keyring.services import lease_lru_key, release_lease
 from signing.audit import audit
 from signing.dispatch import plan_run
-from tests.conftest import seed
+from tests.conftest import run_together, seed
 
 
 def lease(batch_id: int):
@@ -30,46 +31,33 @@ def test_twenty_threads_never_hold_one_key_twice_at_a_time():
     batches = deque(run.batches.order_by("seq").values_list("id", flat=True))
     holder: dict[int, int] = {}
     breaches: list[str] = []
-    errors: list[BaseException] = []
     guard = threading.Lock()
-    start = threading.Barrier(20)
 
     def work(thread_no: int) -> None:
-        try:
-            start.wait()
-            while True:
+        while True:
+            with guard:
+                if not batches:
+                    return
+                batch_id = batches.popleft()
+            granted = lease(batch_id)
+            if granted is None:  # every key busy: put the batch back, try again
                 with guard:
-                    if not batches:
-                        return
-                    batch_id = batches.popleft()
-                granted = lease(batch_id)
-                if granted is None:  # every key busy: put the batch back, try again
-                    with guard:
-                        batches.append(batch_id)
-                    continue
-                with guard:
-                    if granted.key_id in holder:
-                        breaches.append(f"key {granted.key_id} held by {holder[granted.key_id]}")
-                    holder[granted.key_id] = thread_no
-                # Hold it across a round trip to the database, as a signer would.
-                assert KeyLease.objects.filter(pk=granted.id, released_at=None).exists()
-                with guard:
-                    del holder[granted.key_id]
-                release(granted.id)
-        except BaseException as error:  # surfaced below, in the test thread
-            errors.append(error)
-        finally:
-            connection.close()
+                    batches.append(batch_id)
+                continue
+            with guard:
+                if granted.key_id in holder:
+                    breaches.append(f"key {granted.key_id} held by {holder[granted.key_id]}")
+                holder[granted.key_id] = thread_no
+            # Hold it across a round trip to the database, as a signer would.
+            assert KeyLease.objects.filter(pk=granted.id, released_at=None).exists()
+            with guard:
+                del holder[granted.key_id]
+            release(granted.id)
 
     # When they all run at once
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    run_together(*(partial(work, n) for n in range(20)))
 
     # Then every batch got exactly one lease, no key was held twice, and the audit agrees
-    assert not errors, errors
     assert not breaches, breaches
     assert KeyLease.objects.count() == 400
     assert KeyLease.objects.filter(released_at=None).count() == 0

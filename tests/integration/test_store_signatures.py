@@ -1,9 +1,6 @@
 """records.services.store_signatures: the fenced write, with two writers of one batch."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from keyring.models import KeyLease
 from keyring.services import open_private_key, release_lease
@@ -13,7 +10,7 @@ from records.services import StoreOutcome, store_signatures
 from signing import crypto
 from signing.dispatch import plan_run
 from signing.models import Batch
-from tests.conftest import seed
+from tests.conftest import run_together, seed
 from tests.integration.factories import lease_batch
 
 
@@ -101,27 +98,13 @@ def test_two_writers_of_one_batch_at_once_land_exactly_one_set_of_signatures():
     assert current.key_id != stale.key_id
 
     # When both store at the same moment
-    outcomes: dict[str, tuple] = {}
-    start = threading.Barrier(2)
-
-    def write(name, lease, signatures):
-        start.wait()
-        try:
-            outcomes[name] = store(lease, signatures)
-        finally:
-            connection.close()
-
-    writers = [
-        threading.Thread(target=write, args=("stale", stale, stale_signatures)),
-        threading.Thread(target=write, args=("current", current, current_signatures)),
-    ]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join(timeout=30)
+    stale_outcome, current_outcome = run_together(
+        lambda: store(stale, stale_signatures), lambda: store(current, current_signatures)
+    )
 
     # Then only the current lease's signatures exist, one per record
-    assert outcomes == {"stale": (StoreOutcome.LEASE_LOST, 0), "current": (StoreOutcome.STORED, 0)}
+    assert stale_outcome == (StoreOutcome.LEASE_LOST, 0)
+    assert current_outcome == (StoreOutcome.STORED, 0)
     stored = list(Signature.objects.values_list("record_id", "key_id", "lease_id", "signature"))
     assert len(stored) == 50
     assert {(key, lease) for _, key, lease, _ in stored} == {(current.key_id, current.id)}
@@ -135,21 +118,7 @@ def test_a_duplicate_delivery_racing_itself_stores_once():
     batch = plan_run(batch_size=50).batches.get()
     lease = lease_batch(batch)
     signatures = signed_batch(batch, lease)
-    outcomes = []
-    start = threading.Barrier(2)
+    outcomes = run_together(lambda: store(lease, signatures), lambda: store(lease, signatures))
 
-    def write():
-        start.wait()
-        try:
-            outcomes.append(store(lease, signatures)[0])
-        finally:
-            connection.close()
-
-    writers = [threading.Thread(target=write) for _ in range(2)]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join(timeout=30)
-
-    assert sorted(o.value for o in outcomes) == ["already_stored", "stored"]
+    assert sorted(outcome.value for outcome, _ in outcomes) == ["already_stored", "stored"]
     assert Signature.objects.count() == 50

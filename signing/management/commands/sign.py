@@ -52,7 +52,14 @@ class Command(BaseCommand):
             self.stdout.write(str(run.pk))
             return
         console = Console(file=self.stdout._out, soft_wrap=True)
-        progress = self.watch(run.pk, console)
+        try:
+            progress = self.watch(run.pk, console)
+        except KeyboardInterrupt:
+            raise CommandError(
+                f"stopped watching: run {run.pk} goes on in the workers "
+                f"(manage.py cancel {run.pk} stops it)",
+                returncode=130,
+            ) from None
         console.print(summary_line(progress))
         if progress.status != "completed":
             raise CommandError(f"run {run.pk} {progress.status}: {progress.failure_reason}")
