@@ -18,6 +18,14 @@ class TsTzRange(Func):
     output_field = DateTimeRangeField()
 
 
+class ClockTimestamp(Func):
+    """PostgreSQL's ``clock_timestamp()``: the time now, not at the transaction's start."""
+
+    function = "CLOCK_TIMESTAMP"
+    template = "%(function)s()"
+    output_field = models.DateTimeField()
+
+
 class SigningKey(models.Model):
     kid = models.TextField(unique=True)
     algorithm = models.TextField(

@@ -135,6 +135,37 @@ def release_lease(*, lease_id: int, outcome: str) -> int | None:
 
 
 # Cached by kid, not id: `seed --reset` restarts ids, and a kid embeds its key's fingerprint.
+def extend_lease(*, lease_id: int, token: int, ttl_seconds: int) -> bool:
+    """Heartbeat: keep a lease alive while its batch is signed; False if it is gone.
+
+    Only a lease still open, under this token and not yet expired, is extended: a holder
+    that missed its expiry has lost the batch even if the reaper has not noticed yet.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.EXTEND_LEASE, {"lease_id": lease_id, "token": token, "ttl_seconds": ttl_seconds}
+        )
+        extended = cursor.fetchone() is not None
+    if not extended:
+        log.warning("lease.lost lease_id=%s token=%s", lease_id, token)
+    return extended
+
+
+def expire_leases() -> list[tuple[int, int]]:
+    """Close every lease past its `expires_at`; return (lease id, batch id) of each.
+
+    Runs under the keyring lock like any release, so the replay of rule 4 stays exact.
+    """
+    with transaction.atomic():
+        lock_keyring()
+        with connection.cursor() as cursor:
+            cursor.execute(sql.EXPIRE_LEASES)
+            expired = cursor.fetchall()
+    for lease_id, batch_id in expired:
+        log.warning("lease.expired lease_id=%s batch_id=%s", lease_id, batch_id)
+    return expired
+
+
 _open_keys: dict[str, UnsealedKey] = {}
 _open_keys_lock = threading.Lock()
 

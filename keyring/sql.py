@@ -35,3 +35,29 @@ FROM released
 WHERE keyring_signingkey.id = released.key_id
 RETURNING released.batch_id
 """
+
+# Push an open lease's expiry one TTL past now, if it is still held under this token.
+EXTEND_LEASE = """
+UPDATE keyring_keylease
+SET expires_at = clock_timestamp() + make_interval(secs => %(ttl_seconds)s)
+WHERE id = %(lease_id)s AND token = %(token)s AND released_at IS NULL
+  AND expires_at > clock_timestamp()
+RETURNING expires_at
+"""
+
+# Close every open lease whose time is up, stamping its key as used; say which were closed.
+EXPIRE_LEASES = """
+WITH now AS (SELECT clock_timestamp() AS t),
+expired AS (
+    UPDATE keyring_keylease SET released_at = now.t, outcome = 'expired'
+    FROM now
+    WHERE keyring_keylease.released_at IS NULL AND keyring_keylease.expires_at <= now.t
+    RETURNING keyring_keylease.id, keyring_keylease.key_id, keyring_keylease.batch_id,
+              keyring_keylease.released_at
+),
+stamped AS (
+    UPDATE keyring_signingkey SET last_used_at = expired.released_at
+    FROM expired WHERE keyring_signingkey.id = expired.key_id
+)
+SELECT id, batch_id FROM expired ORDER BY id
+"""

@@ -8,9 +8,10 @@ import random
 from collections.abc import Iterator
 
 from django.db import connection, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
-from keyring.models import KeyLease
+from keyring.models import ClockTimestamp, KeyLease
 from records import sql
 from signing.crypto import SignedRecord
 from signing.models import Batch
@@ -44,7 +45,8 @@ def store_signatures(
 
     The lease row is locked first (FOR NO KEY UPDATE): a release or expiry waits for this
     transaction, and this one sees any that committed before it. A lease that is closed,
-    or whose token moved on, means another attempt owns the batch, so nothing is written.
+    past its `expires_at` (even if the reaper has not closed it yet), or whose token moved
+    on means the batch is, or may soon be, another attempt's: nothing is written.
     Returns the outcome and the number of records that already had a signature
     (conflicts: there must be none).
     """
@@ -52,12 +54,14 @@ def store_signatures(
         lease = (
             KeyLease.objects.select_for_update(no_key=True)
             .filter(pk=lease_id)
-            .values("token", "released_at", "batch_id", "key_id")
+            .annotate(live=ExpressionWrapper(Q(expires_at__gt=ClockTimestamp()), BooleanField()))
+            .values("token", "released_at", "batch_id", "key_id", "live")
             .first()
         )
         if (
             lease is None
             or lease["released_at"] is not None
+            or not lease["live"]
             or (lease["token"], lease["batch_id"], lease["key_id"]) != (token, batch_id, key_id)
         ):
             return StoreOutcome.LEASE_LOST, 0

@@ -31,9 +31,9 @@ def signing_failed(message: dict[str, Any], retries: dict[str, Any]) -> None:
 
 @dramatiq.actor(
     queue_name=QUEUE,
-    max_retries=3,
-    min_backoff=200,
-    max_backoff=5_000,
+    max_retries=5,
+    min_backoff=500,
+    max_backoff=10_000,
     time_limit=120_000,
     on_retry_exhausted=signing_failed.actor_name,
 )

@@ -16,7 +16,13 @@ from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
 from django.db.models.functions import Now
 
 from keyring.models import KeyLease
-from keyring.services import GrantedLease, lease_lru_key, lock_keyring, release_lease
+from keyring.services import (
+    GrantedLease,
+    expire_leases,
+    lease_lru_key,
+    lock_keyring,
+    release_lease,
+)
 from records.selectors import batch_records
 from signing import sql
 from signing.exceptions import InvalidBatchSize, RunAlreadyActive
@@ -26,8 +32,6 @@ log = logging.getLogger(__name__)
 
 # The largest batch size PostgreSQL's integer column holds; far more than any keyring needs.
 MAX_BATCH_SIZE: Final = 2_147_483_647
-# How many times a batch may be leased before the run gives up on it.
-MAX_ATTEMPTS: Final = 5
 
 
 def parse_batch_size(raw: object) -> int:
@@ -175,24 +179,48 @@ def complete_batch(*, run_id: int, lease_id: int) -> None:
 
 
 def abandon_batch(*, run_id: int, lease_id: int, reason: str) -> None:
-    """Give a batch back after its attempt failed: pending again, or failed after MAX_ATTEMPTS.
+    """Give a batch back after its attempt failed (see return_batch).
 
     Only the attempt that still holds the lease can do this; a stale one changes nothing.
     """
     with transaction.atomic():
         batch_id = release_lease(lease_id=lease_id, outcome=KeyLease.Outcome.FAILED)
         if batch_id is not None:
-            Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
-                status=Case(
-                    When(attempts__gte=MAX_ATTEMPTS, then=Value(Batch.Status.FAILED)),
-                    default=Value(Batch.Status.PENDING),
-                ),
-                last_error=reason[:2000],
-            )
-            log.warning(
-                "batch.abandoned batch_id=%s lease_id=%s reason=%s", batch_id, lease_id, reason
-            )
+            return_batch(batch_id=batch_id, reason=reason)
     advance_run(run_id)
+
+
+def return_batch(*, batch_id: int, reason: str) -> None:
+    """Put a batch whose lease ended unsigned back to pending, or fail it for good once it
+    has been leased SIGNING_MAX_ATTEMPTS times. A batch already signed stays signed."""
+    returned = Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
+        status=Case(
+            When(attempts__gte=settings.SIGNING_MAX_ATTEMPTS, then=Value(Batch.Status.FAILED)),
+            default=Value(Batch.Status.PENDING),
+        ),
+        last_error=reason[:2000],
+    )
+    if returned:
+        log.warning("batch.returned batch_id=%s reason=%s", batch_id, reason)
+
+
+def recover() -> int:
+    """The reaper's tick: expire overdue leases, give their batches back, resume runs.
+
+    Messages are hints and the tables are the truth: whatever was lost (a SigningTriggered
+    in a restarted Redis, a SigningCompleted from a killed worker), an expired lease frees
+    its key and batch here, and every running run is filled again or finished. Returns how
+    many leases expired.
+    """
+    expired = expire_leases()
+    for lease_id, batch_id in expired:
+        return_batch(
+            batch_id=batch_id, reason=f"lease {lease_id} expired before its batch was stored"
+        )
+    running = SigningRun.objects.filter(status=SigningRun.Status.RUNNING)
+    for run_id in running.values_list("id", flat=True):
+        advance_run(run_id)
+    return len(expired)
 
 
 def advance_run(run_id: int) -> None:
@@ -236,7 +264,7 @@ def _record_failure_reason(run_id: int) -> None:
         first = failed.order_by("seq").values("seq", "last_error").first()
         SigningRun.objects.filter(pk=run_id).update(
             failure_reason=(
-                f"{count} batch(es) failed after {MAX_ATTEMPTS} attempts; "
+                f"{count} batch(es) failed after {settings.SIGNING_MAX_ATTEMPTS} attempts; "
                 f"first, batch #{first['seq']}: {first['last_error']}"
             )[:2000]
         )

@@ -6,12 +6,17 @@ import logging
 import time
 from dataclasses import dataclass
 
-from keyring.services import open_private_key
+from django.conf import settings
+
+from keyring.services import UnsealedKey, extend_lease, open_private_key
 from records.services import StoreOutcome, store_signatures
 from signing import crypto
 from signing.exceptions import KeyMismatch
 
 log = logging.getLogger(__name__)
+
+# How many records are signed between two looks at the clock for a heartbeat.
+HEARTBEAT_EVERY_RECORDS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,17 +41,21 @@ def sign_batch(
 ) -> BatchSummary:
     """Sign every record of the batch on its own with the leased key, then store them all.
 
-    Signing happens before any lock is taken; the store checks the lease and token, so an
-    attempt that lost its lease while signing writes nothing.
+    Signing happens before any lock is taken. A long batch extends its lease as it goes
+    (every third of a TTL), and stops as soon as the lease is gone; the store checks the
+    lease and token again, so an attempt that lost its lease writes nothing.
     """
     started = time.perf_counter()
     key = open_private_key(key_id=key_id, kid=kid)
     if key.public_key_pem != public_key_pem:
         raise KeyMismatch(f"{kid}'s private key does not match the public key the lease named")
-    signatures = crypto.sign_records(key.private_key, records)
-    outcome, conflicts = store_signatures(
-        lease_id=lease_id, token=token, batch_id=batch_id, key_id=key_id, signatures=signatures
-    )
+    signatures = _sign_with_heartbeat(key, records, lease_id=lease_id, token=token)
+    if signatures is None:
+        outcome, conflicts = StoreOutcome.LEASE_LOST, 0
+    else:
+        outcome, conflicts = store_signatures(
+            lease_id=lease_id, token=token, batch_id=batch_id, key_id=key_id, signatures=signatures
+        )
     seconds = time.perf_counter() - started
     log.info(
         "batch.%s batch_id=%s lease_id=%s kid=%s records=%s seconds=%.4f",
@@ -57,5 +66,25 @@ def sign_batch(
         len(records),
         seconds,
     )
-    signed = len(signatures) - conflicts if outcome is StoreOutcome.STORED else 0
+    if outcome is not StoreOutcome.STORED:
+        return BatchSummary(outcome=outcome, signed=0, conflicts=0, seconds=seconds)
+    signed = len(signatures) - conflicts
     return BatchSummary(outcome=outcome, signed=signed, conflicts=conflicts, seconds=seconds)
+
+
+def _sign_with_heartbeat(
+    key: UnsealedKey, records: list[tuple[int, str]], *, lease_id: int, token: int
+) -> list[crypto.SignedRecord] | None:
+    """Sign in chunks, extending the lease every third of a TTL; None once it is lost."""
+    ttl = settings.SIGNING_LEASE_TTL
+    last_heartbeat = time.perf_counter()
+    signatures: list[crypto.SignedRecord] = []
+    for first in range(0, len(records), HEARTBEAT_EVERY_RECORDS):
+        signatures.extend(
+            crypto.sign_records(key.private_key, records[first : first + HEARTBEAT_EVERY_RECORDS])
+        )
+        if time.perf_counter() - last_heartbeat >= ttl / 3:
+            if not extend_lease(lease_id=lease_id, token=token, ttl_seconds=ttl):
+                return None
+            last_heartbeat = time.perf_counter()
+    return signatures

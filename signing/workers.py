@@ -69,10 +69,8 @@ class WorkerPool:
         if self.process is None:
             return
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                break
             try:
                 self.process.wait(timeout=wait)
                 break

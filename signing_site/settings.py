@@ -81,7 +81,10 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+# Health checks: a connection that PostgreSQL dropped (a restart) is replaced, not reused.
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
+}
 DATABASES["default"].setdefault("TEST", {})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -117,6 +120,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "signing.reaper.ReaperMiddleware",
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
@@ -124,6 +128,11 @@ DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
 # --- Signing --------------------------------------------------------------------------
 SIGNING_BATCH_SIZE = env_int("SIGNING_BATCH_SIZE", 1000)
 SIGNING_LEASE_TTL = env_int("SIGNING_LEASE_TTL", 30)
+# How many times a batch may be leased before the run gives up on it and fails.
+SIGNING_MAX_ATTEMPTS = env_int("SIGNING_MAX_ATTEMPTS", 5)
+# How often each worker process tries to run the reaper (one at a time across all workers,
+# under an advisory lock): expired leases are closed at most this long after they expire.
+SIGNING_REAPER_INTERVAL = env_int("SIGNING_REAPER_INTERVAL", max(1, min(5, SIGNING_LEASE_TTL // 3)))
 # How many batches of one run may be leased at once: enough to keep every worker thread
 # busy while the next dispatch happens; the keyring's size bounds it too.
 SIGNING_MAX_IN_FLIGHT = env_int("SIGNING_MAX_IN_FLIGHT", 16)

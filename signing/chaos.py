@@ -1,0 +1,424 @@
+"""Chaos trials: real worker processes, real faults, then the audit.
+
+Each trial seeds a private PostgreSQL (signing.sandbox), starts two worker pools of one
+process each (as two containers would run), starts a run, injects its fault when the run
+has reached a given point, waits for the run to finish by itself, and audits it. Nothing
+here helps the run recover: the workers' reaper and the pipeline's fencing must.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dramatiq
+import psycopg
+from django.conf import settings
+from dramatiq.brokers.redis import RedisBroker
+
+from keyring.sealing import generate_kek
+from signing.sandbox import Sandbox, SandboxError, wait_for
+from signing.workers import WorkerPool
+
+# Short leases so a trial heals in seconds: a lease lives 3 s, the reaper looks every 1 s.
+TRIAL_ENV = {"SIGNING_LEASE_TTL": "3", "SIGNING_REAPER_INTERVAL": "1", "SIGNING_LOG_LEVEL": "INFO"}
+RUN_DEADLINE_SECONDS = 120.0
+
+
+@dataclass
+class TrialResult:
+    name: str
+    records: int
+    records_signed: int = 0
+    double_signatures: int = 0
+    overlapping_leases: int = 0
+    keys_left_locked: int = 0
+    recovery_seconds: float | None = None
+    fenced_writes: int = 0
+    seconds: float = 0.0
+    run_status: str = ""
+    audit_passed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.audit_passed
+            and self.run_status == "completed"
+            and self.records_signed == self.records
+            and self.double_signatures == 0
+            and self.overlapping_leases == 0
+            and self.keys_left_locked == 0
+        )
+
+
+class Trial:
+    """One trial's world: the sandbox, the worker pools, and what the trial observed."""
+
+    def __init__(self, sandbox: Sandbox, *, name: str, records: int, batch_size: int) -> None:
+        self.sandbox = sandbox
+        self.name = name
+        self.records = records
+        self.batch_size = batch_size
+        self.env = {**os.environ, **sandbox.env, **TRIAL_ENV, "SIGNING_KEK": sandbox_kek(sandbox)}
+        self.pools: list[WorkerPool | None] = [None, None]
+        self.result = TrialResult(name=name, records=records)
+        self.logs = [sandbox.root / f"{name}-pool{i}-{{n}}.log" for i in range(2)]
+        self._starts = [0, 0]
+        self._db: psycopg.Connection | None = None
+
+    # --- processes -------------------------------------------------------------------
+    def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start_pool(self, index: int) -> None:
+        self._starts[index] += 1
+        log = Path(str(self.logs[index]).format(n=self._starts[index]))
+        self.pools[index] = WorkerPool(processes=1, threads=2, env=self.env, log_file=log).start()
+
+    def stop_pools(self) -> None:
+        for pool in self.pools:
+            if pool is not None:
+                pool.stop(timeout=10)
+
+    def worker_pids(self, index: int) -> list[int]:
+        """The worker processes the pool's dramatiq master forked (not the master)."""
+        pool = self.pools[index]
+        assert pool is not None
+        return wait_for(lambda: _children(pool.pid), what=f"pool {index}'s worker process")
+
+    def pool_log_text(self, index: int) -> str:
+        return "".join(
+            Path(str(self.logs[index]).format(n=n)).read_text(errors="replace")
+            for n in range(1, self._starts[index] + 1)
+            if Path(str(self.logs[index]).format(n=n)).exists()
+        )
+
+    # --- the database ----------------------------------------------------------------
+    def query(self, sql: str, params: tuple = ()) -> tuple:
+        """One row from the sandbox database, reconnecting across a PostgreSQL restart."""
+        for _ in range(2):
+            try:
+                if self._db is None or self._db.closed:
+                    self._db = self.sandbox.postgres.connect()
+                return self._db.execute(sql, params).fetchone()
+            except psycopg.OperationalError:
+                self._db = None
+        raise SandboxError("the sandbox database does not answer")
+
+    def signed(self) -> int:
+        return self.query("SELECT count(*) FROM records_signature")[0]
+
+    def run_status(self) -> str:
+        row = self.query("SELECT status FROM signing_signingrun ORDER BY id DESC LIMIT 1")
+        return row[0] if row else ""
+
+    def finished(self) -> bool:
+        return self.run_status() in {"completed", "failed", "cancelled"}
+
+    # --- the flow --------------------------------------------------------------------
+    def seed(self, keys: int = 50) -> None:
+        seeded = self.manage("seed", "--reset", "--records", str(self.records), "--keys", str(keys))
+        if seeded.returncode != 0:
+            raise SandboxError(f"seed failed: {seeded.stderr.strip()}")
+
+    def start_run(self) -> None:
+        started = self.manage("sign", "--batch-size", str(self.batch_size), "--no-wait")
+        if started.returncode != 0:
+            raise SandboxError(f"sign failed: {started.stderr.strip()}")
+
+    def at_fraction(self, fraction: float) -> bool:
+        """Wait until the run has signed this share of its records; False if it finished."""
+        target = int(self.records * fraction)
+        wait_for(
+            lambda: self.signed() >= target or self.finished(),
+            what=f"{fraction:.0%} signed",
+            timeout=RUN_DEADLINE_SECONDS,
+            every=0.01,
+        )
+        if self.signed() < target:
+            self.result.notes.append(f"the run finished before {fraction:.0%}")
+            return False
+        return True
+
+    def fault(self, inject: Callable[[], None]) -> None:
+        """Inject a fault, then time how long until signing is seen to go on again."""
+        before = self.signed()
+        started = time.monotonic()
+        inject()
+        wait_for(
+            lambda: self.signed() > before or self.finished(),
+            what="progress after the fault",
+            timeout=RUN_DEADLINE_SECONDS,
+            every=0.02,
+        )
+        recovery = time.monotonic() - started
+        self.result.recovery_seconds = max(self.result.recovery_seconds or 0.0, recovery)
+
+    def wait_for_the_run(self) -> None:
+        wait_for(self.finished, what="the run to finish", timeout=RUN_DEADLINE_SECONDS, every=0.05)
+
+    def conclude(self) -> TrialResult:
+        result = self.result
+        result.run_status = self.run_status()
+        result.records_signed = self.signed()
+        result.double_signatures = self.query(
+            "SELECT count(*) - count(DISTINCT record_id) FROM records_signature"
+        )[0]
+        result.keys_left_locked = self.query(
+            "SELECT count(*) FROM keyring_keylease WHERE released_at IS NULL"
+        )[0]
+        audited = self.manage("audit", "--json", timeout=300)
+        try:
+            report = json.loads(audited.stdout)
+        except json.JSONDecodeError:
+            result.notes.append(f"audit output unreadable: {audited.stderr.strip()[-300:]}")
+            return result
+        checks = {check["name"]: check for check in report["checks"]}
+        result.overlapping_leases = checks["no_overlapping_leases"]["breach_count"]
+        result.audit_passed = audited.returncode == 0 and report["passed"]
+        for check in report["checks"]:
+            result.notes.extend(check["breaches"][:3])
+        if self._db is not None:
+            self._db.close()
+        return result
+
+
+def sandbox_kek(sandbox: Sandbox) -> str:
+    """One KEK per sandbox, kept beside its database."""
+    path = sandbox.root / "kek"
+    if not path.exists():
+        path.write_text(generate_kek())
+        path.chmod(0o600)
+    return path.read_text()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _kill_pool_worker(trial: Trial, index: int) -> None:
+    """SIGKILL the pool's worker process; its master then exits and, like a container under
+    `restart: unless-stopped`, the pool is started again."""
+    pool = trial.pools[index]
+    assert pool is not None
+    os.kill(trial.worker_pids(index)[0], signal.SIGKILL)
+    pool.process.wait(timeout=30)  # the master notices and shuts down
+    pool.stop()
+    trial.start_pool(index)
+
+
+# --- the trials --------------------------------------------------------------------------
+def trial_kill_one_worker(sandbox: Sandbox) -> TrialResult:
+    """kill -9 one worker process at five moments of one run."""
+    trial = Trial(sandbox, name="kill -9 one worker, 5 times", records=20_000, batch_size=100)
+    trial.seed()
+    trial.start_pool(0)
+    trial.start_pool(1)
+    try:
+        trial.start_run()
+        for number, fraction in enumerate((0.1, 0.25, 0.4, 0.6, 0.8)):
+            if not trial.at_fraction(fraction):
+                break
+            trial.fault(lambda number=number: _kill_pool_worker(trial, number % 2))
+        trial.wait_for_the_run()
+    finally:
+        trial.stop_pools()
+    return trial.conclude()
+
+
+def trial_kill_every_worker(sandbox: Sandbox) -> TrialResult:
+    """kill -9 every worker process and master at once, then start new ones."""
+    trial = Trial(sandbox, name="kill -9 every worker", records=20_000, batch_size=100)
+    trial.seed()
+    trial.start_pool(0)
+    trial.start_pool(1)
+    try:
+        trial.start_run()
+        if trial.at_fraction(0.4):
+
+            def kill_all() -> None:
+                for index, pool in enumerate(trial.pools):
+                    assert pool is not None
+                    os.killpg(pool.pid, signal.SIGKILL)
+                    pool.stop()
+                    trial.start_pool(index)
+
+            trial.fault(kill_all)
+        trial.wait_for_the_run()
+    finally:
+        trial.stop_pools()
+    return trial.conclude()
+
+
+def trial_restart_redis(sandbox: Sandbox) -> TrialResult:
+    """Redis killed and started empty mid-run: every queued message is lost."""
+    trial = Trial(sandbox, name="Redis restarted empty", records=20_000, batch_size=100)
+    trial.seed()
+    trial.start_pool(0)
+    trial.start_pool(1)
+    try:
+        trial.start_run()
+        if trial.at_fraction(0.4):
+            trial.fault(sandbox.redis.restart_empty)
+        trial.wait_for_the_run()
+    finally:
+        trial.stop_pools()
+    return trial.conclude()
+
+
+def trial_restart_postgres(sandbox: Sandbox) -> TrialResult:
+    """PostgreSQL stopped as a crash would (immediate) and started again mid-run."""
+    trial = Trial(sandbox, name="PostgreSQL restarted", records=20_000, batch_size=100)
+    trial.seed()
+    trial.start_pool(0)
+    trial.start_pool(1)
+    try:
+        trial.start_run()
+        if trial.at_fraction(0.4):
+            trial.fault(sandbox.postgres.restart)
+        trial.wait_for_the_run()
+    finally:
+        trial.stop_pools()
+    return trial.conclude()
+
+
+def trial_pause_worker(sandbox: Sandbox) -> TrialResult:
+    """SIGSTOP a worker holding leases until they expire and others re-sign; SIGCONT it."""
+    trial = Trial(sandbox, name="SIGSTOP a worker past its lease", records=20_000, batch_size=500)
+    trial.seed()
+    trial.start_pool(0)
+    trial.start_pool(1)
+    try:
+        trial.start_run()
+        if trial.at_fraction(0.3):
+            paused = trial.worker_pids(0)[0]
+
+            def pause() -> None:
+                os.kill(paused, signal.SIGSTOP)
+                wait_for(
+                    lambda: trial.query(
+                        "SELECT count(*) FROM keyring_keylease WHERE outcome = 'expired'"
+                    )[0],
+                    what="a lease of the paused worker to expire",
+                    timeout=RUN_DEADLINE_SECONDS,
+                )
+
+            trial.fault(pause)
+            trial.wait_for_the_run()
+            os.kill(paused, signal.SIGCONT)
+            wait_for(
+                lambda: "batch.lease_lost" in trial.pool_log_text(0),
+                what="the resumed worker to try its stale batch",
+                timeout=60,
+            )
+        else:
+            trial.wait_for_the_run()
+    finally:
+        trial.stop_pools()
+    trial.result.fenced_writes = trial.pool_log_text(0).count("batch.lease_lost")
+    return trial.conclude()
+
+
+def trial_late_delivery(sandbox: Sandbox) -> TrialResult:
+    """A SigningTriggered delivered after its batch was re-leased and signed by another."""
+    trial = Trial(sandbox, name="SigningTriggered delivered late", records=5_000, batch_size=100)
+    trial.seed()
+    broker = RedisBroker(url=sandbox.redis.url)
+    broker.declare_queue("signing")
+    try:
+        trial.start_run()  # no worker yet: the first messages wait in Redis
+        late = _take_one_message(broker, "signing_triggered")
+        lease_id = late.kwargs["lease_id"]
+        trial.start_pool(0)
+        trial.start_pool(1)
+        trial.wait_for_the_run()
+        signed_before = trial.signed()
+
+        def deliver_late() -> None:
+            broker.enqueue(late)
+            wait_for(
+                lambda: (
+                    f"batch.lease_lost batch_id={late.kwargs['batch_id']} lease_id={lease_id}"
+                    in trial.pool_log_text(0) + trial.pool_log_text(1)
+                ),
+                what="the late message to be handled",
+                timeout=30,
+            )
+
+        started = time.monotonic()
+        deliver_late()
+        trial.result.recovery_seconds = time.monotonic() - started
+        trial.result.fenced_writes = 1
+        if trial.signed() != signed_before:
+            trial.result.notes.append("the late message changed the signatures")
+    finally:
+        trial.stop_pools()
+        broker.close()
+    return trial.conclude()
+
+
+def _take_one_message(broker: RedisBroker, actor_name: str) -> dramatiq.Message:
+    """Consume (and ack) one queued message of this actor, as if a worker took it and died."""
+    consumer = broker.consume("signing", prefetch=1, timeout=200)
+    try:
+        proxy = wait_for(lambda: next(consumer), what=f"a queued {actor_name}", timeout=30)
+        assert proxy.actor_name == actor_name, proxy.actor_name
+        consumer.ack(proxy)
+        return dramatiq.Message(**proxy.asdict())
+    finally:
+        consumer.close()
+
+
+TRIALS: dict[str, Callable[[Sandbox], TrialResult]] = {
+    "kill-one-worker": trial_kill_one_worker,
+    "kill-every-worker": trial_kill_every_worker,
+    "restart-redis": trial_restart_redis,
+    "restart-postgres": trial_restart_postgres,
+    "pause-worker": trial_pause_worker,
+    "late-delivery": trial_late_delivery,
+}
+
+
+def run_trial(name: str, sandbox: Sandbox) -> TrialResult:
+    """Run one trial; a trial that cannot finish is a failed result, not a crash."""
+    started = time.monotonic()
+    try:
+        result = TRIALS[name](sandbox)
+    except (SandboxError, subprocess.TimeoutExpired) as error:
+        result = TrialResult(name=name, records=0, notes=[f"did not finish: {error}"])
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def prepare(sandbox: Sandbox) -> None:
+    """Create the schema in a fresh sandbox (once, before its trials)."""
+    env = {**os.environ, **sandbox.env, "SIGNING_KEK": sandbox_kek(sandbox)}
+    migrated = subprocess.run(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "migrate", "--noinput"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if migrated.returncode != 0:
+        raise SandboxError(f"migrate failed: {migrated.stderr.strip()[-500:]}")

@@ -1,0 +1,75 @@
+"""The reaper: a slow safety tick inside every worker process, behind the event-driven flow.
+
+Events move a run forward; this tick only repairs what a crash, a lost message or a
+restarted server left behind (see signing.dispatch.recover). Every worker process runs the
+tick, and a PostgreSQL advisory lock lets one at a time do the work, so no extra process has
+to be started and any surviving worker heals the others' mess.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+
+from dramatiq import Broker, Middleware, Worker
+
+log = logging.getLogger(__name__)
+
+REAPER_LOCK_ID = zlib.crc32(b"signing reaper")
+
+
+def reap_once() -> bool:
+    """Run one recovery pass unless another process is running one; return whether it ran."""
+    # Imported here: this module is loaded with the broker, before Django's apps are ready.
+    from django.db import close_old_connections, connection
+
+    from signing.dispatch import recover
+
+    close_old_connections()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [REAPER_LOCK_ID])
+            if not cursor.fetchone()[0]:
+                return False
+        try:
+            expired = recover()
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [REAPER_LOCK_ID])
+    except Exception:
+        # The next tick tries again; a broken connection is dropped (and its lock with it).
+        log.warning("reaper.tick_failed", exc_info=True)
+        connection.close()
+        return False
+    if expired:
+        log.info("reaper.ticked expired=%s", expired)
+    return True
+
+
+class ReaperMiddleware(Middleware):
+    """Runs reap_once() every SIGNING_REAPER_INTERVAL seconds in each worker process."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._tick, name="signing-reaper", daemon=True)
+        self._thread.start()
+
+    def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _tick(self) -> None:
+        from django.conf import settings
+        from django.db import connection
+
+        try:
+            while not self._stop.wait(settings.SIGNING_REAPER_INTERVAL):
+                reap_once()
+        finally:
+            connection.close()

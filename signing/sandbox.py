@@ -1,0 +1,219 @@
+"""Private, throwaway PostgreSQL and Redis servers for the chaos trials and their tests.
+
+Trials kill and restart servers; doing that to the machine's shared services would break
+everything else running on it. These live in a temporary folder, on free ports, and are
+gone when the sandbox closes. Nothing here imports Django models.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+
+class SandboxError(RuntimeError):
+    """A private server could not be started; the message says which and why."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, *, what: str, timeout: float = 30.0, every: float = 0.05):
+    """Poll until `check()` is truthy; raise SandboxError naming `what` after the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if result := check():
+                return result
+        except Exception:  # a server still starting refuses connections
+            pass
+        if time.monotonic() > deadline:
+            raise SandboxError(f"{what} not ready after {timeout:.0f} s")
+        time.sleep(every)
+
+
+def postgres_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    if path := shutil.which(name):
+        return path
+    raise SandboxError(f"{name} not found (install PostgreSQL's server package)")
+
+
+class PrivateRedis:
+    """A redis-server that keeps nothing on disk: a restart empties every queue."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.root = root
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise SandboxError("redis-server not found")
+        self.process = subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.root),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._pings, what=f"redis on port {self.port}")
+
+    def _pings(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def restart_empty(self) -> None:
+        """Kill -9 and start again on the same port: every queued message is gone."""
+        self.kill()
+        self.start()
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of its own (initdb in a temp folder), on a free port."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.data = root / "pgdata"
+        self.socket_dir = root / "pgsocket"
+        self.log = root / "postgres.log"
+        self._as_postgres = os.geteuid() == 0  # initdb and pg_ctl refuse to run as root
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/signing"
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
+        done = subprocess.run(
+            [*prefix, *command], capture_output=True, text=True, timeout=120, check=False
+        )
+        if done.returncode != 0:
+            raise SandboxError(f"{Path(command[0]).name} failed: {done.stderr.strip()[-500:]}")
+
+    def init(self) -> None:
+        for folder in (self.data, self.socket_dir):
+            folder.mkdir(parents=True)
+        self.log.touch()
+        if self._as_postgres:
+            shutil.chown(self.data.parent, "postgres")
+            for path in (self.data, self.socket_dir, self.log):
+                shutil.chown(path, "postgres")
+        self._run(
+            postgres_bin("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
+        self.start()
+        with psycopg.connect(self._dsn("postgres"), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE signing")
+
+    def _dsn(self, dbname: str) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname} connect_timeout=2"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            postgres_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
+        wait_for(self._accepts, what=f"postgres on port {self.port}")
+
+    def _accepts(self) -> bool:
+        with psycopg.connect(self._dsn("postgres")) as conn:
+            return conn.execute("SELECT 1").fetchone() == (1,)
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(postgres_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self) -> None:
+        """Stop the way a crash does (immediate: no checkpoint, connections cut), start again."""
+        self.stop("immediate")
+        self.start()
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self._dsn("signing"), autocommit=True)
+
+
+class Sandbox:
+    """Both private servers in one temporary folder; `env` points a process at them."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="signing-sandbox-")
+        self.root = Path(self._tmp.name)
+        self.redis = PrivateRedis(self.root)
+        self.postgres = PrivatePostgres(self.root)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"DATABASE_URL": self.postgres.url, "BROKER_URL": self.redis.url}
+
+    def __enter__(self) -> Sandbox:
+        try:
+            self.redis.start()
+            self.postgres.init()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.redis.kill()
+        try:
+            if (self.postgres.data / "postmaster.pid").exists():
+                self.postgres.stop("immediate")
+        except SandboxError:
+            pass
+        finally:
+            self._tmp.cleanup()

@@ -1,0 +1,64 @@
+"""The chaos trials (signing.chaos), each with real worker processes in a private sandbox.
+
+Workers are killed, paused and cut off from restarted servers; every run must still finish
+by itself with every record signed once, no key overlapping, no key left locked, and
+`manage.py audit` passing. The sandbox's PostgreSQL and Redis are private, so killing them
+leaves the machine's shared services alone.
+"""
+
+from collections.abc import Iterator
+
+import pytest
+
+from signing.chaos import TrialResult, prepare, run_trial
+from signing.sandbox import Sandbox
+
+pytestmark = pytest.mark.workers
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as sandbox:
+        prepare(sandbox)
+        yield sandbox
+
+
+def assert_healed(result: TrialResult) -> None:
+    assert result.passed, result
+    assert result.records_signed == result.records
+    assert result.double_signatures == 0
+    assert result.overlapping_leases == 0
+    assert result.keys_left_locked == 0
+    assert result.recovery_seconds is not None, "the fault was never injected"
+
+
+def test_killing_one_worker_five_times_loses_nothing(sandbox):
+    result = run_trial("kill-one-worker", sandbox)
+    assert_healed(result)
+    assert not result.notes, result.notes  # all five kills landed mid-run
+
+
+def test_killing_every_worker_then_starting_new_ones_finishes_the_run(sandbox):
+    assert_healed(run_trial("kill-every-worker", sandbox))
+
+
+def test_a_redis_restarted_empty_only_delays_the_run(sandbox):
+    result = run_trial("restart-redis", sandbox)
+    assert_healed(result)
+
+
+def test_a_postgres_restart_mid_run_heals(sandbox):
+    assert_healed(run_trial("restart-postgres", sandbox))
+
+
+def test_a_paused_worker_resumed_after_its_lease_expired_stores_nothing(sandbox):
+    result = run_trial("pause-worker", sandbox)
+    assert_healed(result)
+    assert result.fenced_writes >= 1
+
+
+def test_a_late_signing_triggered_changes_nothing(sandbox):
+    result = run_trial("late-delivery", sandbox)
+    assert_healed(result)
+    assert result.fenced_writes == 1
+    assert not result.notes, result.notes
