@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 
-.PHONY: demo test install kek db lint format workers sign audit clean
+.PHONY: demo test install kek db lint format workers chaos clean
 
 demo: install kek db  ## seed, sign 100k records with 2 workers, audit, summarize
 	$(MANAGE) demo
@@ -33,6 +33,9 @@ db: install  ## create the database if missing, then migrate
 
 workers: install kek db  ## run 2 worker processes in the foreground
 	$(MANAGE) rundramatiq --processes 2 --threads 4
+
+chaos: install  ## kill and restart workers, Redis and PostgreSQL mid-run; print a table
+	$(MANAGE) chaos
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -28,7 +28,12 @@ from signing.sandbox import Sandbox, SandboxError, wait_for
 from signing.workers import WorkerPool
 
 # Short leases so a trial heals in seconds: a lease lives 3 s, the reaper looks every 1 s.
-TRIAL_ENV = {"SIGNING_LEASE_TTL": "3", "SIGNING_REAPER_INTERVAL": "1", "SIGNING_LOG_LEVEL": "INFO"}
+TRIAL_ENV = {
+    "SIGNING_LEASE_TTL": "3",
+    "SIGNING_REAPER_INTERVAL": "1",
+    "SIGNING_IDLE_TRANSACTION_TIMEOUT": "5",
+    "SIGNING_LOG_LEVEL": "INFO",
+}
 RUN_DEADLINE_SECONDS = 120.0
 
 
@@ -120,6 +125,11 @@ class Trial:
                 self._db = None
         raise SandboxError("the sandbox database does not answer")
 
+    def rows(self, sql: str) -> list[tuple]:
+        self.query("SELECT 1")  # connects, or reconnects after a restart
+        assert self._db is not None
+        return self._db.execute(sql).fetchall()
+
     def signed(self) -> int:
         return self.query("SELECT count(*) FROM records_signature")[0]
 
@@ -132,6 +142,7 @@ class Trial:
 
     # --- the flow --------------------------------------------------------------------
     def seed(self, keys: int = 50) -> None:
+        self.manage("cancel")  # a run an earlier trial left active (nothing to cancel is fine)
         seeded = self.manage("seed", "--reset", "--records", str(self.records), "--keys", str(keys))
         if seeded.returncode != 0:
             raise SandboxError(f"seed failed: {seeded.stderr.strip()}")
@@ -156,13 +167,27 @@ class Trial:
         return True
 
     def fault(self, inject: Callable[[], None]) -> None:
-        """Inject a fault, then time how long until signing is seen to go on again."""
+        """Inject a fault and time its recovery: until every lease open when it struck is
+        closed (completed, or expired and its batch given back) and signing goes on."""
+        open_then = [
+            row[0] for row in self.rows("SELECT id FROM keyring_keylease WHERE released_at IS NULL")
+        ]
         before = self.signed()
         started = time.monotonic()
         inject()
         wait_for(
-            lambda: self.signed() > before or self.finished(),
-            what="progress after the fault",
+            lambda: (
+                self.finished()
+                or (
+                    self.signed() > before
+                    and not self.query(
+                        "SELECT count(*) FROM keyring_keylease"
+                        " WHERE id = ANY(%s) AND released_at IS NULL",
+                        (open_then,),
+                    )[0]
+                )
+            ),
+            what="recovery from the fault",
             timeout=RUN_DEADLINE_SECONDS,
             every=0.02,
         )
@@ -312,19 +337,14 @@ def trial_pause_worker(sandbox: Sandbox) -> TrialResult:
         if trial.at_fraction(0.3):
             paused = trial.worker_pids(0)[0]
 
-            def pause() -> None:
-                os.kill(paused, signal.SIGSTOP)
-                wait_for(
-                    lambda: trial.query(
-                        "SELECT count(*) FROM keyring_keylease WHERE outcome = 'expired'"
-                    )[0],
-                    what="a lease of the paused worker to expire",
-                    timeout=RUN_DEADLINE_SECONDS,
-                )
-
-            trial.fault(pause)
+            trial.fault(lambda: os.kill(paused, signal.SIGSTOP))
             trial.wait_for_the_run()
             os.kill(paused, signal.SIGCONT)
+            expired = trial.query(
+                "SELECT count(*) FROM keyring_keylease WHERE outcome = 'expired'"
+            )[0]
+            if not expired:
+                raise SandboxError("the paused worker held no lease: nothing was fenced")
             wait_for(
                 lambda: "batch.lease_lost" in trial.pool_log_text(0),
                 what="the resumed worker to try its stale batch",

@@ -204,6 +204,14 @@ def return_batch(*, batch_id: int, reason: str) -> None:
         log.warning("batch.returned batch_id=%s reason=%s", batch_id, reason)
 
 
+def _return_orphaned_batches() -> None:
+    """Batches marked leased with no open lease (none should exist): give them back."""
+    held = KeyLease.objects.filter(batch_id=OuterRef("pk"), released_at=None)
+    orphaned = Batch.objects.filter(status=Batch.Status.LEASED).exclude(Exists(held))
+    for batch_id in orphaned.values_list("id", flat=True):
+        return_batch(batch_id=batch_id, reason="leased without an open lease")
+
+
 def recover() -> int:
     """The reaper's tick: expire overdue leases, give their batches back, resume runs.
 
@@ -212,11 +220,13 @@ def recover() -> int:
     its key and batch here, and every running run is filled again or finished. Returns how
     many leases expired.
     """
-    expired = expire_leases()
-    for lease_id, batch_id in expired:
-        return_batch(
-            batch_id=batch_id, reason=f"lease {lease_id} expired before its batch was stored"
-        )
+    with transaction.atomic():  # a batch is never left leased with its lease closed
+        expired = expire_leases()
+        for lease_id, batch_id in expired:
+            return_batch(
+                batch_id=batch_id, reason=f"lease {lease_id} expired before its batch was stored"
+            )
+        _return_orphaned_batches()
     running = SigningRun.objects.filter(status=SigningRun.Status.RUNNING)
     for run_id in running.values_list("id", flat=True):
         advance_run(run_id)

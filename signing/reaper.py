@@ -20,25 +20,28 @@ REAPER_LOCK_ID = zlib.crc32(b"signing reaper")
 
 
 def reap_once() -> bool:
-    """Run one recovery pass unless another process is running one; return whether it ran."""
+    """Run one recovery pass unless another process is running one; return whether it ran.
+
+    The whole pass is one transaction under a transaction-scoped advisory lock, so the lock
+    can never outlive the pass: a worker paused in the middle (SIGSTOP) is cut off by
+    PostgreSQL's idle_in_transaction_session_timeout, and its lock goes with it. The lock
+    only saves work: recover() is safe to run from several processes at once.
+    """
     # Imported here: this module is loaded with the broker, before Django's apps are ready.
-    from django.db import close_old_connections, connection
+    from django.db import close_old_connections, connection, transaction
 
     from signing.dispatch import recover
 
     close_old_connections()
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [REAPER_LOCK_ID])
-            if not cursor.fetchone()[0]:
-                return False
-        try:
-            expired = recover()
-        finally:
+        with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [REAPER_LOCK_ID])
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [REAPER_LOCK_ID])
+                if not cursor.fetchone()[0]:
+                    return False
+            expired = recover()
     except Exception:
-        # The next tick tries again; a broken connection is dropped (and its lock with it).
+        # The next tick tries again; a broken connection is dropped.
         log.warning("reaper.tick_failed", exc_info=True)
         connection.close()
         return False

@@ -85,6 +85,12 @@ DATABASE_URL = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
 }
+# Every transaction here is short. One left idle (its process paused or wedged) would keep
+# its locks, the keyring lock among them, so PostgreSQL ends its session after this long.
+SIGNING_IDLE_TRANSACTION_TIMEOUT = env_int("SIGNING_IDLE_TRANSACTION_TIMEOUT", 10)
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+    f"-c idle_in_transaction_session_timeout={SIGNING_IDLE_TRANSACTION_TIMEOUT * 1000}"
+)
 DATABASES["default"].setdefault("TEST", {})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
