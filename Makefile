@@ -5,12 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 
-.PHONY: demo test install kek db lint format workers chaos clean
+.PHONY: demo test install kek db lint format workers serve chaos browser clean
 
 demo: install kek db  ## seed, sign 100k records with 2 workers, audit, summarize
 	$(MANAGE) demo
 
-test: install  ## the whole test suite (real PostgreSQL, Redis and worker processes)
+test: install browser  ## the whole test suite (real PostgreSQL, Redis and worker processes)
 	$(VENV)/bin/pytest
 
 install: $(VENV)/.installed
@@ -31,6 +31,9 @@ db: install  ## create the database if missing, then migrate
 	$(MANAGE) ensure_db
 	$(MANAGE) migrate --noinput -v 0
 
+serve: install kek db  ## the dashboard on http://127.0.0.1:8000/ and 2 workers; Ctrl-C stops both
+	$(MANAGE) serve
+
 workers: install kek db  ## run 2 worker processes in the foreground
 	$(MANAGE) rundramatiq --processes 2 --threads 4
 
@@ -44,6 +47,13 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+browser:  ## Debian's Chromium for the browser tests (installed when missing and root)
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then echo "installing chromium (apt)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium is missing and this is not root: the browser tests will be skipped"; fi; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .demo test-artifacts

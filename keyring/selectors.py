@@ -1,6 +1,6 @@
 """Reads of the keyring."""
 
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, QuerySet
 
 from keyring.models import KeyLease, SigningKey
 
@@ -19,3 +19,16 @@ def free_keys() -> QuerySet[SigningKey]:
 def keys_in_lru_order(queryset: QuerySet[SigningKey]) -> QuerySet[SigningKey]:
     """Rule 4's order: never-used keys first, then the oldest `last_used_at`, ties by id."""
     return queryset.order_by(F("last_used_at").asc(nulls_first=True), "id")
+
+
+def keys_for_display() -> QuerySet[SigningKey]:
+    """Keys in LRU order with their lease count and whether a lease holds them now.
+
+    The sealed private key is deferred: pages never load it.
+    """
+    return keys_in_lru_order(
+        SigningKey.objects.defer("encrypted_private_key").annotate(
+            lease_count=Count("leases"),
+            held=Exists(open_leases().filter(key=OuterRef("pk"))),
+        )
+    )

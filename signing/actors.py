@@ -12,7 +12,7 @@ import dramatiq
 
 from records.services import StoreOutcome
 from signing.dispatch import abandon_batch, complete_batch
-from signing.services import sign_batch
+from signing.services import audit_and_record, sign_batch
 
 QUEUE = "signing"
 
@@ -76,3 +76,9 @@ def signing_completed(
 ) -> None:
     """Release the batch's lease and dispatch the next batch (a no-op the second time)."""
     complete_batch(run_id=run_id, lease_id=lease_id)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=5, time_limit=600_000)
+def audit_run(*, run_id: int) -> None:
+    """Audit a run that just finished and keep the report (shown on its page)."""
+    audit_and_record(run_id)

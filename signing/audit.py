@@ -114,14 +114,23 @@ def _check_signatures_verify(params: dict[str, Any], *, processes: int | None) -
         for key_id, pem in _rows("SELECT id, public_key_pem FROM keyring_signingkey", {})
     }
     workers = processes or min(os.cpu_count() or 1, 4)
+    if workers == 1:  # in a worker thread: no process pool (forking a threaded process)
+        _load_public_keys(public_keys)
+        results = map(_verify_chunk, _signature_chunks(params))
+    else:
+        pool = ProcessPoolExecutor(
+            max_workers=workers, initializer=_load_public_keys, initargs=(public_keys,)
+        )
+        results = pool.map(_verify_chunk, _signature_chunks(params))
     examined = 0
-    with ProcessPoolExecutor(
-        max_workers=workers, initializer=_load_public_keys, initargs=(public_keys,)
-    ) as pool:
-        for chunk_size, failures in pool.map(_verify_chunk, _signature_chunks(params)):
+    try:
+        for chunk_size, failures in results:
             examined += chunk_size
             for record_id in failures:
                 check.add(f"record {record_id}: signature does not verify")
+    finally:
+        if workers != 1:
+            pool.shutdown()
     check.examined = examined
     return check
 
@@ -211,8 +220,8 @@ def _check_lru_order(run_id: int | None) -> Check:
 
     Leases and releases are serialized by the keyring lock and stamped by one clock, so at
     each lease the free keys and their `last_used_at` are exactly what the replay holds.
-    Keys disabled today are left out of the candidates: the tables do not say when they
-    were disabled.
+    Keys disabled today are left out of the candidates, and a lease of one is not judged:
+    the tables do not say when a key was disabled.
     """
     check = Check("lru_order", "4", "each lease took the least recently used free key")
     keys = {
@@ -271,6 +280,8 @@ def replay_lru(
         held.add(key_id)
         if expected is None or expected == key_id or (run_id is not None and lease_run != run_id):
             continue
+        if not keys.get(key_id, ("", at, False))[2]:
+            continue  # a key disabled since: the tables cannot say what was free back then
         yield (
             f"lease {lease_id} at {at.isoformat()} took {keys[key_id][0]} "
             f"(last used {_when(last_used[key_id])}) while {keys[expected][0]} "

@@ -91,9 +91,15 @@ class Trial:
         )
 
     def start_pool(self, index: int) -> None:
+        """Start pool `index` and wait until its worker consumes (so faults land mid-run)."""
         self._starts[index] += 1
         log = Path(str(self.logs[index]).format(n=self._starts[index]))
-        self.pools[index] = WorkerPool(processes=1, threads=2, env=self.env, log_file=log).start()
+        pool = WorkerPool(processes=1, threads=2, env=self.env, log_file=log).start()
+        self.pools[index] = pool
+        try:
+            pool.wait_ready(timeout=60)
+        except (RuntimeError, TimeoutError) as error:
+            raise SandboxError(str(error)) from None
 
     def stop_pools(self) -> None:
         for pool in self.pools:
@@ -246,7 +252,10 @@ def _kill_pool_worker(trial: Trial, index: int) -> None:
     pool = trial.pools[index]
     assert pool is not None
     os.kill(trial.worker_pids(index)[0], signal.SIGKILL)
-    pool.process.wait(timeout=30)  # the master notices and shuts down
+    try:
+        pool.process.wait(timeout=10)  # the master notices and shuts down
+    except subprocess.TimeoutExpired:
+        trial.result.notes.append(f"pool {index}'s master outlived its worker; killed it")
     pool.stop()
     trial.start_pool(index)
 

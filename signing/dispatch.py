@@ -264,7 +264,14 @@ def finish_run_if_done(run_id: int) -> bool:
     if finished:
         _record_failure_reason(run_id)
         log.info("run.finished run_id=%s", run_id)
+        transaction.on_commit(partial(_send_audit_run, run_id))
     return bool(finished)
+
+
+def _send_audit_run(run_id: int) -> None:
+    from signing.actors import audit_run
+
+    audit_run.send(run_id=run_id)
 
 
 def _record_failure_reason(run_id: int) -> None:

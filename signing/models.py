@@ -65,6 +65,12 @@ class SigningRun(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
 
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
 
 class Batch(models.Model):
     Status = BatchStatus
@@ -101,3 +107,17 @@ class Batch(models.Model):
 
     def __repr__(self) -> str:
         return f"<Batch {self.pk} run={self.run_id} seq={self.seq} {self.status}>"
+
+
+class RunAudit(models.Model):
+    """The audit of a finished run, computed once by a worker so pages can show it at once."""
+
+    run = models.OneToOneField(
+        SigningRun, primary_key=True, on_delete=models.CASCADE, related_name="audit"
+    )
+    passed = models.BooleanField()
+    report = models.JSONField()
+    audited_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"audit of run {self.run_id}: {'passed' if self.passed else 'FAILED'}"

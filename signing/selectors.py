@@ -44,6 +44,41 @@ class RunProgress:
     def records_per_second(self) -> float:
         return self.signed_records / self.seconds if self.seconds else 0.0
 
+    @property
+    def percent(self) -> float:
+        if not self.total_records:
+            return 100.0 if self.finished else 0.0
+        return round(100.0 * self.signed_records / self.total_records, 1)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the current rate, or None when unknown or finished."""
+        rate = self.records_per_second
+        if self.finished or not rate:
+            return None
+        return round((self.total_records - self.signed_records) / rate, 1)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "finished": self.finished,
+            "batch_size": self.batch_size,
+            "total_records": self.total_records,
+            "signed_records": self.signed_records,
+            "percent": self.percent,
+            "total_batches": self.total_batches,
+            "batches_signed": self.batches_signed,
+            "batches_in_flight": self.batches_in_flight,
+            "batches_pending": self.batches_pending,
+            "batches_failed": self.batches_failed,
+            "keys_used": self.keys_used,
+            "seconds": round(self.seconds, 2),
+            "records_per_second": round(self.records_per_second, 1),
+            "eta_seconds": self.eta_seconds,
+            "failure_reason": self.failure_reason,
+        }
+
 
 def active_run() -> SigningRun | None:
     return SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).first()
@@ -81,3 +116,7 @@ def run_progress(run_id: int) -> RunProgress:
         finished_at=run.finished_at,
         failure_reason=run.failure_reason,
     )
+
+
+def recent_runs(limit: int = 20) -> list[SigningRun]:
+    return list(SigningRun.objects.select_related("audit").order_by("-id")[:limit])

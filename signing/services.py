@@ -11,7 +11,9 @@ from django.conf import settings
 from keyring.services import UnsealedKey, extend_lease, open_private_key
 from records.services import StoreOutcome, store_signatures
 from signing import crypto
+from signing.audit import audit
 from signing.exceptions import KeyMismatch
+from signing.models import RunAudit
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +90,13 @@ def _sign_with_heartbeat(
                 return None
             last_heartbeat = time.perf_counter()
     return signatures
+
+
+def audit_and_record(run_id: int) -> RunAudit:
+    """Audit a finished run and keep the report, for pages that show it (audit_run actor)."""
+    report = audit(run_id=run_id, processes=1)
+    recorded, _ = RunAudit.objects.update_or_create(
+        run_id=run_id, defaults={"passed": report.passed, "report": report.as_dict()}
+    )
+    log.info("run.audited run_id=%s passed=%s", run_id, report.passed)
+    return recorded

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -18,6 +19,8 @@ from typing import IO
 from django.conf import settings
 
 SHUTDOWN_TIMEOUT_MS = 5_000
+# What Dramatiq logs once a worker process has booted and is consuming.
+READY_LINE = "is ready for action"
 
 
 class WorkerPool:
@@ -35,6 +38,7 @@ class WorkerPool:
         self.log_file = log_file
         self._log: IO[bytes] | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     def start(self) -> WorkerPool:
         command = [
@@ -48,6 +52,9 @@ class WorkerPool:
             "--worker-shutdown-timeout",
             str(SHUTDOWN_TIMEOUT_MS),
         ]
+        self._log_offset = (
+            self.log_file.stat().st_size if self.log_file and self.log_file.exists() else 0
+        )
         self._log = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
         self.process = subprocess.Popen(
             command,
@@ -58,6 +65,26 @@ class WorkerPool:
             start_new_session=True,
         )
         return self
+
+    def wait_ready(self, *, timeout: float = 60.0) -> None:
+        """Wait until every worker process has logged that it is ready (needs a log file)."""
+        assert self.log_file is not None, "readiness is read from the log file"
+        deadline = time.monotonic() + timeout
+        while self._ready_count() < self.processes:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"the workers exited while starting (log: {self.log_file})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"workers not ready after {timeout:.0f} s (log: {self.log_file})"
+                )
+            time.sleep(0.05)
+
+    def _ready_count(self) -> int:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return 0
+        return text[self._log_offset :].count(READY_LINE)
 
     @property
     def pid(self) -> int:

@@ -1,8 +1,12 @@
-"""URL routes: the admin now; the dashboard and API arrive with their issues."""
+"""URL routes: the dashboard, login, and the admin."""
 
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
 
 urlpatterns = [
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("", include("signing.urls")),
 ]

@@ -9,7 +9,7 @@ from django.db import connection
 
 from keyring.models import KeyLease, SigningKey
 from records.models import Signature
-from signing.actors import signing_completed, signing_triggered
+from signing.actors import audit_run, signing_completed, signing_triggered
 from signing.audit import audit
 from signing.dispatch import start_run
 from signing.models import Batch, SigningRun
@@ -29,11 +29,16 @@ def signed_run(sent, django_capture_on_commit_callbacks) -> SigningRun:
     while pending := [m for m in sent.messages if m.message_id not in delivered]:
         for message in pending:
             delivered.add(message.message_id)
-            actor = {"signing_triggered": signing_triggered, "signing_completed": signing_completed}
+            actor = {
+                "signing_triggered": signing_triggered,
+                "signing_completed": signing_completed,
+                "audit_run": audit_run,
+            }
             with django_capture_on_commit_callbacks(execute=True):
                 actor[message.actor_name].fn(**message.kwargs)
     run.refresh_from_db()
     assert run.status == SigningRun.Status.COMPLETED
+    assert run.audit.passed, run.audit.report  # recorded by the audit_run actor
     return run
 
 

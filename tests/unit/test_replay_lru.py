@@ -76,3 +76,9 @@ def test_only_the_audited_run_s_breaches_are_reported():
     leases = [(1, 1, at(0), at(1), 7), (2, 1, at(2), None, 8)]
     assert breaches(leases, run_id=7) == []
     assert len(breaches(leases, run_id=8)) == 1
+
+
+def test_a_lease_of_a_key_disabled_since_is_not_judged():
+    keys = {**KEYS, 1: ("k1", at(-10), False)}
+    # k1 was the LRU key then (enabled at the time) and was taken; it is disabled today
+    assert breaches([(1, 1, at(0), at(1), 7), (2, 2, at(2), None, 7)], keys=keys) == []

@@ -1,8 +1,11 @@
 """manage.py demo: seed, start workers, sign everything, audit, stop, summarize."""
 
+import os
+import secrets
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
@@ -26,6 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=whole_number(1), default=4)
 
     def handle(self, *args, **options) -> None:
+        login = ensure_admin_user()
         call_command("seed", records=options["records"], keys=options["keys"], reset=True)
         log_file = Path(settings.BASE_DIR) / ".demo" / "workers.log"
         log_file.parent.mkdir(exist_ok=True)
@@ -41,6 +45,7 @@ class Command(BaseCommand):
         except SystemExit:
             audit_passed = False
         self.print_summary(audit_passed)
+        self.stdout.write(f"  dashboard      make serve, then http://127.0.0.1:8000/ ({login})")
         if not audit_passed:
             raise CommandError("the audit found breaches (listed above)")
 
@@ -63,3 +68,26 @@ class Command(BaseCommand):
             "(prints an openssl command)",
         ]
         self.stdout.write("\n".join(lines))
+
+
+ADMIN_USERNAME = "admin"
+
+
+def ensure_admin_user() -> str:
+    """Make sure the dashboard has a user to log in with; say how to log in.
+
+    The password is DJANGO_SUPERUSER_PASSWORD when set, otherwise a random one, printed
+    once, when the user is first created; later demos leave it alone.
+    """
+    User = get_user_model()
+    password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+    user = User.objects.filter(username=ADMIN_USERNAME).first()
+    if user is None:
+        password = password or secrets.token_urlsafe(12)
+        User.objects.create_superuser(ADMIN_USERNAME, password=password)
+        return f"user {ADMIN_USERNAME}, password {password} (shown once)"
+    if password:
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        return f"user {ADMIN_USERNAME}, password from DJANGO_SUPERUSER_PASSWORD"
+    return f"user {ADMIN_USERNAME}, password as printed when it was created"

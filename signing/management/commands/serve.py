@@ -1,0 +1,33 @@
+"""manage.py serve: the web app and 2 worker processes, started and stopped together."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from signing.cli import whole_number
+from signing.workers import WorkerPool
+
+
+class Command(BaseCommand):
+    help = "Serve the dashboard and run 2 worker processes; Ctrl-C stops both."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
+        parser.add_argument("--processes", type=whole_number(1), default=2)
+        parser.add_argument("--threads", type=whole_number(1), default=4)
+
+    def handle(self, *args, addrport: str, processes: int, threads: int, **options) -> None:
+        log_file = Path(settings.BASE_DIR) / ".demo" / "workers.log"
+        log_file.parent.mkdir(exist_ok=True)
+        self.stdout.write(f"starting {processes} worker processes (log: {log_file})")
+        with WorkerPool(processes=processes, threads=threads, log_file=log_file):
+            try:
+                # runserver serves the static files itself (--insecure) so that the project
+                # runs with DEBUG off and no other server; put a real one in front in production.
+                call_command("runserver", addrport, use_reloader=False, insecure_serving=True)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                self.stdout.write("stopping the workers")

@@ -1,0 +1,130 @@
+"""The dashboard: pages for people (the API is for programs). Views call services and
+selectors and hand templates plain values; templates hold no queries."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from keyring.exceptions import KekError
+from keyring.models import SigningKey
+from keyring.selectors import free_keys, keys_for_display
+from keyring.services import check_kek_opens_keyring
+from records.selectors import record_totals
+from signing.charts import lease_timeline, throughput
+from signing.dispatch import cancel_run, start_run
+from signing.exceptions import RunAlreadyActive
+from signing.forms import StartRunForm
+from signing.models import RunAudit, SigningRun
+from signing.selectors import active_run, recent_runs, run_progress
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def dashboard(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST" and not request.user.is_staff:
+        raise PermissionDenied("only staff can start runs")
+    form = StartRunForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        error = _start_run_error(form.cleaned_data["batch_size"])
+        if error is None:
+            run = active_run()
+            messages.success(request, f"Run {run.pk} started.")
+            return redirect("run-detail", run_id=run.pk)
+        form.add_error(None, error)
+    totals = record_totals()
+    context = {
+        "form": form,
+        "totals": totals,
+        "unsigned": totals["records"] - totals["signed"],
+        "key_count": SigningKey.objects.count(),
+        "free_key_count": free_keys().count(),
+        "active": active_run(),
+        "runs": recent_runs(),
+    }
+    status = 400 if request.method == "POST" else 200
+    return render(request, "signing/dashboard.html", context, status=status)
+
+
+def _start_run_error(batch_size: int) -> str | None:
+    """Start a run; return why it could not start, in words for the form."""
+    try:
+        check_kek_opens_keyring()
+        if not free_keys().exists():
+            return "No key is free: seed keys first (manage.py seed)."
+        start_run(batch_size=batch_size)
+    except RunAlreadyActive as error:
+        return f"{str(error)[0].upper()}{str(error)[1:]}."
+    except KekError as error:
+        return str(error)
+    return None
+
+
+@login_required
+@require_GET
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(SigningRun, pk=run_id)
+    return render(
+        request,
+        "signing/run_detail.html",
+        {"run": run, "progress": run_progress(run.pk), "audit": _audit_of(run)},
+    )
+
+
+@login_required
+@require_GET
+def run_progress_json(request: HttpRequest, run_id: int) -> JsonResponse:
+    run = get_object_or_404(SigningRun, pk=run_id)
+    audit = _audit_of(run)
+    return JsonResponse(
+        {
+            **run_progress(run.pk).as_dict(),
+            "audit": None if audit is None else {"passed": audit.passed, **audit.report},
+        }
+    )
+
+
+@login_required
+@require_GET
+def run_charts(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(SigningRun, pk=run_id)
+    return render(
+        request,
+        "signing/_charts.html",
+        {"timeline": lease_timeline(run), "throughput": throughput(run)},
+    )
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    if not request.user.is_staff:
+        raise PermissionDenied("only staff can cancel runs")
+    if cancel_run(run_id):
+        messages.success(request, f"Run {run_id} cancelled.")
+    else:
+        messages.error(request, f"Run {run_id} is not active.")
+    return redirect("run-detail", run_id=run_id)
+
+
+@login_required
+@require_GET
+def keys(request: HttpRequest) -> HttpResponse:
+    return render(request, "signing/keys.html", {"keys": keys_for_display()})
+
+
+@login_required
+@require_GET
+def key_public_pem(request: HttpRequest, kid: str) -> HttpResponse:
+    key = get_object_or_404(SigningKey.objects.only("kid", "public_key_pem"), kid=kid)
+    response = HttpResponse(key.public_key_pem, content_type="application/x-pem-file")
+    response["Content-Disposition"] = f'attachment; filename="{key.kid}.pem"'
+    return response
+
+
+def _audit_of(run: SigningRun) -> RunAudit | None:
+    return RunAudit.objects.filter(run=run).first()

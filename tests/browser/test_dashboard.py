@@ -1,0 +1,121 @@
+"""The dashboard in Debian's Chromium, driven by Playwright, against real workers."""
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from records.models import Signature
+from signing.models import SigningRun
+from tests.conftest import ARTIFACTS, seed
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+SCREENSHOTS = ARTIFACTS / "browser"
+PASSWORD = "correct horse battery staple"
+
+pytestmark = [pytest.mark.browser, pytest.mark.workers]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists() or shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (`make test` installs it as root)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # between page actions are plain synchronous code, so Django may allow them.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def operator(transactional_db):
+    return get_user_model().objects.create_user("operator", password=PASSWORD, is_staff=True)
+
+
+def log_in(page, base_url: str) -> None:
+    page.goto(base_url + "/")
+    assert "/accounts/login/" in page.url  # anonymous visitors are sent to log in
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base_url + "/")
+
+
+def test_an_operator_starts_a_run_and_watches_it_finish(
+    browser, live_server, operator, start_workers
+):
+    from playwright.sync_api import expect
+
+    seed(records=5_000, keys=20)
+    start_workers(processes=2, threads=4)
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+
+    log_in(page, live_server.url)
+    expect(page.get_by_test_id("records-total")).to_have_text("5,000")
+
+    # A bad batch size is refused inline and starts nothing
+    page.fill("#id_batch_size", "0")
+    page.click("text=Start signing")
+    expect(page.get_by_test_id("batch-size-error")).to_contain_text("at least 1")
+    page.screenshot(path=SCREENSHOTS / "dashboard-bad-input.png", full_page=True)
+    assert not SigningRun.objects.exists()
+
+    # A good one starts the run, and the page follows it to the end by itself
+    page.fill("#id_batch_size", "500")
+    page.click("text=Start signing")
+    page.wait_for_url("**/runs/*/")
+    expect(page.locator('[data-field="percent"]')).to_have_text("100%", timeout=60_000)
+    expect(page.locator('#run [data-field="status"]')).to_have_text("completed")
+    expect(page.locator('[data-field="signed_records"]')).to_have_text("5,000")
+    expect(page.get_by_test_id("audit")).to_contain_text("passed", timeout=60_000)
+    expect(page.get_by_test_id("audit").locator("li.fail")).to_have_count(0)
+
+    # The timeline draws one bar per lease: 10 batches, no failures
+    expect(page.locator("[data-testid=timeline] rect.lease")).to_have_count(10, timeout=10_000)
+    expect(page.locator("[data-testid=timeline] rect.lease.expired")).to_have_count(0)
+    expect(page.locator("[data-testid=throughput] polyline")).to_have_count(1)
+    page.screenshot(path=SCREENSHOTS / "run-finished-laptop.png", full_page=True)
+    assert Signature.objects.count() == 5_000
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=SCREENSHOTS / "run-finished-phone.png", full_page=True)
+
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.click("text=Keys")
+    expect(page.get_by_test_id("keys").locator("tbody tr")).to_have_count(20)
+    expect(page.locator("body")).not_to_contain_text("PRIVATE KEY")
+    page.screenshot(path=SCREENSHOTS / "keys.png", full_page=True)
+    page.close()
+
+
+def test_a_second_run_is_refused_while_one_is_active(browser, live_server, operator):
+    from playwright.sync_api import expect
+
+    from signing.dispatch import plan_run
+
+    seed(records=100, keys=2)
+    active = plan_run(batch_size=10)
+    page = browser.new_page()
+    log_in(page, live_server.url)
+    page.fill("#id_batch_size", "10")
+    page.click("text=Start signing")
+    expect(page.get_by_test_id("form-error")).to_contain_text(f"Run {active.pk} is still active")
+    assert SigningRun.objects.count() == 1
+    page.close()

@@ -1,0 +1,144 @@
+"""Dashboard views: who may see and do what, and what bad input gets."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from keyring.models import SigningKey
+from signing.dispatch import plan_run
+from signing.models import SigningRun
+from tests.conftest import seed
+from tests.integration.factories import lease_batch
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def viewer(client):
+    """Logged in, not staff: may watch, may not start or cancel."""
+    user = get_user_model().objects.create_user("viewer", password="x")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def operator(client):
+    """Staff: may start and cancel runs."""
+    user = get_user_model().objects.create_user("operator", password="x", is_staff=True)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def run():
+    seed(records=20, keys=3)
+    run = plan_run(batch_size=5)
+    lease_batch(run.batches.get(seq=1))
+    return run
+
+
+def page_urls(run) -> list[str]:
+    kid = SigningKey.objects.first().kid
+    return [
+        reverse("dashboard"),
+        reverse("keys"),
+        reverse("key-pem", args=[kid]),
+        reverse("run-detail", args=[run.pk]),
+        reverse("run-progress", args=[run.pk]),
+        reverse("run-charts", args=[run.pk]),
+    ]
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client, run):
+    for url in page_urls(run):
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response.url.startswith(reverse("login")), url
+
+
+def test_a_viewer_sees_every_page(viewer, run):
+    for url in page_urls(run):
+        assert viewer.get(url).status_code == 200, url
+
+
+def test_a_viewer_cannot_start_or_cancel_a_run(viewer, run):
+    assert viewer.post(reverse("dashboard"), {"batch_size": "5"}).status_code == 403
+    assert viewer.post(reverse("run-cancel", args=[run.pk])).status_code == 403
+    run.refresh_from_db()
+    assert run.status == SigningRun.Status.RUNNING
+    assert b"Only staff can start runs" in viewer.get(reverse("dashboard")).content
+
+
+def test_an_operator_starts_a_run_and_is_taken_to_it(operator):
+    seed(records=20, keys=3)
+    response = operator.post(reverse("dashboard"), {"batch_size": "7"})
+    run = SigningRun.objects.get()
+    assert response.status_code == 302
+    assert response.url == reverse("run-detail", args=[run.pk])
+    assert run.batch_size == 7
+    assert run.batch_count == 3
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "message"),
+    [
+        ("0", "at least 1"),
+        ("-1", "at least 1"),
+        ("abc", "whole number"),
+        ("1.5", "whole number"),
+        ("", "Enter a batch size"),
+        (str(10**12), "at most"),
+    ],
+)
+def test_a_bad_batch_size_is_an_inline_error_and_creates_nothing(operator, batch_size, message):
+    seed(records=20, keys=3)
+    response = operator.post(reverse("dashboard"), {"batch_size": batch_size})
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not SigningRun.objects.exists()
+
+
+def test_a_second_run_is_refused_with_a_message(operator, run):
+    response = operator.post(reverse("dashboard"), {"batch_size": "5"})
+    assert response.status_code == 400
+    assert f"Run {run.pk} is still active" in response.content.decode()
+    assert SigningRun.objects.count() == 1
+
+
+def test_progress_json_has_what_the_page_shows(viewer, run):
+    progress = viewer.get(reverse("run-progress", args=[run.pk])).json()
+    assert progress["total_records"] == 20
+    assert progress["batches_in_flight"] == 1
+    assert progress["batches_pending"] == 3
+    assert progress["finished"] is False
+    assert progress["audit"] is None
+    assert set(progress) >= {"percent", "records_per_second", "eta_seconds", "batches_failed"}
+
+
+def test_the_timeline_draws_each_lease_with_its_batch_and_token(viewer, run):
+    html = viewer.get(reverse("run-charts", args=[run.pk])).content.decode()
+    assert html.count('class="lease held"') == 1
+    assert "batch #1 · token 1" in html
+
+
+def test_a_key_downloads_as_public_pem_only(viewer, run):
+    key = SigningKey.objects.first()
+    response = viewer.get(reverse("key-pem", args=[key.kid]))
+    assert response["Content-Disposition"] == f'attachment; filename="{key.kid}.pem"'
+    assert response.content.decode() == key.public_key_pem
+    assert b"PRIVATE" not in response.content
+
+
+def test_pages_never_show_private_key_material(viewer, run):
+    sealed = [bytes(k.encrypted_private_key) for k in SigningKey.objects.all()]
+    for url in page_urls(run):
+        body = viewer.get(url).content
+        assert b"PRIVATE KEY" not in body, url
+        assert not any(blob.hex().encode() in body or blob in body for blob in sealed), url
+
+
+def test_an_operator_cancels_the_active_run(operator, run):
+    response = operator.post(reverse("run-cancel", args=[run.pk]))
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert run.status == SigningRun.Status.CANCELLED
