@@ -20,7 +20,7 @@ COPY_RECORDS = "COPY records_record (payload, created_at) FROM STDIN"
 
 # Forget every record, signature, run, batch, lease and key, and restart their ids.
 RESET_ALL = """
-TRUNCATE records_signature, keyring_keylease, signing_batch, signing_signingrun,
+TRUNCATE records_signature, keyring_keylease, signing_batch, signing_runaudit, signing_signingrun,
          records_record, keyring_signingkey
 RESTART IDENTITY
 """

@@ -8,6 +8,7 @@ here helps the run recover: the workers' reaper and the pipeline's fencing must.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,7 +32,6 @@ from signing.workers import WorkerPool
 TRIAL_ENV = {
     "SIGNING_LEASE_TTL": "3",
     "SIGNING_REAPER_INTERVAL": "1",
-    "SIGNING_IDLE_TRANSACTION_TIMEOUT": "5",
     "SIGNING_LOG_LEVEL": "INFO",
 }
 RUN_DEADLINE_SECONDS = 120.0
@@ -148,7 +148,13 @@ class Trial:
 
     # --- the flow --------------------------------------------------------------------
     def seed(self, keys: int = 50) -> None:
-        self.manage("cancel")  # a run an earlier trial left active (nothing to cancel is fine)
+        """Start from nothing: no run left active, no message left queued, fresh records."""
+        self.manage("cancel")  # nothing to cancel is fine
+        broker = RedisBroker(url=self.sandbox.redis.url)
+        try:
+            broker.client.flushall()
+        finally:
+            broker.close()
         seeded = self.manage("seed", "--reset", "--records", str(self.records), "--keys", str(keys))
         if seeded.returncode != 0:
             raise SandboxError(f"seed failed: {seeded.stderr.strip()}")
@@ -336,35 +342,44 @@ def trial_restart_postgres(sandbox: Sandbox) -> TrialResult:
 
 
 def trial_pause_worker(sandbox: Sandbox) -> TrialResult:
-    """SIGSTOP a worker holding leases until they expire and others re-sign; SIGCONT it."""
+    """SIGSTOP a worker holding leases until they expire and another re-signs; SIGCONT it.
+
+    Pool 0 runs alone until the pause, so it surely holds leased batches (its two threads
+    and its prefetched messages) when it stops; pool 1 starts after, finishes the run
+    through the reaper, and then the paused worker wakes up with only stale leases.
+    """
     trial = Trial(sandbox, name="SIGSTOP a worker past its lease", records=20_000, batch_size=500)
     trial.seed()
     trial.start_pool(0)
-    trial.start_pool(1)
     try:
         trial.start_run()
-        if trial.at_fraction(0.3):
-            paused = trial.worker_pids(0)[0]
+        if not trial.at_fraction(0.2):
+            raise SandboxError("the run ended before the worker could be paused")
+        paused = trial.worker_pids(0)[0]
 
-            trial.fault(lambda: os.kill(paused, signal.SIGSTOP))
-            trial.wait_for_the_run()
-            os.kill(paused, signal.SIGCONT)
-            expired = trial.query(
-                "SELECT count(*) FROM keyring_keylease WHERE outcome = 'expired'"
-            )[0]
-            if not expired:
-                raise SandboxError("the paused worker held no lease: nothing was fenced")
-            wait_for(
-                lambda: "batch.lease_lost" in trial.pool_log_text(0),
-                what="the resumed worker to try its stale batch",
-                timeout=60,
-            )
-        else:
-            trial.wait_for_the_run()
+        def pause_and_start_another() -> None:
+            os.kill(paused, signal.SIGSTOP)
+            trial.start_pool(1)
+
+        trial.fault(pause_and_start_another)
+        trial.wait_for_the_run()
+        if not trial.query("SELECT count(*) FROM keyring_keylease WHERE outcome = 'expired'")[0]:
+            raise SandboxError("no lease of the paused worker expired: nothing was fenced")
+        os.kill(paused, signal.SIGCONT)
+        # Its stale batches are refused by its heartbeat or its store (in either pool: a
+        # failed attempt is retried through Redis, and any worker may take the retry).
+        wait_for(lambda: fenced(trial), what="a stale batch to be refused", timeout=60)
     finally:
+        with contextlib.suppress(ProcessLookupError, UnboundLocalError):
+            os.kill(paused, signal.SIGCONT)
         trial.stop_pools()
-    trial.result.fenced_writes = trial.pool_log_text(0).count("batch.lease_lost")
+    trial.result.fenced_writes = fenced(trial)
     return trial.conclude()
+
+
+def fenced(trial: Trial) -> int:
+    """How many stale attempts the workers refused to store (their `batch.lease_lost` lines)."""
+    return sum(trial.pool_log_text(index).count("batch.lease_lost") for index in (0, 1))
 
 
 def trial_late_delivery(sandbox: Sandbox) -> TrialResult:
@@ -409,10 +424,11 @@ def _take_one_message(broker: RedisBroker, actor_name: str) -> dramatiq.Message:
     """Consume (and ack) one queued message of this actor, as if a worker took it and died."""
     consumer = broker.consume("signing", prefetch=1, timeout=200)
     try:
-        proxy = wait_for(lambda: next(consumer), what=f"a queued {actor_name}", timeout=30)
-        assert proxy.actor_name == actor_name, proxy.actor_name
-        consumer.ack(proxy)
-        return dramatiq.Message(**proxy.asdict())
+        while True:
+            proxy = wait_for(lambda: next(consumer), what=f"a queued {actor_name}", timeout=30)
+            consumer.ack(proxy)
+            if proxy.actor_name == actor_name:
+                return dramatiq.Message(**proxy.asdict())
     finally:
         consumer.close()
 

@@ -88,7 +88,10 @@ DATABASES = {
 }
 # Every transaction here is short. One left idle (its process paused or wedged) would keep
 # its locks, the keyring lock among them, so PostgreSQL ends its session after this long.
-SIGNING_IDLE_TRANSACTION_TIMEOUT = env_int("SIGNING_IDLE_TRANSACTION_TIMEOUT", 10)
+# Keep it under the lease TTL, or a paused holder of the keyring lock lets leases expire.
+SIGNING_IDLE_TRANSACTION_TIMEOUT = env_int(
+    "SIGNING_IDLE_TRANSACTION_TIMEOUT", max(2, env_int("SIGNING_LEASE_TTL", 30) // 3)
+)
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
     f"-c idle_in_transaction_session_timeout={SIGNING_IDLE_TRANSACTION_TIMEOUT * 1000}"
 )
@@ -162,7 +165,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        app: {"level": SIGNING_LOG_LEVEL, "propagate": True}
-        for app in ("signing", "keyring", "records")
+        **{
+            app: {"level": SIGNING_LOG_LEVEL, "propagate": True}
+            for app in ("signing", "keyring", "records")
+        },
+        # Worker life: booting, "ready for action" (WorkerPool.wait_ready reads it), consumer
+        # restarts after a broker outage.
+        "dramatiq": {"level": "INFO", "propagate": True},
     },
 }
