@@ -75,7 +75,8 @@ class Trial:
         self.env = {**os.environ, **sandbox.env, **TRIAL_ENV, "SIGNING_KEK": sandbox_kek(sandbox)}
         self.pools: list[WorkerPool | None] = [None, None]
         self.result = TrialResult(name=name, records=records)
-        self.logs = [sandbox.root / f"{name}-pool{i}-{{n}}.log" for i in range(2)]
+        stamp = time.strftime("%H%M%S")
+        self.logs = [sandbox.root / f"{name}-{stamp}-pool{i}-{{n}}.log" for i in range(2)]
         self._starts = [0, 0]
         self._db: psycopg.Connection | None = None
 
@@ -348,7 +349,9 @@ def trial_pause_worker(sandbox: Sandbox) -> TrialResult:
     and its prefetched messages) when it stops; pool 1 starts after, finishes the run
     through the reaper, and then the paused worker wakes up with only stale leases.
     """
-    trial = Trial(sandbox, name="SIGSTOP a worker past its lease", records=20_000, batch_size=500)
+    # Big batches: the worker spends most of its time signing, so the pause catches it
+    # holding unsigned batches (in its threads and its prefetched messages).
+    trial = Trial(sandbox, name="SIGSTOP a worker past its lease", records=20_000, batch_size=2_000)
     trial.seed()
     trial.start_pool(0)
     try:
@@ -363,12 +366,19 @@ def trial_pause_worker(sandbox: Sandbox) -> TrialResult:
 
         trial.fault(pause_and_start_another)
         trial.wait_for_the_run()
-        if not trial.query("SELECT count(*) FROM keyring_keylease WHERE outcome = 'expired'")[0]:
-            raise SandboxError("no lease of the paused worker expired: nothing was fenced")
+        # Batches leased more than once: their first lease expired unsigned, so its
+        # SigningTriggered is still with the paused worker (or queued behind it).
+        stale = trial.query("SELECT count(*) FROM signing_batch WHERE attempts > 1")[0]
+        if not stale:
+            raise SandboxError("the pause caught no unsigned batch: nothing to fence")
         os.kill(paused, signal.SIGCONT)
-        # Its stale batches are refused by its heartbeat or its store (in either pool: a
-        # failed attempt is retried through Redis, and any worker may take the retry).
-        wait_for(lambda: fenced(trial), what="a stale batch to be refused", timeout=60)
+        # Each is refused by its heartbeat or its store (in either pool: a failed attempt is
+        # retried through Redis, and any worker may take the retry).
+        wait_for(
+            lambda: fenced(trial) >= stale,
+            what=f"the {stale} stale batches to be refused",
+            timeout=60,
+        )
     finally:
         with contextlib.suppress(ProcessLookupError, UnboundLocalError):
             os.kill(paused, signal.SIGCONT)
@@ -446,12 +456,33 @@ TRIALS: dict[str, Callable[[Sandbox], TrialResult]] = {
 def run_trial(name: str, sandbox: Sandbox) -> TrialResult:
     """Run one trial; a trial that cannot finish is a failed result, not a crash."""
     started = time.monotonic()
+    started_at = time.time()
     try:
         result = TRIALS[name](sandbox)
     except (SandboxError, subprocess.TimeoutExpired) as error:
         result = TrialResult(name=name, records=0, notes=[f"did not finish: {error}"])
+        result.notes.extend(_worker_log_tails(sandbox, since=started_at))
     result.seconds = time.monotonic() - started
     return result
+
+
+# Routine lines that would drown what explains a failure.
+_ROUTINE = ("lease.granted", "lease.released", "batch.stored", "Discovered tasks module")
+
+
+def _worker_log_tails(sandbox: Sandbox, *, since: float, lines: int = 25) -> list[str]:
+    """The last telling lines of each worker log a failed trial wrote (the sandbox goes)."""
+    tails = []
+    for log in sorted(sandbox.root.glob("*.log")):
+        if log.name == "postgres.log" or log.stat().st_mtime < since:
+            continue
+        telling = [
+            line
+            for line in log.read_text(errors="replace").splitlines()
+            if line.strip() and not any(word in line for word in _ROUTINE)
+        ]
+        tails.append(f"--- {log.name}\n" + "\n".join(telling[-lines:]))
+    return tails
 
 
 def prepare(sandbox: Sandbox) -> None:
