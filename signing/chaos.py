@@ -286,60 +286,50 @@ def trial_kill_one_worker(sandbox: Sandbox) -> TrialResult:
     return trial.conclude()
 
 
-def trial_kill_every_worker(sandbox: Sandbox) -> TrialResult:
-    """kill -9 every worker process and master at once, then start new ones."""
-    trial = Trial(sandbox, name="kill -9 every worker", records=20_000, batch_size=100)
+def _trial_with_one_fault(
+    sandbox: Sandbox, *, name: str, inject: Callable[[Trial], None], at: float = 0.4
+) -> TrialResult:
+    """Two pools sign 20,000 records in batches of 100; the fault strikes at `at`."""
+    trial = Trial(sandbox, name=name, records=20_000, batch_size=100)
     trial.seed()
     trial.start_pool(0)
     trial.start_pool(1)
     try:
         trial.start_run()
-        if trial.at_fraction(0.4):
-
-            def kill_all() -> None:
-                for index, pool in enumerate(trial.pools):
-                    assert pool is not None
-                    os.killpg(pool.pid, signal.SIGKILL)
-                    pool.stop()
-                    trial.start_pool(index)
-
-            trial.fault(kill_all)
+        if trial.at_fraction(at):
+            trial.fault(lambda: inject(trial))
         trial.wait_for_the_run()
     finally:
         trial.stop_pools()
     return trial.conclude()
+
+
+def _kill_every_pool(trial: Trial) -> None:
+    """SIGKILL every pool's whole process group (masters and workers), then start new ones."""
+    for index, pool in enumerate(trial.pools):
+        assert pool is not None
+        os.killpg(pool.pid, signal.SIGKILL)
+        pool.stop()
+        trial.start_pool(index)
+
+
+def trial_kill_every_worker(sandbox: Sandbox) -> TrialResult:
+    """kill -9 every worker process and master at once, then start new ones."""
+    return _trial_with_one_fault(sandbox, name="kill -9 every worker", inject=_kill_every_pool)
 
 
 def trial_restart_redis(sandbox: Sandbox) -> TrialResult:
     """Redis killed and started empty mid-run: every queued message is lost."""
-    trial = Trial(sandbox, name="Redis restarted empty", records=20_000, batch_size=100)
-    trial.seed()
-    trial.start_pool(0)
-    trial.start_pool(1)
-    try:
-        trial.start_run()
-        if trial.at_fraction(0.4):
-            trial.fault(sandbox.redis.restart_empty)
-        trial.wait_for_the_run()
-    finally:
-        trial.stop_pools()
-    return trial.conclude()
+    return _trial_with_one_fault(
+        sandbox, name="Redis restarted empty", inject=lambda _: sandbox.redis.restart_empty()
+    )
 
 
 def trial_restart_postgres(sandbox: Sandbox) -> TrialResult:
     """PostgreSQL stopped as a crash would (immediate) and started again mid-run."""
-    trial = Trial(sandbox, name="PostgreSQL restarted", records=20_000, batch_size=100)
-    trial.seed()
-    trial.start_pool(0)
-    trial.start_pool(1)
-    try:
-        trial.start_run()
-        if trial.at_fraction(0.4):
-            trial.fault(sandbox.postgres.restart)
-        trial.wait_for_the_run()
-    finally:
-        trial.stop_pools()
-    return trial.conclude()
+    return _trial_with_one_fault(
+        sandbox, name="PostgreSQL restarted", inject=lambda _: sandbox.postgres.restart()
+    )
 
 
 def trial_pause_worker(sandbox: Sandbox) -> TrialResult:
