@@ -8,6 +8,7 @@ the id keeps ``(1, "2x")`` and ``(12, "x")`` apart.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Final
 
@@ -104,3 +105,31 @@ def sign_records(private_key: PrivateKey, records: list[tuple[int, str]]) -> lis
         SignedRecord(record_id, sign(private_key, signing_input(record_id, payload)))
         for record_id, payload in records
     ]
+
+
+def public_jwk(public_key: PublicKey, kid: str) -> dict[str, str]:
+    """The public key as a JWK (RFC 8037 OKP for Ed25519, RFC 7518 EC for P-256)."""
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": _b64url(raw),
+            "kid": kid,
+            "use": "sig",
+            "alg": "EdDSA",
+        }
+    numbers = public_key.public_numbers()
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": _b64url(numbers.x.to_bytes(32, "big")),
+        "y": _b64url(numbers.y.to_bytes(32, "big")),
+        "kid": kid,
+        "use": "sig",
+        "alg": "ES256",
+    }
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

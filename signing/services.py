@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from keyring.services import UnsealedKey, extend_lease, open_private_key
+from records.models import Signature
 from records.services import StoreOutcome, store_signatures
 from signing import crypto
 from signing.audit import audit
@@ -100,3 +101,22 @@ def audit_and_record(run_id: int) -> RunAudit:
     )
     log.info("run.audited run_id=%s passed=%s", run_id, report.passed)
     return recorded
+
+
+def verify_record(record_id: int) -> bool | None:
+    """Check a stored signature again over the record's signing input; None if unsigned."""
+    signature = (
+        Signature.objects.select_related("record", "key").filter(record_id=record_id).first()
+    )
+    if signature is None:
+        return None
+    return crypto.verify(
+        crypto.load_public_key(signature.key.public_key_pem),
+        crypto.signing_input(signature.record_id, signature.record.payload),
+        bytes(signature.signature),
+    )
+
+
+def verify_message(*, public_key_pem: str, message: str, signature: bytes) -> bool:
+    """Check a signature over a message's exact UTF-8 bytes with one of our public keys."""
+    return crypto.verify(crypto.load_public_key(public_key_pem), message.encode(), signature)

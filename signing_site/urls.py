@@ -1,12 +1,16 @@
-"""URL routes: the dashboard, login, and the admin."""
+"""URL routes: the dashboard, login, the admin, the API and the JWKS."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from signing.api.views import JwksView
+
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/", include("signing.api.urls")),
+    path(".well-known/jwks.json", JwksView.as_view(), name="jwks"),
     path("", include("signing.urls")),
 ]

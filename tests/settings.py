@@ -17,5 +17,6 @@ from signing_site.settings import *  # noqa: F403
 # Two test sessions at once (two developers, or a developer and a helper) each need their
 # own test database: set SIGNING_TEST_DATABASE to pick another name.
 DATABASES["default"]["TEST"]["NAME"] = os.environ.get(  # noqa: F405
-    "SIGNING_TEST_DATABASE", f"test_{DATABASES['default']['NAME']}"  # noqa: F405
+    "SIGNING_TEST_DATABASE",
+    f"test_{DATABASES['default']['NAME']}",  # noqa: F405
 )

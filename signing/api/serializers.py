@@ -1,0 +1,221 @@
+"""API shapes: separate input and output serializers, no business logic.
+
+Inputs are strict: a field of the wrong JSON type, a field nobody asked for, or a value out
+of range is a field-level 400, never coerced and never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from keyring.models import KeyLease, SigningKey
+from records.models import Record
+from signing.dispatch import MAX_BATCH_SIZE
+from signing.models import SigningRun
+
+MAX_MESSAGE_CHARS = 100_000
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know: a typo must not be silently ignored."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"detail": ["Expected a JSON object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class WholeNumberField(serializers.IntegerField):
+    """A JSON integer, nothing else: not "12", not 12.0, not true."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class Base64Field(serializers.CharField):
+    """Bytes sent as standard base64."""
+
+    default_error_messages = {"base64": "Not valid base64."}
+
+    def to_internal_value(self, data: Any) -> bytes:  # type: ignore[override]
+        text = super().to_internal_value(data)
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            self.fail("base64")
+
+
+class RunCreateSerializer(StrictSerializer):
+    batch_size = WholeNumberField(
+        required=False,
+        min_value=1,
+        max_value=MAX_BATCH_SIZE,
+        help_text="Records per batch, fixed for the whole run (default SIGNING_BATCH_SIZE).",
+    )
+
+    def validated_batch_size(self) -> int:
+        return self.validated_data.get("batch_size", settings.SIGNING_BATCH_SIZE)
+
+
+class RunProgressSerializer(serializers.Serializer):
+    total_records = serializers.IntegerField()
+    signed_records = serializers.IntegerField()
+    percent = serializers.FloatField()
+    total_batches = serializers.IntegerField()
+    batches_signed = serializers.IntegerField()
+    batches_in_flight = serializers.IntegerField()
+    batches_pending = serializers.IntegerField()
+    batches_failed = serializers.IntegerField()
+    keys_used = serializers.IntegerField()
+    seconds = serializers.FloatField()
+    records_per_second = serializers.FloatField()
+    eta_seconds = serializers.FloatField(allow_null=True)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    audit_passed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SigningRun
+        fields = [
+            "id",
+            "status",
+            "batch_size",
+            "record_count",
+            "batch_count",
+            "max_in_flight",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "failure_reason",
+            "progress",
+            "audit_passed",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(RunProgressSerializer)
+    def get_progress(self, run: SigningRun) -> dict[str, Any]:
+        from signing.selectors import run_progress
+
+        return run_progress(run.pk).as_dict()
+
+    def get_audit_passed(self, run: SigningRun) -> bool | None:
+        """True or false once the run's audit is recorded; null before."""
+        audit = getattr(run, "audit", None)
+        return None if audit is None else audit.passed
+
+
+class KeySerializer(serializers.ModelSerializer):
+    """The public part of a key only: the model's sealed private key is never a field."""
+
+    lru_position = serializers.IntegerField(read_only=True)
+    lease_count = serializers.IntegerField(read_only=True)
+    held = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = SigningKey
+        fields = [
+            "kid",
+            "algorithm",
+            "public_key_pem",
+            "enabled",
+            "last_used_at",
+            "created_at",
+            "lease_count",
+            "held",
+            "lru_position",
+        ]
+        read_only_fields = fields
+
+
+class RecordSerializer(serializers.ModelSerializer):
+    signature = serializers.SerializerMethodField()
+    kid = serializers.SerializerMethodField()
+    batch = serializers.SerializerMethodField()
+    signed_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Record
+        fields = ["id", "payload", "created_at", "signature", "kid", "batch", "signed_at"]
+        read_only_fields = fields
+
+    @staticmethod
+    def _signature(record: Record):
+        return getattr(record, "signature", None)
+
+    def get_signature(self, record: Record) -> str | None:
+        """The raw signature bytes in standard base64, or null if the record is unsigned."""
+        signature = self._signature(record)
+        return None if signature is None else base64.b64encode(signature.signature).decode()
+
+    def get_kid(self, record: Record) -> str | None:
+        signature = self._signature(record)
+        return None if signature is None else signature.key.kid
+
+    def get_batch(self, record: Record) -> int | None:
+        signature = self._signature(record)
+        return None if signature is None else signature.batch_id
+
+    def get_signed_at(self, record: Record) -> str | None:
+        signature = self._signature(record)
+        return (
+            None
+            if signature is None
+            else serializers.DateTimeField().to_representation(signature.signed_at)
+        )
+
+
+class VerifySerializer(StrictSerializer):
+    """Either a stored record (`record_id`), or any message with a kid and a signature."""
+
+    record_id = WholeNumberField(required=False, min_value=1, max_value=2**63 - 1)
+    kid = serializers.CharField(required=False, max_length=200)
+    message = serializers.CharField(
+        required=False, max_length=MAX_MESSAGE_CHARS, trim_whitespace=False, allow_blank=True
+    )
+    signature = Base64Field(required=False, max_length=1_000)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        by_record = "record_id" in attrs
+        by_message = {"kid", "message", "signature"} <= set(attrs)
+        if by_record == by_message or (by_record and len(attrs) > 1):
+            raise serializers.ValidationError(
+                "Send either record_id alone, or kid, message and signature."
+            )
+        return attrs
+
+
+class VerifyResultSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+
+
+class LeaseSerializer(serializers.ModelSerializer):
+    kid = serializers.CharField(source="key.kid", read_only=True)
+    batch_seq = serializers.IntegerField(source="batch.seq", read_only=True)
+
+    class Meta:
+        model = KeyLease
+        fields = [
+            "id",
+            "kid",
+            "batch",
+            "batch_seq",
+            "token",
+            "acquired_at",
+            "expires_at",
+            "released_at",
+            "outcome",
+        ]
+        read_only_fields = fields

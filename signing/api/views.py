@@ -1,0 +1,166 @@
+"""The REST API: thin views over the same services the dashboard and commands use."""
+
+from __future__ import annotations
+
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from keyring.models import KeyLease, SigningKey
+from keyring.selectors import keys_for_display, keys_in_lru_order
+from records.models import Record
+from signing import crypto
+from signing.api import serializers as api
+from signing.dispatch import cancel_run, start_run
+from signing.exceptions import RunAlreadyActive
+from signing.models import SigningRun
+from signing.services import verify_message, verify_record
+
+# Ids in URLs are at most 18 digits: a longer one names nothing and never reaches bigint.
+ID_PATTERN = r"[0-9]{1,18}"
+CONFLICT = OpenApiResponse(description="Another run is active (or this one is not).")
+
+
+def _errors(status_code: int, **fields: str) -> Response:
+    return Response({"errors": {k: [v] for k, v in fields.items()}}, status=status_code)
+
+
+class IsStaffToChange(permissions.BasePermission):
+    """Reads for any authenticated user; starting and cancelling runs for staff only."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        return bool(request.user and request.user.is_staff)
+
+
+class RunViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Signing runs. A run's batch size is fixed: there is no PUT or PATCH."""
+
+    queryset = SigningRun.objects.select_related("audit").order_by("-id")
+    serializer_class = api.RunSerializer
+    permission_classes = [permissions.IsAuthenticated, IsStaffToChange]
+    lookup_value_regex = ID_PATTERN
+    throttle_scope = "start-run"
+
+    def get_throttles(self):
+        return [ScopedRateThrottle()] if self.action == "create" else []
+
+    @extend_schema(
+        request=api.RunCreateSerializer,
+        responses={201: api.RunSerializer, 409: CONFLICT},
+        summary="Start a run",
+    )
+    def create(self, request: Request) -> Response:
+        if request.stream is None:  # no body at all: say so rather than start a default run
+            raise ParseError('Send a JSON object, e.g. {"batch_size": 1000} or {}.')
+        incoming = api.RunCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            run = start_run(batch_size=incoming.validated_batch_size())
+        except RunAlreadyActive as error:
+            return _errors(status.HTTP_409_CONFLICT, detail=str(error))
+        return Response(api.RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: api.RunSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        if not cancel_run(run.pk):
+            return _errors(status.HTTP_409_CONFLICT, detail=f"run {run.pk} is not active")
+        run.refresh_from_db()
+        return Response(api.RunSerializer(run).data)
+
+    @extend_schema(responses=api.LeaseSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def leases(self, request: Request, pk: str) -> Response:
+        """Every lease of the run's batches, in the order they were granted (the timeline)."""
+        run = self.get_object()
+        leases = (
+            KeyLease.objects.filter(batch__run=run)
+            .select_related("key", "batch")
+            .order_by("acquired_at", "id")
+        )
+        page = self.paginate_queryset(leases)
+        return self.get_paginated_response(api.LeaseSerializer(page, many=True).data)
+
+
+class KeyViewSet(viewsets.ReadOnlyModelViewSet):
+    """Keys in the order the next lease takes them (LRU); public parts only."""
+
+    serializer_class = api.KeySerializer
+    lookup_field = "kid"
+    lookup_value_regex = r"[A-Za-z0-9._-]{1,200}"
+
+    def get_queryset(self):
+        return keys_for_display().annotate(
+            lru_position=Window(
+                RowNumber(), order_by=[F("last_used_at").asc(nulls_first=True), F("id").asc()]
+            )
+        )
+
+
+class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A record with its signature (base64), the kid that signed it and its batch."""
+
+    queryset = Record.objects.select_related("signature", "signature__key")
+    serializer_class = api.RecordSerializer
+    lookup_value_regex = ID_PATTERN
+
+
+class VerifyView(APIView):
+    @extend_schema(
+        request=api.VerifySerializer,
+        responses={200: api.VerifyResultSerializer},
+        summary="Verify a stored record, or a message signed by one of our keys",
+    )
+    def post(self, request: Request) -> Response:
+        incoming = api.VerifySerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
+        if "record_id" in data:
+            valid = verify_record(data["record_id"])
+            if valid is None:
+                return _errors(status.HTTP_404_NOT_FOUND, record_id="No signed record has this id.")
+            return Response({"valid": valid})
+        key = SigningKey.objects.only("public_key_pem").filter(kid=data["kid"]).first()
+        if key is None:
+            return _errors(status.HTTP_400_BAD_REQUEST, kid="No key has this kid.")
+        valid = verify_message(
+            public_key_pem=key.public_key_pem, message=data["message"], signature=data["signature"]
+        )
+        return Response({"valid": valid})
+
+
+class JwksView(APIView):
+    """The keyring's public keys as a JSON Web Key Set: public, no login."""
+
+    permission_classes = [permissions.AllowAny]
+    authentication_classes = []
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Jwks", {"keys": serializers.ListField(child=serializers.DictField())}
+        )
+    )
+    def get(self, request: Request) -> Response:
+        keys = keys_in_lru_order(SigningKey.objects.only("kid", "public_key_pem"))
+        return Response(
+            {
+                "keys": [
+                    crypto.public_jwk(crypto.load_public_key(k.public_key_pem), k.kid) for k in keys
+                ]
+            }
+        )

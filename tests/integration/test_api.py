@@ -1,0 +1,330 @@
+"""The REST API: every endpoint, who may call it, and what bad input gets."""
+
+import base64
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from keyring.services import open_private_key
+from records.models import Record
+from signing import crypto
+from signing.dispatch import plan_run
+from signing.models import Batch, SigningRun
+from tests.conftest import seed
+from tests.integration.factories import lease_batch
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user=None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def staff():
+    return client_for(get_user_model().objects.create_user("ops", password="pw", is_staff=True))
+
+
+@pytest.fixture
+def reader():
+    return client_for(get_user_model().objects.create_user("auditor", password="pw"))
+
+
+@pytest.fixture
+def anonymous():
+    return APIClient()
+
+
+@pytest.fixture
+def keyring_and_records():
+    return seed(records=30, keys=3)
+
+
+@pytest.fixture
+def signed_record(keyring_and_records):
+    """One record signed through the real store path, under a real lease."""
+    from records.services import store_signatures
+
+    run = plan_run(batch_size=30)
+    batch = run.batches.get()
+    lease = lease_batch(batch)
+    key = open_private_key(key_id=lease.key_id, kid=lease.kid)
+    records = list(Record.objects.order_by("id").values_list("id", "payload"))
+    store_signatures(
+        lease_id=lease.id,
+        token=lease.token,
+        batch_id=batch.pk,
+        key_id=lease.key_id,
+        signatures=crypto.sign_records(key.private_key, records),
+    )
+    return Record.objects.order_by("id").first()
+
+
+# --- authentication and permissions ------------------------------------------------------
+def test_a_token_is_issued_for_a_username_and_password(anonymous):
+    user = get_user_model().objects.create_user("ops", password="pw")
+    response = anonymous.post(
+        "/api/auth/token/", {"username": "ops", "password": "pw"}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["token"] == Token.objects.get(user=user).key
+    wrong = anonymous.post("/api/auth/token/", {"username": "ops", "password": "no"}, format="json")
+    assert wrong.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/runs/", "/api/runs/1/", "/api/keys/", "/api/records/1/", "/api/runs/1/leases/"]
+)
+def test_anonymous_reads_get_401(anonymous, url):
+    response = anonymous.get(url)
+    assert response.status_code == 401
+    assert "detail" in response.json()["errors"]
+
+
+def test_a_bad_token_gets_401(anonymous):
+    anonymous.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert anonymous.get("/api/runs/").status_code == 401
+
+
+def test_only_staff_may_start_or_cancel_runs(reader, keyring_and_records):
+    assert reader.post("/api/runs/", {"batch_size": 5}, format="json").status_code == 403
+    run = plan_run(batch_size=5)
+    assert reader.post(f"/api/runs/{run.pk}/cancel/").status_code == 403
+    assert SigningRun.objects.get().status == SigningRun.Status.RUNNING
+
+
+def test_the_jwks_is_public_and_holds_public_keys_only(anonymous, keyring_and_records):
+    response = anonymous.get("/.well-known/jwks.json")
+    assert response.status_code == 200
+    keys = response.json()["keys"]
+    assert [k["kid"] for k in keys] == [k.kid for k in keyring_and_records]
+    for jwk in keys:
+        assert (jwk["kty"], jwk["crv"], jwk["alg"]) == ("OKP", "Ed25519", "EdDSA")
+        assert len(base64.urlsafe_b64decode(jwk["x"] + "==")) == 32
+        assert "d" not in jwk  # the private part of an OKP JWK
+
+
+# --- runs --------------------------------------------------------------------------------
+def test_staff_start_a_run_and_get_201(staff, keyring_and_records):
+    response = staff.post("/api/runs/", {"batch_size": 7}, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    run = SigningRun.objects.get()
+    assert body["id"] == run.pk
+    assert body["batch_size"] == 7
+    assert body["progress"]["total_records"] == 30
+    assert body["progress"]["total_batches"] == 5
+
+
+def test_a_run_without_a_batch_size_uses_the_default(staff, keyring_and_records, settings):
+    settings.SIGNING_BATCH_SIZE = 11
+    assert staff.post("/api/runs/", {}, format="json").json()["batch_size"] == 11
+
+
+def test_a_second_run_gets_409(staff, keyring_and_records):
+    active = plan_run(batch_size=5)
+    response = staff.post("/api/runs/", {"batch_size": 5}, format="json")
+    assert response.status_code == 409
+    assert f"run {active.pk} is still active" in response.json()["errors"]["detail"][0]
+    assert SigningRun.objects.count() == 1
+
+
+def test_runs_list_and_detail_show_progress(reader, keyring_and_records):
+    run = plan_run(batch_size=10)
+    lease_batch(run.batches.get(seq=1))
+    listed = reader.get("/api/runs/").json()
+    assert listed["count"] == 1
+    detail = reader.get(f"/api/runs/{run.pk}/").json()
+    assert detail["status"] == "running"
+    assert detail["progress"]["batches_in_flight"] == 1
+    assert detail["progress"]["batches_pending"] == 2
+    assert detail["audit_passed"] is None
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_a_run_can_never_be_changed(staff, keyring_and_records, method):
+    run = plan_run(batch_size=5)
+    response = getattr(staff, method)(f"/api/runs/{run.pk}/", {"batch_size": 6}, format="json")
+    assert response.status_code == 405
+    assert SigningRun.objects.get().batch_size == 5
+
+
+def test_staff_cancel_an_active_run_and_get_409_the_second_time(staff, keyring_and_records):
+    run = plan_run(batch_size=5)
+    first = staff.post(f"/api/runs/{run.pk}/cancel/")
+    assert first.status_code == 200
+    assert first.json()["status"] == "cancelled"
+    assert staff.post(f"/api/runs/{run.pk}/cancel/").status_code == 409
+
+
+def test_a_runs_leases_come_in_the_order_granted(reader, keyring_and_records):
+    run = plan_run(batch_size=10)
+    granted = [lease_batch(batch) for batch in run.batches.order_by("seq")]
+    leases = reader.get(f"/api/runs/{run.pk}/leases/").json()["results"]
+    assert [lease["id"] for lease in leases] == [g.id for g in granted]
+    assert [lease["kid"] for lease in leases] == [g.kid for g in granted]
+    assert leases[0]["batch_seq"] == 1
+
+
+# --- keys, records, verify ---------------------------------------------------------------
+def test_keys_come_in_lru_order_with_their_public_part_only(reader, keyring_and_records):
+    keys = reader.get("/api/keys/").json()["results"]
+    assert [k["lru_position"] for k in keys] == [1, 2, 3]
+    assert set(keys[0]) == {
+        "kid",
+        "algorithm",
+        "public_key_pem",
+        "enabled",
+        "last_used_at",
+        "created_at",
+        "lease_count",
+        "held",
+        "lru_position",
+    }
+    one = reader.get(f"/api/keys/{keys[1]['kid']}/").json()
+    assert one["kid"] == keys[1]["kid"]
+    assert "PRIVATE" not in json.dumps(keys)
+
+
+def test_a_record_shows_its_signature(reader, signed_record):
+    body = reader.get(f"/api/records/{signed_record.pk}/").json()
+    signature = signed_record.signature
+    assert body["payload"] == signed_record.payload
+    assert base64.b64decode(body["signature"]) == bytes(signature.signature)
+    assert body["kid"] == signature.key.kid
+    assert body["batch"] == signature.batch_id
+
+
+def test_an_unsigned_record_has_null_signature(reader, keyring_and_records):
+    record = Record.objects.first()
+    body = reader.get(f"/api/records/{record.pk}/").json()
+    assert body["signature"] is None
+    assert body["kid"] is None
+
+
+def test_verify_a_stored_record(reader, signed_record):
+    response = reader.post("/api/verify/", {"record_id": signed_record.pk}, format="json")
+    assert response.json() == {"valid": True}
+
+
+def test_verify_a_message_and_its_tampered_twin(reader, signed_record):
+    signature = signed_record.signature
+    message = crypto.signing_input(signed_record.pk, signed_record.payload).decode()
+    body = {
+        "kid": signature.key.kid,
+        "message": message,
+        "signature": base64.b64encode(bytes(signature.signature)).decode(),
+    }
+    assert reader.post("/api/verify/", body, format="json").json() == {"valid": True}
+    body["message"] += "!"
+    assert reader.post("/api/verify/", body, format="json").json() == {"valid": False}
+
+
+# --- bad input: always a 4xx with field-level errors, and nothing created ---------------
+BAD_RUN_BODIES = [
+    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": -1}, "batch_size"),
+    ({"batch_size": 10**12}, "batch_size"),
+    ({"batch_size": "abc"}, "batch_size"),
+    ({"batch_size": "12"}, "batch_size"),
+    ({"batch_size": None}, "batch_size"),
+    ({"batch_size": 1.5}, "batch_size"),
+    ({"batch_size": 2.0}, "batch_size"),
+    ({"batch_size": True}, "batch_size"),
+    ({"batch_size": [5]}, "batch_size"),
+    ({"batch_size": {"n": 5}}, "batch_size"),
+    ({"batch_size": 5, "max_in_flight": 3}, "max_in_flight"),
+    ({"batchsize": 5}, "batchsize"),
+    ([5], "detail"),
+    ("5", "detail"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_RUN_BODIES)
+def test_a_bad_run_body_is_a_field_level_400_and_starts_nothing(
+    staff, keyring_and_records, body, field
+):
+    response = staff.post("/api/runs/", json.dumps(body), content_type="application/json")
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    assert field in errors, errors
+    assert all(isinstance(m, str) for m in errors[field])
+    assert not SigningRun.objects.exists()
+    assert not Batch.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "expected"),
+    [
+        ("{not json", "application/json", 400),
+        ("", "application/json", 400),
+        ("batch_size=5", "application/x-www-form-urlencoded", 415),
+        ("batch_size: 5", "text/plain", 415),
+        ('{"batch_size": 5' + " " * 300_000 + "}", "application/json", 413),
+    ],
+)
+def test_a_malformed_body_is_refused_and_starts_nothing(
+    staff, keyring_and_records, raw, content_type, expected
+):
+    response = staff.post("/api/runs/", raw, content_type=content_type)
+    assert response.status_code == expected, response.content
+    assert "detail" in response.json()["errors"]
+    assert not SigningRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "expected"),
+    [
+        ({"record_id": "1"}, "record_id", 400),
+        ({"record_id": 0}, "record_id", 400),
+        ({"record_id": 2**70}, "record_id", 400),
+        ({"kid": "key-x", "message": "m", "signature": "!!notbase64!!"}, "signature", 400),
+        ({"kid": "no-such-key", "message": "m", "signature": "AAAA"}, "kid", 400),
+        ({"kid": "key-x", "message": "m"}, "detail", 400),
+        ({"record_id": 1, "kid": "k", "message": "m", "signature": "AAAA"}, "detail", 400),
+        ({}, "detail", 400),
+        ({"record_id": 99_999_999}, "record_id", 404),
+        ({"message": "x" * 100_001, "kid": "k", "signature": "AAAA"}, "message", 400),
+    ],
+)
+def test_a_bad_verify_body_gets_a_field_level_error(reader, signed_record, body, field, expected):
+    response = reader.post("/api/verify/", json.dumps(body), content_type="application/json")
+    assert response.status_code == expected, response.content
+    assert field in response.json()["errors"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/records/abc/",
+        "/api/records/9999999999999999999999999999/",
+        "/api/runs/-1/",
+        "/api/runs/99999999/",
+        "/api/keys/no-such-key/",
+        "/api/keys/%00/",
+    ],
+)
+def test_unknown_ids_are_404(reader, keyring_and_records, url):
+    response = reader.get(url)
+    assert response.status_code == 404
+
+
+def test_starting_runs_is_throttled(staff, keyring_and_records, monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import ScopedRateThrottle
+
+    cache.clear()
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"start-run": "2/minute"})
+    codes = [
+        staff.post("/api/runs/", {"batch_size": 500}, format="json").status_code for _ in range(3)
+    ]
+    assert codes == [201, 409, 429]  # the second is refused as a duplicate, the third throttled
+    assert SigningRun.objects.count() == 1
+    cache.clear()
