@@ -66,7 +66,7 @@ def store_signatures(
         ):
             return StoreOutcome.LEASE_LOST, 0
         claimed = Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
-            status=Batch.Status.SIGNED, signed_at=timezone.now()
+            status=Batch.Status.SIGNED, signed_at=ClockTimestamp()
         )
         if not claimed:
             return StoreOutcome.ALREADY_STORED, 0

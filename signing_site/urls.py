@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from signing.api.views import JwksView
+from signing.metrics import metrics_view
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -12,5 +13,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("signing.api.urls")),
     path(".well-known/jwks.json", JwksView.as_view(), name="jwks"),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("signing.urls")),
 ]

@@ -142,3 +142,10 @@ def test_an_operator_cancels_the_active_run(operator, run):
     assert response.status_code == 302
     run.refresh_from_db()
     assert run.status == SigningRun.Status.CANCELLED
+
+
+def test_prometheus_scrapes_metrics_without_logging_in(client, run):
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    assert "signing_active_leases 1.0" in response.content.decode()
