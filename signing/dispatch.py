@@ -15,9 +15,12 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
 from django.db.models.functions import Now
 
+from keyring.exceptions import KekError
 from keyring.models import KeyLease
+from keyring.selectors import free_keys
 from keyring.services import (
     GrantedLease,
+    check_kek_opens_keyring,
     expire_leases,
     lease_lru_key,
     lock_keyring,
@@ -25,7 +28,7 @@ from keyring.services import (
 )
 from records.selectors import batch_records
 from signing import sql
-from signing.exceptions import InvalidBatchSize, RunAlreadyActive
+from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
 from signing.models import Batch, SigningRun
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,20 @@ def parse_batch_size(raw: object) -> int:
     if not 1 <= raw <= MAX_BATCH_SIZE:
         raise InvalidBatchSize(f"batch size must be from 1 to {MAX_BATCH_SIZE}, got {raw}")
     return raw
+
+
+def check_ready_to_sign() -> None:
+    """Refuse to start a run that could never progress; the message says how to fix it.
+
+    Checked where the run is started (the CLI, the dashboard, the API); the workers' own
+    environment may still differ, and a run whose batches cannot be signed fails there.
+    """
+    try:
+        check_kek_opens_keyring()
+    except KekError as error:
+        raise NotReadyToSign(str(error)) from None
+    if not free_keys().exists():
+        raise NotReadyToSign("no enabled key is free: seed keys first (manage.py seed)")
 
 
 def start_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun:

@@ -14,5 +14,9 @@ class RunAlreadyActive(Exception):
         super().__init__(f"{which} is still active: wait for it to finish or cancel it first")
 
 
+class NotReadyToSign(Exception):
+    """A run could not make progress: no usable key, or a KEK that does not open them."""
+
+
 class KeyMismatch(Exception):
     """The key unsealed for signing is not the one the lease and message name."""

@@ -10,14 +10,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from keyring.exceptions import KekError
 from keyring.models import SigningKey
 from keyring.selectors import free_keys, keys_for_display
-from keyring.services import check_kek_opens_keyring
 from records.selectors import record_totals
 from signing.charts import lease_timeline, throughput
-from signing.dispatch import cancel_run, start_run
-from signing.exceptions import RunAlreadyActive
+from signing.dispatch import cancel_run, check_ready_to_sign, start_run
+from signing.exceptions import NotReadyToSign, RunAlreadyActive
 from signing.forms import StartRunForm
 from signing.models import RunAudit, SigningRun
 from signing.selectors import active_run, recent_runs, run_progress
@@ -53,14 +51,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def _start_run_error(batch_size: int) -> str | None:
     """Start a run; return why it could not start, in words for the form."""
     try:
-        check_kek_opens_keyring()
-        if not free_keys().exists():
-            return "No key is free: seed keys first (manage.py seed)."
+        check_ready_to_sign()
         start_run(batch_size=batch_size)
-    except RunAlreadyActive as error:
+    except (NotReadyToSign, RunAlreadyActive) as error:
         return f"{str(error)[0].upper()}{str(error)[1:]}."
-    except KekError as error:
-        return str(error)
     return None
 
 

@@ -18,14 +18,16 @@ from keyring.selectors import keys_for_display, keys_in_lru_order
 from records.models import Record
 from signing import crypto
 from signing.api import serializers as api
-from signing.dispatch import cancel_run, start_run
-from signing.exceptions import RunAlreadyActive
+from signing.dispatch import cancel_run, check_ready_to_sign, start_run
+from signing.exceptions import NotReadyToSign, RunAlreadyActive
 from signing.models import SigningRun
 from signing.services import verify_message, verify_record
 
 # Ids in URLs are at most 18 digits: a longer one names nothing and never reaches bigint.
 ID_PATTERN = r"[0-9]{1,18}"
-CONFLICT = OpenApiResponse(description="Another run is active (or this one is not).")
+CONFLICT = OpenApiResponse(
+    description="Another run is active (or this one is not), or no key can sign."
+)
 
 
 def _errors(status_code: int, **fields: str) -> Response:
@@ -69,8 +71,9 @@ class RunViewSet(
         incoming = api.RunCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         try:
+            check_ready_to_sign()
             run = start_run(batch_size=incoming.validated_batch_size())
-        except RunAlreadyActive as error:
+        except (NotReadyToSign, RunAlreadyActive) as error:
             return _errors(status.HTTP_409_CONFLICT, detail=str(error))
         return Response(api.RunSerializer(run).data, status=status.HTTP_201_CREATED)
 

@@ -328,3 +328,23 @@ def test_starting_runs_is_throttled(staff, keyring_and_records, monkeypatch):
     assert codes == [201, 409, 429]  # the second is refused as a duplicate, the third throttled
     assert SigningRun.objects.count() == 1
     cache.clear()
+
+
+def test_a_run_is_refused_when_no_key_can_sign(staff):
+    seed(records=10, keys=0)
+    response = staff.post("/api/runs/", {"batch_size": 5}, format="json")
+    assert response.status_code == 409
+    assert "seed keys first" in response.json()["errors"]["detail"][0]
+    assert not SigningRun.objects.exists()
+
+
+def test_a_run_is_refused_when_the_kek_does_not_open_the_keys(
+    staff, keyring_and_records, monkeypatch
+):
+    from keyring.sealing import generate_kek
+
+    monkeypatch.setenv("SIGNING_KEK", generate_kek())
+    response = staff.post("/api/runs/", {"batch_size": 5}, format="json")
+    assert response.status_code == 409
+    assert "not the KEK the keys were sealed with" in response.json()["errors"]["detail"][0]
+    assert not SigningRun.objects.exists()

@@ -7,11 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from keyring.exceptions import KekError
-from keyring.selectors import free_keys
-from keyring.services import check_kek_opens_keyring
-from signing.dispatch import parse_batch_size, start_run
-from signing.exceptions import InvalidBatchSize, RunAlreadyActive
+from signing.dispatch import check_ready_to_sign, parse_batch_size, start_run
+from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
 from signing.selectors import RunProgress, run_progress
 
 # How often the progress bar re-reads the run: a display refresh, not part of the pipeline.
@@ -39,14 +36,9 @@ class Command(BaseCommand):
         except InvalidBatchSize as error:
             raise CommandError(str(error), returncode=2) from None
         try:
-            check_kek_opens_keyring()
-        except KekError as error:
-            raise CommandError(str(error)) from None
-        if not free_keys().exists():
-            raise CommandError("no enabled key is free: seed keys first (manage.py seed)")
-        try:
+            check_ready_to_sign()
             run = start_run(batch_size=size)
-        except RunAlreadyActive as error:
+        except (NotReadyToSign, RunAlreadyActive) as error:
             raise CommandError(str(error)) from None
         if no_wait:
             self.stdout.write(str(run.pk))
