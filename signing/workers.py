@@ -120,6 +120,18 @@ class WorkerPool:
         self.stop()
 
 
+def interrupt_on_termination() -> None:
+    """Turn SIGTERM (and a SIGINT a background shell told us to ignore) into
+    KeyboardInterrupt, so a command holding a WorkerPool stops its workers on the way out:
+    they run in a session of their own and would otherwise outlive it."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+
+
 def _reap_group(pgid: int) -> None:
     """Kill any forked worker the master left behind when it exited."""
     with contextlib.suppress(ProcessLookupError):

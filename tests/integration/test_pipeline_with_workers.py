@@ -85,3 +85,38 @@ def test_demo_seeds_signs_audits_and_stops_its_workers(worker_env):
     assert "2,000 of 2,000 signed" in demo.stdout
     assert "Audit PASSED" in demo.stdout
     assert "workers stopped" in demo.stdout
+
+
+def test_serve_runs_the_web_app_with_workers_and_stops_both_on_sigterm(worker_env):
+    import signal
+    import urllib.request
+
+    from signing.sandbox import free_port
+    from tests.conftest import wait_until
+
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, MANAGE, "serve", f"127.0.0.1:{port}", "--processes", "1"],
+        env={**os.environ, **worker_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def login_page_answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/") as page:
+                    return page.status == 200
+            except OSError:
+                return False
+
+        wait_until(login_page_answers, timeout=60)
+        children = Path(f"/proc/{serve.pid}/task/{serve.pid}/children").read_text().split()
+        assert children, "no worker process was started"
+
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0
+        for child in children:
+            assert not Path(f"/proc/{child}").exists(), f"worker {child} outlived serve"
+    finally:
+        serve.kill()

@@ -13,7 +13,7 @@ from records.selectors import record_totals
 from signing.cli import whole_number
 from signing.models import SigningRun
 from signing.selectors import run_progress
-from signing.workers import WorkerPool
+from signing.workers import WorkerPool, interrupt_on_termination
 
 
 class Command(BaseCommand):
@@ -34,6 +34,7 @@ class Command(BaseCommand):
         log_file = Path(settings.BASE_DIR) / ".demo" / "workers.log"
         log_file.parent.mkdir(exist_ok=True)
         self.stdout.write(f"starting {options['processes']} worker processes (log: {log_file})")
+        interrupt_on_termination()
         with WorkerPool(
             processes=options["processes"], threads=options["threads"], log_file=log_file
         ):

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from signing.cli import whole_number
-from signing.workers import WorkerPool
+from signing.workers import WorkerPool, interrupt_on_termination
 
 
 class Command(BaseCommand):
@@ -22,6 +22,7 @@ class Command(BaseCommand):
         log_file = Path(settings.BASE_DIR) / ".demo" / "workers.log"
         log_file.parent.mkdir(exist_ok=True)
         self.stdout.write(f"starting {processes} worker processes (log: {log_file})")
+        interrupt_on_termination()
         with WorkerPool(processes=processes, threads=threads, log_file=log_file):
             try:
                 # runserver serves the static files itself (--insecure) so that the project
