@@ -120,3 +120,33 @@ def test_serve_runs_the_web_app_with_workers_and_stops_both_on_sigterm(worker_en
             assert not Path(f"/proc/{child}").exists(), f"worker {child} outlived serve"
     finally:
         serve.kill()
+
+
+def test_bench_measures_raw_signing_and_an_audited_run(worker_env, tmp_path):
+    figures = tmp_path / "bench.json"
+
+    bench = manage(
+        worker_env,
+        "bench",
+        "--records",
+        "2000",
+        "--keys",
+        "20",
+        "--batch-sizes",
+        "100",
+        "--json",
+        str(figures),
+    )
+
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    report = json.loads(figures.read_text())
+    assert report["raw_records_per_s"] > 0
+    assert report["raw_records_per_s_one_process"] > 0
+    assert report["seed_seconds"] > 0
+    [result] = report["results"]
+    assert result["batch_size"] == 100
+    assert result["audit_passed"] is True
+    assert result["seconds"] > 0
+    assert result["records_per_s"] > 0
+    assert 0 < result["ratio"] < 10
+    assert result["peak_rss_mb"] > 0

@@ -1,0 +1,125 @@
+"""manage.py bench: raw signing speed, seed time, and full runs per batch size, compared."""
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from signing import bench
+from signing.cli import whole_number
+from signing.models import SigningRun
+
+
+def batch_sizes(text: str) -> list[int]:
+    sizes = [int(part) for part in text.split(",") if part.strip()]
+    if not sizes or any(size < 1 for size in sizes):
+        raise ValueError(text)
+    return sizes
+
+
+batch_sizes.__name__ = "comma-separated list of batch sizes"
+
+
+class Command(BaseCommand):
+    help = (
+        "Measure raw signing throughput (1 and N processes, no database or broker), seeding, "
+        "and a full audited run per batch size with real workers. RESETS THE DATABASE."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--records", type=whole_number(1), default=100_000)
+        parser.add_argument("--keys", type=whole_number(1), default=100)
+        parser.add_argument("--batch-sizes", type=batch_sizes, default=[10, 100, 1000])
+        parser.add_argument("--workers", type=whole_number(1), default=2, help="worker processes")
+        parser.add_argument("--threads", type=whole_number(1), default=4, help="threads each")
+        parser.add_argument("--json", type=Path, help="write the figures to this file")
+
+    def handle(self, *args, **options) -> None:
+        if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
+            raise CommandError("a run is active: the benchmark resets the database")
+        out = self.stdout._out
+        console = Console(file=out, soft_wrap=True, width=None if out.isatty() else 150)
+        records, keys, workers = options["records"], options["keys"], options["workers"]
+        with console.status("seeding"):
+            seed_seconds = bench.seed_fresh(records=records, keys=keys)
+        console.print(f"seeded {records:,} records and {keys} keys in {seed_seconds:.2f} s")
+        with console.status("raw signing, 1 process"):
+            raw_one = bench.raw_signing_rate(processes=1)
+        with console.status(f"raw signing, {workers} processes"):
+            raw = bench.raw_signing_rate(processes=workers)
+        console.print(f"raw signing: {raw_one:,.0f}/s in 1 process, {raw:,.0f}/s in {workers}")
+        report = bench.BenchReport(
+            records=records,
+            keys=keys,
+            workers=workers,
+            threads=options["threads"],
+            raw_records_per_s_one_process=round(raw_one, 1),
+            raw_records_per_s=round(raw, 1),
+            seed_seconds=round(seed_seconds, 3),
+        )
+        for size in options["batch_sizes"]:
+            report.results.append(self.measure(size, report, options, console))
+        console.print(results_table(report))
+        if options["json"] is not None:
+            options["json"].write_text(json.dumps(report.as_dict(), indent=2))
+        if not all(result.audit_passed for result in report.results):
+            raise CommandError("an audit failed (see the table)")
+
+    def measure(self, size: int, report, options, console: Console) -> bench.PipelineResult:
+        bench.seed_fresh(records=report.records, keys=report.keys)
+        columns = (
+            TextColumn(f"batch size {size:,}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("run", total=report.records)
+            seconds, peak_mb, passed, batches = bench.pipeline_run(
+                batch_size=size,
+                workers=report.workers,
+                threads=options["threads"],
+                log_file=bench.log_file(),
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        rate = report.records / seconds if seconds else 0.0
+        return bench.PipelineResult(
+            batch_size=size,
+            seconds=round(seconds, 3),
+            records_per_s=round(rate, 1),
+            ratio=round(rate / report.raw_records_per_s, 3) if report.raw_records_per_s else 0.0,
+            batches_per_s=round(batches / seconds, 1) if seconds else 0.0,
+            peak_rss_mb=round(peak_mb, 1),
+            audit_passed=passed,
+        )
+
+
+def results_table(report) -> Table:
+    table = Table(
+        title=f"{report.records:,} records, {report.keys} keys, {report.workers} worker "
+        f"processes x {report.threads} threads; raw {report.raw_records_per_s:,.0f}/s"
+    )
+    for column in (
+        "batch size",
+        "seconds",
+        "records/s",
+        "ratio to raw",
+        "batches/s",
+        "peak worker RSS MB",
+        "audit",
+    ):
+        table.add_column(column, justify="right")
+    for r in report.results:
+        table.add_row(
+            f"{r.batch_size:,}",
+            f"{r.seconds:.2f}",
+            f"{r.records_per_s:,.0f}",
+            f"{r.ratio:.0%}",
+            f"{r.batches_per_s:,.1f}",
+            f"{r.peak_rss_mb:.0f}",
+            "passed" if r.audit_passed else "FAILED",
+        )
+    return table
