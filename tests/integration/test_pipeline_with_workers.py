@@ -150,3 +150,36 @@ def test_bench_measures_raw_signing_and_an_audited_run(worker_env, tmp_path):
     assert result["records_per_s"] > 0
     assert 0 < result["ratio"] < 10
     assert result["peak_rss_mb"] > 0
+
+
+def rabbitmq_is_up() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not rabbitmq_is_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+def test_a_run_signs_through_rabbitmq(start_workers, worker_env):
+    import pika
+
+    # Given RabbitMQ as the broker, its signing queues empty, and workers listening there
+    url = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    with pika.BlockingConnection(pika.URLParameters(url)) as connection:
+        channel = connection.channel()
+        for queue in ("signing", "signing.DQ", "signing.XQ"):
+            channel.queue_delete(queue=queue)
+    worker_env["BROKER_URL"] = url
+    seed(records=1_000, keys=10)
+    start_workers(processes=1, threads=4)
+
+    # When a run is signed
+    signed = manage(worker_env, "sign", "--batch-size", "100")
+
+    # Then it completes and the audit passes
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    assert "1,000 of 1,000 records signed in 10 batches of 100" in signed.stdout
+    assert manage(worker_env, "audit").returncode == 0
