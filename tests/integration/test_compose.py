@@ -48,5 +48,26 @@ def test_services_wait_on_health_not_on_sleeps():
     text = COMPOSE.read_text()
     assert "sleep" not in text
     assert text.count("condition: service_healthy") >= 3
-    assert text.count("healthcheck:") == 2
-    assert text.count("restart: unless-stopped") == 4  # db, redis, web, worker
+    assert text.count("healthcheck:") == 3
+    assert text.count("restart: unless-stopped") == 5  # db, redis, rabbitmq, web, worker
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_the_rabbitmq_profile_adds_a_broker_and_workers_scale():
+    env = {
+        **os.environ,
+        "SIGNING_KEK": "x" * 44,
+        "BROKER_URL": "amqp://guest:guest@rabbitmq:5672/%2F",
+    }
+    checked = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "--profile", "rabbitmq", "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "rabbitmq:3" in checked.stdout
+    assert "BROKER_URL: amqp://guest:guest@rabbitmq:5672/%2F" in checked.stdout
+    assert "container_name" not in COMPOSE.read_text()  # --scale worker=N needs none
