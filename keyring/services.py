@@ -134,7 +134,6 @@ def release_lease(*, lease_id: int, outcome: str) -> int | None:
     return row[0]
 
 
-# Cached by kid, not id: `seed --reset` restarts ids, and a kid embeds its key's fingerprint.
 def extend_lease(*, lease_id: int, token: int, ttl_seconds: int) -> bool:
     """Heartbeat: keep a lease alive while its batch is signed; False if it is gone.
 
@@ -166,6 +165,7 @@ def expire_leases() -> list[tuple[int, int]]:
     return expired
 
 
+# Cached by kid, not id: `seed --reset` restarts ids, and a kid embeds its key's fingerprint.
 _open_keys: dict[str, UnsealedKey] = {}
 _open_keys_lock = threading.Lock()
 

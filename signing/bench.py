@@ -118,7 +118,7 @@ def pipeline_run(
                 raise TimeoutError(f"run {run.pk} did not finish in {RUN_DEADLINE_SECONDS:.0f} s")
             time.sleep(0.05)  # a measurement loop: the pipeline itself never polls
         seconds = (run.finished_at - run.started_at).total_seconds()
-        peak_mb = max((_peak_rss_mb(pid) for pid in _children(pool.pid)), default=0.0)
+        peak_mb = max((_peak_rss_mb(pid) for pid in pool.worker_pids()), default=0.0)
     finally:
         pool.stop()
     passed = audit(run_id=run.pk, processes=min(os.cpu_count() or 1, 4)).passed
@@ -126,16 +126,9 @@ def pipeline_run(
 
 
 def _signed(run: SigningRun) -> int:
-    from signing.selectors import run_progress
+    from signing.selectors import progress_of
 
-    return run_progress(run.pk).signed_records
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
+    return progress_of(run).signed_records
 
 
 def _peak_rss_mb(pid: int) -> float:

@@ -25,6 +25,7 @@ from django.conf import settings
 from dramatiq.brokers.redis import RedisBroker
 
 from keyring.sealing import generate_kek
+from signing.models import SigningRun
 from signing.sandbox import Sandbox, SandboxError, wait_for
 from signing.workers import WorkerPool
 
@@ -111,7 +112,7 @@ class Trial:
         """The worker processes the pool's dramatiq master forked (not the master)."""
         pool = self.pools[index]
         assert pool is not None
-        return wait_for(lambda: _children(pool.pid), what=f"pool {index}'s worker process")
+        return wait_for(pool.worker_pids, what=f"pool {index}'s worker process")
 
     def pool_log_text(self, index: int) -> str:
         return "".join(
@@ -145,7 +146,7 @@ class Trial:
         return row[0] if row else ""
 
     def finished(self) -> bool:
-        return self.run_status() in {"completed", "failed", "cancelled"}
+        return self.run_status() in SigningRun.FINISHED_STATUSES
 
     # --- the flow --------------------------------------------------------------------
     def seed(self, keys: int = 50) -> None:
@@ -243,14 +244,6 @@ def sandbox_kek(sandbox: Sandbox) -> str:
         path.write_text(generate_kek())
         path.chmod(0o600)
     return path.read_text()
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except FileNotFoundError:
-        return []
-    return [int(child) for child in text.split()]
 
 
 def _kill_pool_worker(trial: Trial, index: int) -> None:

@@ -85,7 +85,12 @@ def active_run() -> SigningRun | None:
 
 
 def run_progress(run_id: int) -> RunProgress:
-    run = SigningRun.objects.get(pk=run_id)
+    return progress_of(SigningRun.objects.get(pk=run_id))
+
+
+def progress_of(run: SigningRun) -> RunProgress:
+    """Progress of a run already loaded (a page or serializer has it: no second read)."""
+    run_id = run.pk
     status = Batch.Status
     counts = Batch.objects.filter(run_id=run_id).aggregate(
         signed_records=Sum("size", filter=Q(status=status.SIGNED), default=0),

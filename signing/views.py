@@ -18,7 +18,7 @@ from signing.dispatch import cancel_run, check_ready_to_sign, start_run
 from signing.exceptions import NotReadyToSign, RunAlreadyActive
 from signing.forms import StartRunForm
 from signing.models import RunAudit, SigningRun
-from signing.selectors import active_run, recent_runs, run_progress
+from signing.selectors import active_run, progress_of, recent_runs
 
 
 @login_required
@@ -65,7 +65,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     return render(
         request,
         "signing/run_detail.html",
-        {"run": run, "progress": run_progress(run.pk), "audit": _audit_of(run)},
+        {"run": run, "progress": progress_of(run), "audit": _audit_of(run)},
     )
 
 
@@ -76,7 +76,7 @@ def run_progress_json(request: HttpRequest, run_id: int) -> JsonResponse:
     audit = _audit_of(run)
     return JsonResponse(
         {
-            **run_progress(run.pk).as_dict(),
+            **progress_of(run).as_dict(),
             "audit": None if audit is None else {"passed": audit.passed, **audit.report},
         }
     )

@@ -86,6 +86,14 @@ class WorkerPool:
             return 0
         return text[self._log_offset :].count(READY_LINE)
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes the dramatiq master forked (not the master itself)."""
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        except FileNotFoundError:
+            return []
+        return [int(child) for child in children.split()]
+
     @property
     def pid(self) -> int:
         assert self.process is not None, "start() first"

@@ -107,9 +107,9 @@ class RunSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(RunProgressSerializer)
     def get_progress(self, run: SigningRun) -> dict[str, Any]:
-        from signing.selectors import run_progress
+        from signing.selectors import progress_of
 
-        return run_progress(run.pk).as_dict()
+        return progress_of(run).as_dict()
 
     def get_audit_passed(self, run: SigningRun) -> bool | None:
         """True or false once the run's audit is recorded; null before."""

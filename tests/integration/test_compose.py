@@ -9,37 +9,38 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
+needs_compose = pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="docker-compose not installed"
+)
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
-def test_docker_compose_config_is_valid_and_names_every_service():
-    env = {**os.environ, "SIGNING_KEK": "x" * 44}
-    checked = subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE), "config", "--services"],
+def compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run docker-compose on the project's file (only `config`: no engine is needed)."""
+    return subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), *args],
         env=env,
         capture_output=True,
         text=True,
         check=False,
         cwd=ROOT,
     )
+
+
+@needs_compose
+def test_docker_compose_config_is_valid_and_names_every_service():
+    env = {**os.environ, "SIGNING_KEK": "x" * 44}
+    checked = compose("config", "--services", env=env)
     assert checked.returncode == 0, checked.stderr
     services = set(checked.stdout.split())
     assert {"db", "redis", "web", "worker", "seeder", "migrate", "executor"} <= services
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+@needs_compose
 def test_docker_compose_refuses_to_start_without_a_kek(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SIGNING_KEK"}
     empty_env_file = tmp_path / "empty.env"
     empty_env_file.write_text("")
-    checked = subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE), "--env-file", str(empty_env_file), "config", "-q"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+    checked = compose("--env-file", str(empty_env_file), "config", "-q", env=env)
     assert checked.returncode != 0
     assert "SIGNING_KEK" in checked.stderr
 
@@ -52,21 +53,14 @@ def test_services_wait_on_health_not_on_sleeps():
     assert text.count("restart: unless-stopped") == 5  # db, redis, rabbitmq, web, worker
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+@needs_compose
 def test_the_rabbitmq_profile_adds_a_broker_and_workers_scale():
     env = {
         **os.environ,
         "SIGNING_KEK": "x" * 44,
         "BROKER_URL": "amqp://guest:guest@rabbitmq:5672/%2F",
     }
-    checked = subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE), "--profile", "rabbitmq", "config"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+    checked = compose("--profile", "rabbitmq", "config", env=env)
     assert checked.returncode == 0, checked.stderr
     assert "rabbitmq:3" in checked.stdout
     assert "BROKER_URL: amqp://guest:guest@rabbitmq:5672/%2F" in checked.stdout

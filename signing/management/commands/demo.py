@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from records.selectors import record_totals
 from signing.cli import whole_number
 from signing.models import SigningRun
-from signing.selectors import run_progress
+from signing.selectors import progress_of
 from signing.workers import WorkerPool, interrupt_on_termination
 
 
@@ -52,7 +52,7 @@ class Command(BaseCommand):
 
     def print_summary(self, audit_passed: bool) -> None:
         run = SigningRun.objects.order_by("-id").first()
-        progress = run_progress(run.pk)
+        progress = progress_of(run)
         totals = record_totals()
         lines = [
             "",
