@@ -7,11 +7,13 @@ import logging
 import random
 from collections.abc import Iterator
 
+import dramatiq
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
 from keyring.models import ClockTimestamp, KeyLease
+from keyring.services import forget_private_keys
 from records import sql
 from signing.crypto import SignedRecord
 from signing.models import Batch
@@ -115,6 +117,13 @@ def load_records(payloads: Iterator[str]) -> int:
 
 
 def reset_all() -> None:
-    """Delete every record, signature, run, batch, lease and key (`seed --reset`)."""
+    """Delete every record, signature, run, batch, lease and key (`seed --reset`).
+
+    Queued messages go too, once the reset commits: they name rows that are gone, and the
+    restarted ids would make them name new rows instead (an audit_run left over from the
+    last run would audit the next run 1 while it is still signing).
+    """
     with connection.cursor() as cursor:
         cursor.execute(sql.RESET_ALL)
+    transaction.on_commit(dramatiq.get_broker().flush_all)
+    forget_private_keys()

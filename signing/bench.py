@@ -20,7 +20,7 @@ from django.conf import settings
 
 from keyring import sealing
 from keyring.models import SigningKey
-from keyring.services import create_keys, forget_private_keys
+from keyring.services import create_keys
 from records.models import Record
 from records.services import load_records, random_payloads, reset_all
 from signing import crypto
@@ -62,7 +62,6 @@ def seed_fresh(*, records: int, keys: int) -> float:
     """Reset and seed as `manage.py seed --reset` does; return the seconds it took."""
     started = time.perf_counter()
     reset_all()
-    forget_private_keys()
     create_keys(count=keys, kek=sealing.kek_from_environment())
     load_records(random_payloads(records, rng=random.Random(7)))
     return time.perf_counter() - started

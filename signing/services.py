@@ -14,7 +14,7 @@ from records.services import StoreOutcome, store_signatures
 from signing import crypto
 from signing.audit import audit
 from signing.exceptions import KeyMismatch
-from signing.models import RunAudit
+from signing.models import RunAudit, SigningRun
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,15 @@ def _sign_with_heartbeat(
     return signatures
 
 
-def audit_and_record(run_id: int) -> RunAudit:
-    """Audit a finished run and keep the report, for pages that show it (audit_run actor)."""
+def audit_and_record(run_id: int) -> RunAudit | None:
+    """Audit a finished run and keep the report, for pages that show it (audit_run actor).
+
+    A run that is not finished (or no longer exists) is left alone: the message is stale,
+    from before a `seed --reset` restarted the ids, and the run's own audit comes later.
+    """
+    if not SigningRun.objects.filter(pk=run_id, status__in=SigningRun.FINISHED_STATUSES).exists():
+        log.warning("run.audit_skipped run_id=%s reason=not finished", run_id)
+        return None
     report = audit(run_id=run_id, processes=1)
     recorded, _ = RunAudit.objects.update_or_create(
         run_id=run_id, defaults={"passed": report.passed, "report": report.as_dict()}

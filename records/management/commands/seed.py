@@ -8,7 +8,7 @@ from django.db import transaction
 
 from keyring import sealing
 from keyring.exceptions import KekError
-from keyring.services import create_keys, forget_private_keys
+from keyring.services import create_keys
 from records.models import Record
 from records.services import load_records, random_payloads, reset_all
 from signing import crypto
@@ -53,7 +53,6 @@ class Command(BaseCommand):
                 raise CommandError("a run is active: wait for it or cancel it before seeding")
             if reset:
                 reset_all()
-                forget_private_keys()
             created_keys = create_keys(count=keys, algorithm=algorithm, kek=kek) if keys else []
             loaded = load_records(random_payloads(records, rng=random.Random(options["seed"])))
         seconds = time.perf_counter() - started
