@@ -1,10 +1,12 @@
 """The seed's Key Management Service: create keys, lease the least recently used, release.
 
 Leasing and releasing both run under one PostgreSQL advisory lock (the keyring lock, as
-the seed's "lock the table"). Each holds it for a few short statements, and it buys two
-things: every lease sees every release committed before it, so the LRU pick is exact and
-the audit can replay it; and lease and release times come from one clock in one order.
-The database constraints on keyring_keylease still refuse overlapping leases on their own.
+the seed's "lock the table"), and it buys two things: every lease sees every release
+committed before it, so the LRU pick is exact and the audit can replay it; and lease and
+release times come from one clock in one order. Both are database functions
+(migrations/0002_lease_functions.py), so the lock is held for one round trip, never across
+a worker's Python. The constraints on keyring_keylease still refuse overlapping leases on
+their own.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,16 +21,15 @@ from django.db import connection, transaction
 
 from keyring import sealing, sql
 from keyring.models import SigningKey
-from keyring.selectors import free_keys, keys_in_lru_order
 from signing import crypto
 
 log = logging.getLogger(__name__)
 
-KEYRING_LOCK_ID = zlib.crc32(b"keyring_signingkey lease lock")
-
 
 @dataclass(frozen=True, slots=True)
 class GrantedLease:
+    """A lease just granted; its fields come in the order the lease SQL returns them."""
+
     id: int
     key_id: int
     kid: str
@@ -54,7 +54,7 @@ def lock_keyring() -> None:
     """Serialize with every other lease and release until this transaction ends."""
     assert connection.in_atomic_block, "the keyring lock lives as long as a transaction"
     with connection.cursor() as cursor:
-        cursor.execute(sql.LOCK_KEYRING, {"lock_id": KEYRING_LOCK_ID})
+        cursor.execute(sql.LOCK_KEYRING)
 
 
 def create_keys(*, count: int, algorithm: str = crypto.ED25519, kek: bytes) -> list[SigningKey]:
@@ -85,35 +85,26 @@ def _short_fingerprint(private_key: crypto.PrivateKey) -> str:
 def lease_lru_key(*, batch_id: int, ttl_seconds: int) -> GrantedLease | None:
     """Lease the least recently used free key to a batch, or return None if all are busy.
 
-    Call inside a transaction: the lease commits with whatever else the caller claims
-    (the batch), so a crash never leaves one without the other.
+    Inside a transaction the lease commits with whatever else the caller claims (the
+    batch), so a crash never leaves one without the other.
     """
-    lock_keyring()
-    key = (
-        keys_in_lru_order(free_keys())
-        .select_for_update(skip_locked=True, no_key=True)
-        .only("id", "kid", "public_key_pem")
-        .first()
-    )
-    if key is None:
-        return None
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql.INSERT_LEASE, {"key_id": key.pk, "batch_id": batch_id, "ttl_seconds": ttl_seconds}
-        )
-        lease_id, token, acquired_at, expires_at = cursor.fetchone()
+        cursor.execute(sql.LEASE_LRU_KEY, {"batch_id": batch_id, "ttl_seconds": ttl_seconds})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    lease = GrantedLease(*row)
+    log_granted(lease)
+    return lease
+
+
+def log_granted(lease: GrantedLease) -> None:
     log.info(
-        "lease.granted lease_id=%s kid=%s batch_id=%s token=%s", lease_id, key.kid, batch_id, token
-    )
-    return GrantedLease(
-        id=lease_id,
-        key_id=key.pk,
-        kid=key.kid,
-        public_key_pem=key.public_key_pem,
-        batch_id=batch_id,
-        token=token,
-        acquired_at=acquired_at,
-        expires_at=expires_at,
+        "lease.granted lease_id=%s kid=%s batch_id=%s token=%s",
+        lease.id,
+        lease.kid,
+        lease.batch_id,
+        lease.token,
     )
 
 
@@ -123,15 +114,12 @@ def release_lease(*, lease_id: int, outcome: str) -> int | None:
     Idempotent: a lease already closed (a redelivered SigningCompleted) changes nothing
     and returns None.
     """
-    with transaction.atomic():
-        lock_keyring()
-        with connection.cursor() as cursor:
-            cursor.execute(sql.RELEASE_LEASE, {"lease_id": lease_id, "outcome": outcome})
-            row = cursor.fetchone()
-    if row is None:
-        return None
-    log.info("lease.released lease_id=%s outcome=%s", lease_id, outcome)
-    return row[0]
+    with connection.cursor() as cursor:
+        cursor.execute(sql.RELEASE_LEASE, {"lease_id": lease_id, "outcome": outcome})
+        (batch_id,) = cursor.fetchone()
+    if batch_id is not None:
+        log.info("lease.released lease_id=%s outcome=%s", lease_id, outcome)
+    return batch_id
 
 
 def extend_lease(*, lease_id: int, token: int, ttl_seconds: int) -> bool:

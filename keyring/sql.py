@@ -3,38 +3,23 @@
 Each takes its parameters by name. Every timestamp comes from PostgreSQL's
 ``clock_timestamp()``, one clock for every worker on every host, read while the keyring
 lock is held, so lease and release times are totally ordered (docs/architecture.md).
+Leasing and releasing are database functions (migrations/0002_lease_functions.py): one
+round trip each, the lock held only while PostgreSQL runs them.
 """
 
 # Take the keyring lock for the rest of the transaction.
-LOCK_KEYRING = "SELECT pg_advisory_xact_lock(%(lock_id)s)"
+LOCK_KEYRING = "SELECT keyring_lock()"
 
-# Grant a lease on a key whose row the caller has locked; the token is the key's next
-# fencing number.
-INSERT_LEASE = """
-WITH now AS (SELECT clock_timestamp() AS t)
-INSERT INTO keyring_keylease (key_id, batch_id, token, acquired_at, expires_at)
-SELECT %(key_id)s, %(batch_id)s,
-       COALESCE((SELECT MAX(token) FROM keyring_keylease WHERE key_id = %(key_id)s), 0) + 1,
-       now.t, now.t + make_interval(secs => %(ttl_seconds)s)
-FROM now
-RETURNING id, token, acquired_at, expires_at
+# Lease the LRU free key to a batch (keyring_lease_lru_key, migration 0002); no row when
+# every key is busy. The columns come in the order of services.GrantedLease.
+LEASE_LRU_KEY = """
+SELECT lease_id, key_id, kid, public_key_pem, batch_id, token, acquired_at, expires_at
+FROM keyring_lease_lru_key(%(batch_id)s, %(ttl_seconds)s)
 """
 
-# Close a lease still open and stamp its key as used at the same instant; no row comes
-# back when the lease was already closed.
-RELEASE_LEASE = """
-WITH now AS (SELECT clock_timestamp() AS t),
-released AS (
-    UPDATE keyring_keylease SET released_at = now.t, outcome = %(outcome)s
-    FROM now
-    WHERE keyring_keylease.id = %(lease_id)s AND keyring_keylease.released_at IS NULL
-    RETURNING keyring_keylease.key_id, keyring_keylease.batch_id, keyring_keylease.released_at
-)
-UPDATE keyring_signingkey SET last_used_at = released.released_at
-FROM released
-WHERE keyring_signingkey.id = released.key_id
-RETURNING released.batch_id
-"""
+# Close a lease still open and stamp its key as used; the lease's batch id, or NULL when
+# the lease was closed already.
+RELEASE_LEASE = "SELECT keyring_release_lease(%(lease_id)s, %(outcome)s)"
 
 # Push an open lease's expiry one TTL past now, if it is still held under this token.
 EXTEND_LEASE = """

@@ -12,7 +12,7 @@ from typing import Final
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, Exists, OuterRef, Value, When
 from django.db.models.functions import Now
 
 from keyring.exceptions import KekError
@@ -22,8 +22,7 @@ from keyring.services import (
     GrantedLease,
     check_kek_opens_keyring,
     expire_leases,
-    lease_lru_key,
-    lock_keyring,
+    log_granted,
     release_lease,
 )
 from records.selectors import batch_records
@@ -122,55 +121,40 @@ def _constraint_name(error: IntegrityError) -> str | None:
     return getattr(diag, "constraint_name", None)
 
 
-def fill_run(run_id: int) -> int:
+def fill_run(run_id: int, *, release_lease_id: int | None = None) -> int:
     """Dispatch batches until the run's in-flight limit, its batches or free keys run out.
 
-    One short transaction under the keyring lock counts what is in flight, claims the
-    next pending batches (SKIP LOCKED, by seq) and leases each the LRU free key; the
+    One call of signing_claim_batches (migration 0004) releases `release_lease_id` if
+    given, counts what is in flight, claims the next pending batches (SKIP LOCKED, by seq)
+    and leases each the LRU free key, all under one turn of the keyring lock. The
     SigningTriggered messages leave only after that commits. Returns how many were sent.
     """
-    with transaction.atomic():
-        claimed = _claim_batches(run_id)
-        for batch, lease in claimed:
-            transaction.on_commit(partial(_send_signing_triggered, run_id, batch, lease))
-    return len(claimed)
-
-
-def _claim_batches(run_id: int) -> list[tuple[Batch, GrantedLease]]:
-    lock_keyring()  # first, so the in-flight count below cannot race another dispatch
-    run = (
-        SigningRun.objects.filter(pk=run_id, status=SigningRun.Status.RUNNING)
-        .annotate(in_flight=Count("batches", filter=Q(batches__status=Batch.Status.LEASED)))
-        .values("max_in_flight", "in_flight")
-        .first()
-    )
-    if run is None or run["in_flight"] >= run["max_in_flight"]:
-        return []
-    batches = (
-        Batch.objects.filter(run_id=run_id, status=Batch.Status.PENDING)
-        .order_by("seq")
-        .select_for_update(skip_locked=True, no_key=True)
-        .only("id", "first_record_id", "last_record_id")[: run["max_in_flight"] - run["in_flight"]]
-    )
-    claimed = []
-    for batch in batches:
-        lease = lease_lru_key(batch_id=batch.pk, ttl_seconds=settings.SIGNING_LEASE_TTL)
-        if lease is None:
-            break  # every key is busy: the next release dispatches again
-        Batch.objects.filter(pk=batch.pk).update(
-            status=Batch.Status.LEASED, attempts=F("attempts") + 1, leased_at=lease.acquired_at
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.CLAIM_BATCHES,
+            {
+                "run_id": run_id,
+                "ttl_seconds": settings.SIGNING_LEASE_TTL,
+                "release_lease_id": release_lease_id,
+            },
         )
-        claimed.append((batch, lease))
-    return claimed
+        rows = cursor.fetchall()
+    for first_record_id, last_record_id, *lease_columns in rows:
+        lease = GrantedLease(*lease_columns)
+        log_granted(lease)
+        transaction.on_commit(
+            partial(_send_signing_triggered, run_id, first_record_id, last_record_id, lease)
+        )
+    return len(rows)
 
 
-def _send_signing_triggered(run_id: int, batch: Batch, lease: GrantedLease) -> None:
+def _send_signing_triggered(
+    run_id: int, first_record_id: int, last_record_id: int, lease: GrantedLease
+) -> None:
     # Imported here: the actors module imports this one to call its services.
     from signing.actors import signing_triggered
 
-    records = batch_records(
-        first_record_id=batch.first_record_id, last_record_id=batch.last_record_id
-    )
+    records = batch_records(first_record_id=first_record_id, last_record_id=last_record_id)
     signing_triggered.send(
         run_id=run_id,
         batch_id=lease.batch_id,
@@ -186,13 +170,12 @@ def _send_signing_triggered(run_id: int, batch: Batch, lease: GrantedLease) -> N
 def complete_batch(*, run_id: int, lease_id: int) -> None:
     """Handle SigningCompleted: release the lease, dispatch the next batch, maybe finish.
 
-    Release and dispatch share one transaction (and one turn of the keyring lock). Safe
-    to run twice: the second release finds the lease closed and changes nothing, and the
+    Release and dispatch are one statement (one turn of the keyring lock). Safe to run
+    twice: the second release finds the lease closed and changes nothing, and the
     dispatch finds the run's in-flight limit already met.
     """
-    with transaction.atomic():
-        release_lease(lease_id=lease_id, outcome=KeyLease.Outcome.COMPLETED)
-        advance_run(run_id)
+    advance_run(run_id, release_lease_id=lease_id)
+    log.info("batch.completed run_id=%s lease_id=%s", run_id, lease_id)
 
 
 def abandon_batch(*, run_id: int, lease_id: int, reason: str) -> None:
@@ -250,9 +233,9 @@ def recover() -> int:
     return len(expired)
 
 
-def advance_run(run_id: int) -> None:
+def advance_run(run_id: int, *, release_lease_id: int | None = None) -> None:
     """Keep the run moving: dispatch what it can, or finish it when nothing is left."""
-    if not fill_run(run_id):
+    if not fill_run(run_id, release_lease_id=release_lease_id):
         finish_run_if_done(run_id)
 
 

@@ -21,3 +21,12 @@ planned AS (
 )
 SELECT COUNT(*), COALESCE(SUM(size), 0) FROM planned
 """
+
+# Release a lease (if given), then claim the run's next batches and lease each a key, in
+# one turn of the keyring lock (signing_claim_batches, migration 0004). After the batch's
+# record range come the lease's columns, in the order of keyring.services.GrantedLease.
+CLAIM_BATCHES = """
+SELECT first_record_id, last_record_id,
+       lease_id, key_id, kid, public_key_pem, batch_id, token, acquired_at, expires_at
+FROM signing_claim_batches(%(run_id)s, %(ttl_seconds)s, %(release_lease_id)s)
+"""
