@@ -37,9 +37,22 @@ class SigningKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The open lease holding the key, NULL when free: the seed's "locked flag". Set and
+    # cleared with the lease under the keyring lock; the leases stay the proof (their
+    # exclusion constraint refuses a second holder whatever this says). It saves the LRU
+    # pick from probing lease history, which grows with every batch. Neither it nor
+    # last_used_at is indexed, so the two updates per batch are HOT (in-page) updates.
+    held_by = models.ForeignKey(
+        "KeyLease",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
 
     class Meta:
-        indexes = [models.Index(fields=["last_used_at", "id"], name="signingkey_lru_idx")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(algorithm__in=crypto.ALGORITHMS), name="signingkey_known_algorithm"
@@ -61,7 +74,10 @@ class KeyLease(models.Model):
         EXPIRED = "expired"
         FAILED = "failed"
 
-    key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="leases")
+    # Not indexed on its own: keylease_token_unique_per_key (key_id, token) leads with it.
+    key = models.ForeignKey(
+        SigningKey, on_delete=models.PROTECT, related_name="leases", db_index=False
+    )
     batch = models.ForeignKey("signing.Batch", on_delete=models.PROTECT, related_name="leases")
     # Fencing number: increases per key, so a stale holder is told apart from the current one.
     token = models.BigIntegerField()
@@ -105,9 +121,6 @@ class KeyLease(models.Model):
                 | (~Q(released_at=None) & ~Q(outcome=None)),
                 name="keylease_outcome_iff_released",
             ),
-        ]
-        indexes = [
-            models.Index(fields=["key"], condition=Q(released_at=None), name="keylease_open_idx"),
         ]
 
     def __str__(self) -> str:

@@ -4,7 +4,7 @@ Leasing and releasing both run under one PostgreSQL advisory lock (the keyring l
 the seed's "lock the table"), and it buys two things: every lease sees every release
 committed before it, so the LRU pick is exact and the audit can replay it; and lease and
 release times come from one clock in one order. Both are database functions
-(migrations/0002_lease_functions.py), so the lock is held for one round trip, never across
+(migrations/0003_lease_functions.py), so the lock is held for one round trip, never across
 a worker's Python. The constraints on keyring_keylease still refuse overlapping leases on
 their own.
 """

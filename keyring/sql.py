@@ -3,14 +3,14 @@
 Each takes its parameters by name. Every timestamp comes from PostgreSQL's
 ``clock_timestamp()``, one clock for every worker on every host, read while the keyring
 lock is held, so lease and release times are totally ordered (docs/architecture.md).
-Leasing and releasing are database functions (migrations/0002_lease_functions.py): one
+Leasing and releasing are database functions (migrations/0003_lease_functions.py): one
 round trip each, the lock held only while PostgreSQL runs them.
 """
 
 # Take the keyring lock for the rest of the transaction.
 LOCK_KEYRING = "SELECT keyring_lock()"
 
-# Lease the LRU free key to a batch (keyring_lease_lru_key, migration 0002); no row when
+# Lease the LRU free key to a batch (keyring_lease_lru_key, migration 0003); no row when
 # every key is busy. The columns come in the order of services.GrantedLease.
 LEASE_LRU_KEY = """
 SELECT lease_id, key_id, kid, public_key_pem, batch_id, token, acquired_at, expires_at
@@ -41,7 +41,7 @@ expired AS (
               keyring_keylease.released_at
 ),
 stamped AS (
-    UPDATE keyring_signingkey SET last_used_at = expired.released_at
+    UPDATE keyring_signingkey SET last_used_at = expired.released_at, held_by_id = NULL
     FROM expired WHERE keyring_signingkey.id = expired.key_id
 )
 SELECT id, batch_id FROM expired ORDER BY id

@@ -105,6 +105,8 @@ def plan_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun
         with connection.cursor() as cursor:
             cursor.execute(sql.PLAN_BATCHES, {"run_id": run.pk, "batch_size": batch_size})
             run.batch_count, run.record_count = cursor.fetchone()
+            # Up to one row per record just landed: plan the run's queries for them.
+            cursor.execute(sql.ANALYZE_BATCHES)
         run.save(update_fields=["batch_count", "record_count"])
     log.info(
         "run.planned run_id=%s batch_size=%s batches=%s records=%s",
@@ -244,9 +246,12 @@ def finish_run_if_done(run_id: int) -> bool:
 
     A compare-and-set: of two completions racing here, exactly one finishes the run.
     """
-    unfinished = Batch.objects.filter(
-        run_id=OuterRef("pk"), status__in=[Batch.Status.PENDING, Batch.Status.LEASED]
-    )
+    unfinished = Batch.objects.filter(status__in=[Batch.Status.PENDING, Batch.Status.LEASED])
+    if unfinished.filter(run_id=run_id).exists():
+        # The common answer, from one probe of an index; a completion whose claim found
+        # the in-flight limit met by its neighbours asks this while most batches remain.
+        return False
+    unfinished = unfinished.filter(run_id=OuterRef("pk"))
     held = KeyLease.objects.filter(batch__run_id=OuterRef("pk"), released_at=None)
     failed = Batch.objects.filter(run_id=OuterRef("pk"), status=Batch.Status.FAILED)
     finished = (

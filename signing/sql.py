@@ -22,6 +22,8 @@ planned AS (
 SELECT COUNT(*), COALESCE(SUM(size), 0) FROM planned
 """
 
+ANALYZE_BATCHES = "ANALYZE signing_batch"
+
 # Release a lease (if given), then claim the run's next batches and lease each a key, in
 # one turn of the keyring lock (signing_claim_batches, migration 0004). After the batch's
 # record range come the lease's columns, in the order of keyring.services.GrantedLease.

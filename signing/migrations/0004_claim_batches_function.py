@@ -2,7 +2,7 @@
 
 A completion used to hold the keyring lock across about a dozen ORM statements; this
 function does the same steps inside PostgreSQL, under one turn of the lock
-(keyring/migrations/0002_lease_functions.py says why, docs/benchmarks.md what it gained).
+(keyring/migrations/0003_lease_functions.py says why, docs/benchmarks.md what it gained).
 """
 
 from django.db import migrations
@@ -71,6 +71,6 @@ BACKWARD = "DROP FUNCTION IF EXISTS signing_claim_batches(bigint, double precisi
 
 
 class Migration(migrations.Migration):
-    dependencies = [("signing", "0003_run_audit"), ("keyring", "0002_lease_functions")]
+    dependencies = [("signing", "0003_run_audit"), ("keyring", "0003_lease_functions")]
 
     operations = [migrations.RunSQL(FORWARD, BACKWARD)]

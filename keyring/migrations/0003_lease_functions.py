@@ -34,10 +34,7 @@ BEGIN
     PERFORM keyring_lock();
     SELECT k.id, k.kid, k.public_key_pem INTO chosen
     FROM keyring_signingkey k
-    WHERE k.enabled
-      AND NOT EXISTS (
-          SELECT 1 FROM keyring_keylease l WHERE l.key_id = k.id AND l.released_at IS NULL
-      )
+    WHERE k.enabled AND k.held_by_id IS NULL
     ORDER BY k.last_used_at ASC NULLS FIRST, k.id
     LIMIT 1
     FOR NO KEY UPDATE SKIP LOCKED;
@@ -45,7 +42,6 @@ BEGIN
         RETURN;
     END IF;
     granted_at := clock_timestamp();
-    RETURN QUERY
     INSERT INTO keyring_keylease AS l (key_id, batch_id, token, acquired_at, expires_at)
     VALUES (
         chosen.id,
@@ -55,7 +51,10 @@ BEGIN
         granted_at + make_interval(secs => p_ttl_seconds)
     )
     RETURNING l.id, l.key_id, chosen.kid, chosen.public_key_pem, l.batch_id, l.token,
-              l.acquired_at, l.expires_at;
+              l.acquired_at, l.expires_at
+    INTO lease_id, key_id, kid, public_key_pem, batch_id, token, acquired_at, expires_at;
+    UPDATE keyring_signingkey SET held_by_id = lease_id WHERE id = chosen.id;
+    RETURN NEXT;
 END;
 $$;
 
@@ -73,7 +72,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    UPDATE keyring_signingkey SET last_used_at = released.released_at
+    UPDATE keyring_signingkey SET last_used_at = released.released_at, held_by_id = NULL
     WHERE id = released.key_id;
     RETURN released.batch_id;
 END;
@@ -88,6 +87,6 @@ DROP FUNCTION IF EXISTS keyring_lock();
 
 
 class Migration(migrations.Migration):
-    dependencies = [("keyring", "0001_initial")]
+    dependencies = [("keyring", "0002_key_held_by")]
 
     operations = [migrations.RunSQL(FORWARD, BACKWARD)]
