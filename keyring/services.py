@@ -99,7 +99,9 @@ def lease_lru_key(*, batch_id: int, ttl_seconds: int) -> GrantedLease | None:
 
 
 def log_granted(lease: GrantedLease) -> None:
-    log.info(
+    # DEBUG: one line per batch at INFO (batch.stored) is enough to follow a run; the lease
+    # table keeps every grant for good.
+    log.debug(
         "lease.granted lease_id=%s kid=%s batch_id=%s token=%s",
         lease.id,
         lease.kid,

@@ -1,7 +1,9 @@
 """Reads of records and signatures."""
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 
+from records import sql
 from records.models import Record, Signature
 
 
@@ -13,20 +15,14 @@ def batch_records(*, first_record_id: int, last_record_id: int) -> list[tuple[in
     """The (id, payload) pairs still unsigned in a batch's range, in id order.
 
     A range is contiguous over ids that were unsigned when the run was planned; ids in it
-    that an earlier run signed are skipped here, not signed again.
+    that an earlier run signed are skipped here, not signed again. Named SQL, not the ORM:
+    it runs once per batch, and building the query cost the workers more than running it.
     """
-    # The range is repeated on the signatures: whatever join the planner picks, it reads
-    # the range's slice of the primary key, never the whole table (a hash anti-join over
-    # every signature made each dispatch slower than the last, docs/benchmarks.md).
-    signed = Signature.objects.filter(
-        record=OuterRef("pk"), record_id__gte=first_record_id, record_id__lte=last_record_id
-    )
-    return list(
-        Record.objects.filter(id__gte=first_record_id, id__lte=last_record_id)
-        .exclude(Exists(signed))
-        .order_by("id")
-        .values_list("id", "payload")
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.UNSIGNED_IN_RANGE, {"first_id": first_record_id, "last_id": last_record_id}
+        )
+        return cursor.fetchall()
 
 
 def record_totals() -> dict[str, int]:

@@ -29,12 +29,18 @@ def signing_failed(message: dict[str, Any], retries: dict[str, Any]) -> None:
     )
 
 
+# Lower runs first among the messages a worker has fetched: a completion frees a key and
+# dispatches the next batch, which keeps the pipeline full, so it goes before signing.
+SIGNING_PRIORITY = 10
+
+
 @dramatiq.actor(
     queue_name=QUEUE,
     max_retries=5,
     min_backoff=500,
     max_backoff=10_000,
     time_limit=120_000,
+    priority=SIGNING_PRIORITY,
     on_retry_exhausted=signing_failed.actor_name,
 )
 def signing_triggered(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection
 
@@ -22,6 +23,9 @@ from signing import crypto
 
 MAX_LISTED = 20
 VERIFY_CHUNK = 5_000
+
+Chunk = TypeVar("Chunk")
+Result = TypeVar("Result")
 
 
 @dataclass
@@ -121,7 +125,7 @@ def _check_signatures_verify(params: dict[str, Any], *, processes: int | None) -
         pool = ProcessPoolExecutor(
             max_workers=workers, initializer=_load_public_keys, initargs=(public_keys,)
         )
-        results = pool.map(_verify_chunk, _signature_chunks(params))
+        results = _map_bounded(pool, _verify_chunk, _signature_chunks(params), ahead=2 * workers)
     examined = 0
     try:
         for chunk_size, failures in results:
@@ -133,6 +137,23 @@ def _check_signatures_verify(params: dict[str, Any], *, processes: int | None) -
             pool.shutdown()
     check.examined = examined
     return check
+
+
+def _map_bounded(
+    pool: Executor, fn: Callable[[Chunk], Result], chunks: Iterable[Chunk], *, ahead: int
+) -> Iterator[Result]:
+    """Executor.map, in order, with at most `ahead` chunks submitted and not yet consumed.
+
+    Executor.map submits every chunk at once, so the whole table would be read into memory
+    before the first result (1M signatures: gigabytes); this keeps memory flat.
+    """
+    pending: deque[Future[Result]] = deque()
+    for chunk in chunks:
+        pending.append(pool.submit(fn, chunk))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _signature_chunks(params: dict[str, Any]) -> Iterator[list[tuple[int, str, int, bytes]]]:

@@ -177,7 +177,7 @@ def complete_batch(*, run_id: int, lease_id: int) -> None:
     dispatch finds the run's in-flight limit already met.
     """
     advance_run(run_id, release_lease_id=lease_id)
-    log.info("batch.completed run_id=%s lease_id=%s", run_id, lease_id)
+    log.debug("batch.completed run_id=%s lease_id=%s", run_id, lease_id)
 
 
 def abandon_batch(*, run_id: int, lease_id: int, reason: str) -> None:

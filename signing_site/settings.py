@@ -141,6 +141,7 @@ DRAMATIQ_BROKER = {
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
+DRAMATIQ_ENCODER = "signing.encoding.OrjsonEncoder"
 
 # --- Signing --------------------------------------------------------------------------
 SIGNING_BATCH_SIZE = env_int("SIGNING_BATCH_SIZE", 1000)

@@ -30,8 +30,12 @@ BEGIN
     IF p_release_lease_id IS NOT NULL THEN
         PERFORM keyring_release_lease(p_release_lease_id, 'completed');
     END IF;
+    -- In flight: keys held. One run is active at a time, so they are all this run's; and a
+    -- key stays held from its batch's lease until SigningCompleted releases it, so each
+    -- completion frees exactly one place (counting leased batches freed it at the store,
+    -- and neighbouring completions took two places or none).
     SELECT r.max_in_flight - (
-        SELECT count(*) FROM signing_batch b WHERE b.run_id = r.id AND b.status = 'leased'
+        SELECT count(*) FROM keyring_signingkey k WHERE k.held_by_id IS NOT NULL
     ) INTO room
     FROM signing_signingrun r
     WHERE r.id = p_run_id AND r.status = 'running';
