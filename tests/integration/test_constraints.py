@@ -7,6 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from keyring.models import KeyLease, SigningKey
+from keyring.services import release_lease
 from records.models import Record, Signature
 from signing.dispatch import plan_run
 from signing.models import SigningRun
@@ -27,6 +28,12 @@ def constraint_refusing(callable_) -> str:
     with pytest.raises(IntegrityError) as caught, transaction.atomic():
         callable_()
     return caught.value.__cause__.diag.constraint_name
+
+
+def delete_in_sql(table: str, row_id: int) -> None:
+    """DELETE straight in SQL: the ORM's own on_delete checks would refuse first."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE id = %s", [row_id])
 
 
 def test_a_record_cannot_have_a_second_signature(run):
@@ -88,9 +95,43 @@ def test_a_signature_must_name_its_lease_key_and_batch(run):
             signature=b"x",
             signed_at=timezone.now(),
         )
-        connection.check_constraints()  # the foreign key is deferred to commit
 
     assert constraint_refusing(sign_with_the_wrong_key) == "signature_matches_lease"
+
+
+def test_a_signature_cannot_be_moved_to_another_key(run):
+    lease = lease_batch(run.batches.get(seq=1))
+    other = lease_batch(run.batches.get(seq=2))
+    record = Record.objects.order_by("id").first()
+    Signature.objects.create(
+        record=record,
+        key_id=lease.key_id,
+        batch_id=lease.batch_id,
+        lease_id=lease.id,
+        signature=b"x",
+        signed_at=timezone.now(),
+    )
+    refused = constraint_refusing(
+        lambda: Signature.objects.filter(pk=record.pk).update(key_id=other.key_id)
+    )
+    assert refused == "signature_matches_lease"
+
+
+def test_the_lease_history_is_kept(run):
+    lease = lease_batch(run.batches.get(seq=1))
+    other = lease_batch(run.batches.get(seq=2))
+    rewrites = [
+        lambda: delete_in_sql("keyring_keylease", lease.id),
+        lambda: KeyLease.objects.filter(pk=lease.id).update(key_id=other.key_id),
+        lambda: KeyLease.objects.filter(pk=lease.id).update(batch_id=other.batch_id),
+        lambda: KeyLease.objects.filter(pk=lease.id).update(token=lease.token + 100),
+        lambda: KeyLease.objects.filter(pk=lease.id).update(acquired_at=timezone.now()),
+    ]
+    for rewrite in rewrites:
+        assert constraint_refusing(rewrite) == "keylease_history_kept"
+    # What a lease's life changes still changes: its expiry, then its release.
+    KeyLease.objects.filter(pk=lease.id).update(expires_at=lease.expires_at + timedelta(1))
+    assert release_lease(lease_id=lease.id, outcome=KeyLease.Outcome.COMPLETED) == lease.batch_id
 
 
 @pytest.mark.parametrize("size", [0, -1])
