@@ -1,14 +1,9 @@
 """Reads of records and signatures."""
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, QuerySet
 
 from records import sql
 from records.models import Record, Signature
-
-
-def unsigned_records() -> QuerySet[Record]:
-    return Record.objects.exclude(Exists(Signature.objects.filter(record=OuterRef("pk"))))
 
 
 def batch_records(*, first_record_id: int, last_record_id: int) -> list[tuple[int, str]]:

@@ -248,8 +248,8 @@ def finish_run_if_done(run_id: int) -> bool:
     """
     unfinished = Batch.objects.filter(status__in=[Batch.Status.PENDING, Batch.Status.LEASED])
     if unfinished.filter(run_id=run_id).exists():
-        # The common answer, from one probe of an index; a completion whose claim found
-        # the in-flight limit met by its neighbours asks this while most batches remain.
+        # The common answer, from one probe of an index: every reaper tick asks, and so
+        # does a completion whose claim found no free key, while most batches remain.
         return False
     unfinished = unfinished.filter(run_id=OuterRef("pk"))
     held = KeyLease.objects.filter(batch__run_id=OuterRef("pk"), released_at=None)
