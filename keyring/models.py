@@ -36,6 +36,10 @@ class SigningKey(models.Model):
     encrypted_private_key = models.BinaryField(editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
+    # When `keys disable` took it out of the keyring, stamped under the keyring lock by the
+    # clock leases use, so the audit's replay knows exactly when it stopped being a candidate.
+    # NULL for an enabled key (and for one disabled before this column existed).
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # The open lease holding the key, NULL when free: the seed's "locked flag". Set and
     # cleared with the lease under the keyring lock; the leases stay the proof (their
@@ -56,6 +60,10 @@ class SigningKey(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(algorithm__in=crypto.ALGORITHMS), name="signingkey_known_algorithm"
+            ),
+            models.CheckConstraint(
+                condition=Q(enabled=False) | Q(disabled_at=None),
+                name="signingkey_enabled_has_no_disabled_at",
             ),
         ]
 

@@ -29,17 +29,20 @@ def generate_kek() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-def parse_kek(raw: str | None) -> bytes:
-    """Turn the environment form of the KEK into key bytes, or say clearly what is wrong."""
+def parse_kek(raw: str | None, *, name: str = KEK_ENV) -> bytes:
+    """Turn the environment form of a KEK into key bytes, or say clearly what is wrong.
+
+    `name` is the variable it came from, for the message (SIGNING_NEW_KEK when rotating).
+    """
     if raw is None or not raw.strip():
-        raise KekMissing(f"{KEK_ENV} is not set: {_HOW_TO_FIX}.")
+        raise KekMissing(f"{name} is not set: {_HOW_TO_FIX}.")
     try:
         kek = base64.urlsafe_b64decode(raw.strip().encode("ascii"))
     except (binascii.Error, UnicodeEncodeError, ValueError):
         kek = b""
     if len(kek) != 32:
         raise KekMalformed(
-            f"{KEK_ENV} must be 32 bytes in URL-safe base64 (44 characters); {_HOW_TO_FIX}."
+            f"{name} must be 32 bytes in URL-safe base64 (44 characters); {_HOW_TO_FIX}."
         )
     return kek
 

@@ -3,6 +3,7 @@
 from django.db.models import Count, Exists, F, OuterRef, QuerySet
 
 from keyring.models import KeyLease, SigningKey
+from signing import crypto
 
 
 def open_leases() -> QuerySet[KeyLease]:
@@ -32,3 +33,14 @@ def keys_for_display() -> QuerySet[SigningKey]:
             held=Exists(open_leases().filter(key=OuterRef("pk"))),
         )
     )
+
+
+def public_jwks() -> dict[str, list[dict[str, str]]]:
+    """Every key's public part as a JSON Web Key Set, in LRU order.
+
+    Disabled keys are included: the signatures they made still need verifying.
+    """
+    keys = keys_in_lru_order(SigningKey.objects.only("kid", "public_key_pem"))
+    return {
+        "keys": [crypto.public_jwk(crypto.load_public_key(k.public_key_pem), k.kid) for k in keys]
+    }

@@ -20,7 +20,7 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from keyring import sealing, sql
-from keyring.models import SigningKey
+from keyring.models import ClockTimestamp, SigningKey
 from signing import crypto
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,43 @@ def create_keys(*, count: int, algorithm: str = crypto.ED25519, kek: bytes) -> l
             )
         )
     return SigningKey.objects.bulk_create(keys)
+
+
+def disable_key(*, kid: str) -> SigningKey:
+    """Take a key out of the keyring for good: it is never leased again.
+
+    Stamped under the keyring lock, by the clock leases use, so the audit's replay knows
+    the exact instant it stopped being a candidate. A lease it holds now runs to its end,
+    and every signature it made still verifies. Disabling twice changes nothing.
+    Raises SigningKey.DoesNotExist for an unknown kid.
+    """
+    with transaction.atomic():
+        lock_keyring()
+        key = SigningKey.objects.select_for_update().get(kid=kid)
+        if key.enabled:
+            SigningKey.objects.filter(pk=key.pk).update(enabled=False, disabled_at=ClockTimestamp())
+            key.refresh_from_db()
+            log.info("key.disabled kid=%s", kid)
+    return key
+
+
+def rotate_kek(*, old_kek: bytes, new_kek: bytes) -> int:
+    """Re-seal every private key under a new KEK, all or none; return how many.
+
+    Every key is opened with the old KEK first (KekMismatch if one does not open, and then
+    nothing changes), in one transaction that holds the key rows. Processes still running
+    with the old KEK keep the keys they already opened; any other must get the new one.
+    """
+    with transaction.atomic():
+        keys = list(
+            SigningKey.objects.select_for_update().only("id", "kid", "encrypted_private_key")
+        )
+        for key in keys:
+            secret = sealing.unseal(old_kek, key.kid, bytes(key.encrypted_private_key))
+            key.encrypted_private_key = sealing.seal(new_kek, key.kid, secret)
+        SigningKey.objects.bulk_update(keys, ["encrypted_private_key"], batch_size=1000)
+    log.info("kek.rotated keys=%s", len(keys))
+    return len(keys)
 
 
 def _short_fingerprint(private_key: crypto.PrivateKey) -> str:

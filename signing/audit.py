@@ -239,15 +239,14 @@ def _check_batch_size_fixed(params: dict[str, Any]) -> Check:
 def _check_lru_order(run_id: int | None) -> Check:
     """Replay every lease and release in time order and compare each pick with the LRU key.
 
-    Leases and releases are serialized by the keyring lock and stamped by one clock, so at
-    each lease the free keys and their `last_used_at` are exactly what the replay holds.
-    Keys disabled today are left out of the candidates, and a lease of one is not judged:
-    the tables do not say when a key was disabled.
+    Leases, releases and disables are serialized by the keyring lock and stamped by one
+    clock, so at each lease the free keys and their `last_used_at` are exactly what the
+    replay holds.
     """
     check = Check("lru_order", "4", "each lease took the least recently used free key")
     keys = {
-        key_id: (kid, created_at, enabled)
-        for key_id, kid, created_at, enabled in _rows(sql.KEYS, {})
+        key_id: (kid, created_at, enabled, disabled_at)
+        for key_id, kid, created_at, enabled, disabled_at in _rows(sql.KEYS, {})
     }
     leases = _rows(sql.LEASE_HISTORY, {})
     check.examined = sum(1 for lease in leases if run_id is None or lease[4] == run_id)
@@ -256,13 +255,21 @@ def _check_lru_order(run_id: int | None) -> Check:
     return check
 
 
+KeyHistory = tuple[str, datetime, bool, datetime | None]  # kid, created, enabled, disabled at
+
+
 def replay_lru(
-    keys: dict[int, tuple[str, datetime, bool]],
+    keys: dict[int, KeyHistory],
     leases: list[tuple[int, int, datetime, datetime | None, int]],
     *,
     run_id: int | None,
 ) -> Iterator[str]:
-    """Yield a breach for every lease that did not take the LRU free key at its time."""
+    """Yield a breach for every lease that did not take the LRU free key at its time.
+
+    A key is a candidate from its creation until it was disabled. A key disabled before
+    `disabled_at` was recorded is no candidate, and its leases are not judged: the tables
+    cannot say what was free back then.
+    """
     ACQUIRE, RELEASE = 1, 0  # at one instant, a release happens before an acquire
     events = []
     for lease_id, key_id, acquired_at, released_at, lease_run in leases:
@@ -271,12 +278,20 @@ def replay_lru(
             events.append((released_at, RELEASE, lease_id, key_id, lease_run))
     events.sort(key=lambda event: (event[0], event[1], event[2]))
 
+    def unknown(key_id: int) -> bool:
+        _, _, enabled, disabled_at = keys.get(key_id, ("", None, False, None))
+        return not enabled and disabled_at is None
+
+    def disabled_by(key_id: int, moment: datetime) -> bool:
+        disabled_at = keys[key_id][3]
+        return disabled_at is not None and disabled_at <= moment
+
     never_used: datetime | None = None
     last_used: dict[int, datetime | None] = {key_id: never_used for key_id in keys}
     held: set[int] = set()
-    # Heap of (used?, last_used, key_id) for free, enabled keys; stale entries are skipped.
+    # Heap of (used?, last_used, key_id) for free candidates; stale entries are skipped.
     by_creation = sorted(
-        (created_at, key_id) for key_id, (_, created_at, enabled) in keys.items() if enabled
+        (history[1], key_id) for key_id, history in keys.items() if not unknown(key_id)
     )
     free: list[tuple[bool, datetime | None, int]] = []
     created = 0
@@ -285,6 +300,10 @@ def replay_lru(
         used = last_used[key_id]
         return (used is not None, used, key_id)
 
+    def stale(entry: tuple[bool, datetime | None, int], moment: datetime) -> bool:
+        key_id = entry[2]
+        return key_id in held or entry != lru_order(key_id) or disabled_by(key_id, moment)
+
     for at, kind, lease_id, key_id, lease_run in events:
         while created < len(by_creation) and by_creation[created][0] <= at:
             heapq.heappush(free, lru_order(by_creation[created][1]))
@@ -292,22 +311,26 @@ def replay_lru(
         if kind == RELEASE:
             held.discard(key_id)
             last_used[key_id] = at
-            if keys.get(key_id, ("", at, False))[2]:
+            if key_id in keys and not unknown(key_id):
                 heapq.heappush(free, lru_order(key_id))
             continue
-        while free and (free[0][2] in held or free[0] != lru_order(free[0][2])):
+        while free and stale(free[0], at):
             heapq.heappop(free)
         expected = free[0][2] if free else None
         held.add(key_id)
-        if expected is None or expected == key_id or (run_id is not None and lease_run != run_id):
+        if (run_id is not None and lease_run != run_id) or unknown(key_id):
             continue
-        if not keys.get(key_id, ("", at, False))[2]:
-            continue  # a key disabled since: the tables cannot say what was free back then
-        yield (
-            f"lease {lease_id} at {at.isoformat()} took {keys[key_id][0]} "
-            f"(last used {_when(last_used[key_id])}) while {keys[expected][0]} "
-            f"(last used {_when(last_used[expected])}) was free"
-        )
+        if disabled_by(key_id, at):
+            yield (
+                f"lease {lease_id} at {at.isoformat()} took {keys[key_id][0]}, "
+                f"disabled at {keys[key_id][3].isoformat()}"
+            )
+        elif expected is not None and expected != key_id:
+            yield (
+                f"lease {lease_id} at {at.isoformat()} took {keys[key_id][0]} "
+                f"(last used {_when(last_used[key_id])}) while {keys[expected][0]} "
+                f"(last used {_when(last_used[expected])}) was free"
+            )
 
 
 def _when(moment: datetime | None) -> str:

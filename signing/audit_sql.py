@@ -93,7 +93,7 @@ FROM keyring_keylease l JOIN signing_batch b ON b.id = l.batch_id
 ORDER BY l.acquired_at, l.id
 """
 
-KEYS = "SELECT id, kid, created_at, enabled FROM keyring_signingkey"
+KEYS = "SELECT id, kid, created_at, enabled, disabled_at FROM keyring_signingkey"
 
 # Leases still open although their run has finished.
 OPEN_AFTER_FINISH = """

@@ -14,9 +14,8 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from keyring.models import KeyLease, SigningKey
-from keyring.selectors import keys_for_display, keys_in_lru_order
+from keyring.selectors import keys_for_display, public_jwks
 from records.models import Record
-from signing import crypto
 from signing.api import serializers as api
 from signing.dispatch import cancel_run, check_ready_to_sign, start_run
 from signing.exceptions import NotReadyToSign, RunAlreadyActive
@@ -159,11 +158,4 @@ class JwksView(APIView):
         )
     )
     def get(self, request: Request) -> Response:
-        keys = keys_in_lru_order(SigningKey.objects.only("kid", "public_key_pem"))
-        return Response(
-            {
-                "keys": [
-                    crypto.public_jwk(crypto.load_public_key(k.public_key_pem), k.kid) for k in keys
-                ]
-            }
-        )
+        return Response(public_jwks())

@@ -11,7 +11,11 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-KEYS = {1: ("k1", at(-10), True), 2: ("k2", at(-10), True), 3: ("k3", at(-10), True)}
+KEYS = {
+    1: ("k1", at(-10), True, None),
+    2: ("k2", at(-10), True, None),
+    3: ("k3", at(-10), True, None),
+}
 
 
 def breaches(leases, keys=KEYS, run_id=None) -> list[str]:
@@ -62,13 +66,13 @@ def test_a_release_at_the_same_instant_comes_before_the_lease():
     assert breaches([(1, 1, at(0), at(1), 7), (2, 1, at(1), None, 7)], keys=keys) == []
 
 
-def test_disabled_keys_are_not_candidates():
-    keys = {**KEYS, 2: ("k2", at(-10), False), 3: ("k3", at(-10), False)}
+def test_keys_disabled_before_that_was_recorded_are_not_candidates():
+    keys = {**KEYS, 2: ("k2", at(-10), False, None), 3: ("k3", at(-10), False, None)}
     assert breaches([(1, 1, at(0), at(1), 7), (2, 1, at(2), None, 7)], keys=keys) == []
 
 
 def test_keys_created_after_a_lease_were_not_candidates_for_it():
-    keys = {**KEYS, 2: ("k2", at(5), True), 3: ("k3", at(5), True)}
+    keys = {**KEYS, 2: ("k2", at(5), True, None), 3: ("k3", at(5), True, None)}
     assert breaches([(1, 1, at(0), at(1), 7), (2, 1, at(2), None, 7)], keys=keys) == []
 
 
@@ -78,7 +82,27 @@ def test_only_the_audited_run_s_breaches_are_reported():
     assert len(breaches(leases, run_id=8)) == 1
 
 
-def test_a_lease_of_a_key_disabled_since_is_not_judged():
-    keys = {**KEYS, 1: ("k1", at(-10), False)}
+def test_a_lease_of_a_key_disabled_at_an_unknown_time_is_not_judged():
+    keys = {**KEYS, 1: ("k1", at(-10), False, None)}
     # k1 was the LRU key then (enabled at the time) and was taken; it is disabled today
     assert breaches([(1, 1, at(0), at(1), 7), (2, 2, at(2), None, 7)], keys=keys) == []
+
+
+def test_a_key_stops_being_a_candidate_when_it_is_disabled():
+    # k2 would be next after k1, but it was disabled at 1.5: k3 was the right pick at 2
+    keys = {**KEYS, 2: ("k2", at(-10), False, at(1.5))}
+    assert breaches([(1, 1, at(0), at(1), 7), (2, 3, at(2), None, 7)], keys=keys) == []
+    assert len(breaches([(1, 1, at(0), at(1), 7), (2, 1, at(2), None, 7)], keys=keys)) == 1
+
+
+def test_a_key_disabled_later_was_a_candidate_before():
+    keys = {**KEYS, 1: ("k1", at(-10), False, at(5))}
+    [breach] = breaches([(1, 2, at(0), None, 7)], keys=keys)
+    assert "took k2" in breach
+    assert "k1 (last used never) was free" in breach
+
+
+def test_a_lease_of_a_disabled_key_is_a_breach():
+    keys = {**KEYS, 2: ("k2", at(-10), False, at(1))}
+    [breach] = breaches([(1, 2, at(2), None, 7)], keys=keys)
+    assert "took k2, disabled at" in breach

@@ -1,0 +1,89 @@
+"""manage.py keys: add, disable, export the public keys, rotate the KEK."""
+
+import json
+import os
+
+from django.core.management.base import BaseCommand, CommandError
+
+from keyring import sealing
+from keyring.exceptions import KekError
+from keyring.models import SigningKey
+from keyring.selectors import keys_in_lru_order, public_jwks
+from keyring.services import create_keys, disable_key, rotate_kek
+from signing import crypto
+from signing.cli import whole_number
+from signing.models import SigningRun
+
+NEW_KEK_ENV = "SIGNING_NEW_KEK"
+
+
+class Command(BaseCommand):
+    help = "Manage the keyring: add keys, disable one, export public keys, rotate the KEK."
+
+    def add_arguments(self, parser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        add = actions.add_parser("add", help="generate keys, sealed under SIGNING_KEK")
+        add.add_argument("--algorithm", choices=crypto.ALGORITHMS, default=crypto.ED25519)
+        add.add_argument("--count", type=whole_number(1), default=1)
+        disable = actions.add_parser("disable", help="never lease this key again")
+        disable.add_argument("kid")
+        export = actions.add_parser("export-public", help="print every public key")
+        export.add_argument("--format", choices=["pem", "jwks"], default="pem")
+        actions.add_parser(
+            "rotate-kek", help=f"re-seal every private key under {NEW_KEK_ENV}, all or none"
+        )
+
+    def handle(self, *args, action: str, **options) -> None:
+        handlers = {
+            "add": self.add,
+            "disable": self.disable,
+            "export-public": self.export_public,
+            "rotate-kek": self.rotate_kek,
+        }
+        try:
+            handlers[action](**options)
+        except KekError as error:
+            raise CommandError(str(error)) from None
+
+    def add(self, *, algorithm: str, count: int, **_) -> None:
+        keys = create_keys(count=count, algorithm=algorithm, kek=sealing.kek_from_environment())
+        for key in keys:
+            self.stdout.write(f"added {key.kid} ({key.algorithm})")
+
+    def disable(self, *, kid: str, **_) -> None:
+        try:
+            key = disable_key(kid=kid)
+        except SigningKey.DoesNotExist:
+            raise CommandError(
+                f"no key has the kid {kid!r} (manage.py keys export-public lists them)"
+            ) from None
+        since = key.disabled_at.isoformat() if key.disabled_at else "before that was recorded"
+        self.stdout.write(
+            f"{key.kid} is disabled (since {since}): it is never leased again, and the "
+            "signatures it made still verify"
+        )
+
+    def export_public(self, *, format: str, **_) -> None:
+        if format == "jwks":
+            self.stdout.write(json.dumps(public_jwks(), indent=2))
+            return
+        for key in keys_in_lru_order(SigningKey.objects.defer("encrypted_private_key")):
+            state = "enabled" if key.enabled else "disabled"
+            self.stdout.write(f"# {key.kid} ({key.algorithm}, {state})")
+            self.stdout.write(key.public_key_pem.strip())
+
+    def rotate_kek(self, **_) -> None:
+        if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
+            raise CommandError(
+                "a run is active: its workers may still need the current KEK; wait for it or "
+                "cancel it, then rotate"
+            )
+        old_kek = sealing.kek_from_environment()
+        new_kek = sealing.parse_kek(os.environ.get(NEW_KEK_ENV), name=NEW_KEK_ENV)
+        if new_kek == old_kek:
+            raise CommandError(f"{NEW_KEK_ENV} is the current SIGNING_KEK: nothing to rotate")
+        count = rotate_kek(old_kek=old_kek, new_kek=new_kek)
+        self.stdout.write(
+            f"re-sealed {count} private keys under {NEW_KEK_ENV}. Set SIGNING_KEK to that value "
+            "(in .env or your secret store) and restart the workers and the web server."
+        )
