@@ -1,10 +1,11 @@
-"""URL routes: the dashboard, login, the admin, the API and the JWKS."""
+"""URL routes: the dashboard, login, the admin, the API, the JWKS, metrics and health."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from signing.api.views import JwksView
+from signing.health import healthz
 from signing.metrics import metrics_view
 
 urlpatterns = [
@@ -14,5 +15,6 @@ urlpatterns = [
     path("api/", include("signing.api.urls")),
     path(".well-known/jwks.json", JwksView.as_view(), name="jwks"),
     path("metrics", metrics_view, name="metrics"),
+    path("healthz", healthz, name="healthz"),
     path("", include("signing.urls")),
 ]
