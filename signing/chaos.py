@@ -311,6 +311,26 @@ def trial_kill_every_worker(sandbox: Sandbox) -> TrialResult:
     return _trial_with_one_fault(sandbox, name="kill -9 every worker", inject=_kill_every_pool)
 
 
+def _terminate_every_pool(trial: Trial) -> None:
+    """SIGTERM every pool, as an orchestrator stopping the workers would, then start new ones.
+
+    Dramatiq stops fetching, lets each worker thread finish the message it holds (up to
+    --worker-shutdown-timeout) and puts the messages it fetched but did not start back in
+    the queue; whatever a stopped worker had not stored stays unwritten, under a lease that
+    is released or expires.
+    """
+    for index, pool in enumerate(trial.pools):
+        assert pool is not None
+        if not pool.stop():
+            trial.result.notes.append(f"pool {index} ignored SIGTERM and was killed")
+        trial.start_pool(index)
+
+
+def trial_sigterm_every_worker(sandbox: Sandbox) -> TrialResult:
+    """SIGTERM every worker mid-run (a deploy or a scale-down), then start new ones."""
+    return _trial_with_one_fault(sandbox, name="SIGTERM every worker", inject=_terminate_every_pool)
+
+
 def trial_restart_redis(sandbox: Sandbox) -> TrialResult:
     """Redis killed and started empty mid-run: every queued message is lost."""
     return _trial_with_one_fault(
@@ -429,6 +449,7 @@ def _take_one_message(broker: RedisBroker, actor_name: str) -> dramatiq.Message:
 TRIALS: dict[str, Callable[[Sandbox], TrialResult]] = {
     "kill-one-worker": trial_kill_one_worker,
     "kill-every-worker": trial_kill_every_worker,
+    "sigterm-every-worker": trial_sigterm_every_worker,
     "restart-redis": trial_restart_redis,
     "restart-postgres": trial_restart_postgres,
     "pause-worker": trial_pause_worker,

@@ -99,15 +99,20 @@ class WorkerPool:
         assert self.process is not None, "start() first"
         return self.process.pid
 
-    def stop(self, *, timeout: float = 15.0) -> None:
-        """SIGTERM the group (workers finish their message), SIGKILL what is left."""
+    def stop(self, *, timeout: float = 15.0) -> bool:
+        """SIGTERM the group (workers finish their message), SIGKILL what is left.
+
+        Returns True when SIGTERM was enough (a graceful stop).
+        """
         if self.process is None:
-            return
+            return True
+        graceful = False
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
             try:
                 self.process.wait(timeout=wait)
+                graceful = sig == signal.SIGTERM
                 break
             except subprocess.TimeoutExpired:
                 continue
@@ -115,6 +120,7 @@ class WorkerPool:
         if self._log:
             self._log.close()
         self.process = None
+        return graceful
 
     def __enter__(self) -> WorkerPool:
         return self.start()

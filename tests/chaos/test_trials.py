@@ -42,6 +42,12 @@ def test_killing_every_worker_then_starting_new_ones_finishes_the_run(sandbox):
     assert_healed(run_trial("kill-every-worker", sandbox))
 
 
+def test_workers_stopped_with_sigterm_mid_run_leave_nothing_half_written(sandbox):
+    result = run_trial("sigterm-every-worker", sandbox)
+    assert_healed(result)  # the audit proves no batch was stored in part
+    assert not result.notes, result.notes  # every pool stopped on SIGTERM alone
+
+
 def test_a_redis_restarted_empty_only_delays_the_run(sandbox):
     result = run_trial("restart-redis", sandbox)
     assert_healed(result)

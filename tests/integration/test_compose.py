@@ -49,7 +49,8 @@ def test_services_wait_on_health_not_on_sleeps():
     text = COMPOSE.read_text()
     assert "sleep" not in text
     assert text.count("condition: service_healthy") >= 3
-    assert text.count("healthcheck:") == 3
+    assert text.count("healthcheck:") == 4  # db, redis, rabbitmq, and web on /healthz
+    assert "http://127.0.0.1:8000/healthz" in text
     assert text.count("restart: unless-stopped") == 5  # db, redis, rabbitmq, web, worker
 
 
