@@ -12,7 +12,6 @@ their own.
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,8 +21,9 @@ from django.db import connection, transaction
 from keyring import sealing, sql
 from keyring.models import ClockTimestamp, SigningKey
 from signing import crypto
+from signing.events import EventLogger
 
-log = logging.getLogger(__name__)
+log = EventLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +91,7 @@ def disable_key(*, kid: str) -> SigningKey:
         if key.enabled:
             SigningKey.objects.filter(pk=key.pk).update(enabled=False, disabled_at=ClockTimestamp())
             key.refresh_from_db()
-            log.info("key.disabled kid=%s", kid)
+            log.info("key.disabled", kid=kid)
     return key
 
 
@@ -110,7 +110,7 @@ def rotate_kek(*, old_kek: bytes, new_kek: bytes) -> int:
             secret = sealing.unseal(old_kek, key.kid, bytes(key.encrypted_private_key))
             key.encrypted_private_key = sealing.seal(new_kek, key.kid, secret)
         SigningKey.objects.bulk_update(keys, ["encrypted_private_key"], batch_size=1000)
-    log.info("kek.rotated keys=%s", len(keys))
+    log.info("kek.rotated", keys=len(keys))
     return len(keys)
 
 
@@ -139,11 +139,11 @@ def log_granted(lease: GrantedLease) -> None:
     # DEBUG: one line per batch at INFO (batch.stored) is enough to follow a run; the lease
     # table keeps every grant for good.
     log.debug(
-        "lease.granted lease_id=%s kid=%s batch_id=%s token=%s",
-        lease.id,
-        lease.kid,
-        lease.batch_id,
-        lease.token,
+        "lease.granted",
+        lease_id=lease.id,
+        kid=lease.kid,
+        batch_id=lease.batch_id,
+        token=lease.token,
     )
 
 
@@ -157,7 +157,7 @@ def release_lease(*, lease_id: int, outcome: str) -> int | None:
         cursor.execute(sql.RELEASE_LEASE, {"lease_id": lease_id, "outcome": outcome})
         (batch_id,) = cursor.fetchone()
     if batch_id is not None:
-        log.info("lease.released lease_id=%s outcome=%s", lease_id, outcome)
+        log.info("lease.released", lease_id=lease_id, outcome=outcome)
     return batch_id
 
 
@@ -173,7 +173,7 @@ def extend_lease(*, lease_id: int, token: int, ttl_seconds: int) -> bool:
         )
         extended = cursor.fetchone() is not None
     if not extended:
-        log.warning("lease.lost lease_id=%s token=%s", lease_id, token)
+        log.warning("lease.lost", lease_id=lease_id, token=token)
     return extended
 
 
@@ -188,7 +188,7 @@ def expire_leases() -> list[tuple[int, int]]:
             cursor.execute(sql.EXPIRE_LEASES)
             expired = cursor.fetchall()
     for lease_id, batch_id in expired:
-        log.warning("lease.expired lease_id=%s batch_id=%s", lease_id, batch_id)
+        log.warning("lease.expired", lease_id=lease_id, batch_id=batch_id)
     return expired
 
 

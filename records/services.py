@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import logging
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +15,9 @@ from django.utils import timezone
 from keyring.services import forget_private_keys
 from records import sql
 from signing.crypto import SignedRecord
+from signing.events import EventLogger
 
-log = logging.getLogger(__name__)
+log = EventLogger(__name__)
 
 # Printable characters for seeded payloads: ASCII, Latin accents, Greek, CJK and an emoji,
 # so every run exercises 1- to 4-byte UTF-8 in the signing input.
@@ -71,12 +71,7 @@ def store_signatures(
         return StoreOutcome.ALREADY_STORED, 0
     conflicts = len(signatures) - inserted
     if conflicts:
-        log.error(
-            "signatures.conflicts batch_id=%s lease_id=%s conflicts=%s",
-            batch_id,
-            lease_id,
-            conflicts,
-        )
+        log.error("signatures.conflicts", batch_id=batch_id, lease_id=lease_id, conflicts=conflicts)
     return StoreOutcome.STORED, conflicts
 
 

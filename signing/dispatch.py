@@ -6,7 +6,6 @@ releases one lease and dispatches again. Nothing here sleeps or polls.
 
 from __future__ import annotations
 
-import logging
 from functools import partial
 from typing import Final
 
@@ -27,10 +26,11 @@ from keyring.services import (
 )
 from records.selectors import batch_records
 from signing import sql
+from signing.events import EventLogger
 from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
 from signing.models import Batch, SigningRun
 
-log = logging.getLogger(__name__)
+log = EventLogger(__name__)
 
 # The largest batch size PostgreSQL's integer column holds; far more than any keyring needs.
 MAX_BATCH_SIZE: Final = 2_147_483_647
@@ -109,11 +109,11 @@ def plan_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun
             cursor.execute(sql.ANALYZE_BATCHES)
         run.save(update_fields=["batch_count", "record_count"])
     log.info(
-        "run.planned run_id=%s batch_size=%s batches=%s records=%s",
-        run.pk,
-        batch_size,
-        run.batch_count,
-        run.record_count,
+        "run.planned",
+        run_id=run.pk,
+        batch_size=batch_size,
+        batches=run.batch_count,
+        records=run.record_count,
     )
     return run
 
@@ -177,7 +177,7 @@ def complete_batch(*, run_id: int, lease_id: int) -> None:
     dispatch finds the run's in-flight limit already met.
     """
     advance_run(run_id, release_lease_id=lease_id)
-    log.debug("batch.completed run_id=%s lease_id=%s", run_id, lease_id)
+    log.debug("batch.completed", run_id=run_id, lease_id=lease_id)
 
 
 def abandon_batch(*, run_id: int, lease_id: int, reason: str) -> None:
@@ -203,7 +203,7 @@ def return_batch(*, batch_id: int, reason: str) -> None:
         last_error=reason[:2000],
     )
     if returned:
-        log.warning("batch.returned batch_id=%s reason=%s", batch_id, reason)
+        log.warning("batch.returned", batch_id=batch_id, reason=reason)
 
 
 def _return_orphaned_batches() -> None:
@@ -268,7 +268,7 @@ def finish_run_if_done(run_id: int) -> bool:
     )
     if finished:
         _record_failure_reason(run_id)
-        log.info("run.finished run_id=%s", run_id)
+        log.info("run.finished", run_id=run_id)
         transaction.on_commit(partial(_send_audit_run, run_id))
     return bool(finished)
 
@@ -310,5 +310,5 @@ def cancel_run(run_id: int) -> bool:
         Batch.objects.filter(run_id=run_id, status=Batch.Status.LEASED).update(
             status=Batch.Status.PENDING
         )
-    log.info("run.cancelled run_id=%s", run_id)
+    log.info("run.cancelled", run_id=run_id)
     return True

@@ -7,7 +7,6 @@ the error's type only; the details (hosts, ports) go to the log.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import dramatiq
@@ -16,7 +15,9 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-log = logging.getLogger(__name__)
+from signing.events import EventLogger
+
+log = EventLogger(__name__)
 
 
 def check_database() -> None:
@@ -46,7 +47,7 @@ def health() -> dict[str, str]:
         try:
             check()
         except Exception as error:  # any failure means unhealthy; the log has the detail
-            log.warning("health.failed check=%s error=%s", name, error)
+            log.warning("health.failed", check=name, error=error)
             results[name] = type(error).__name__
         else:
             results[name] = "ok"

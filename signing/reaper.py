@@ -8,13 +8,14 @@ to be started and any surviving worker heals the others' mess.
 
 from __future__ import annotations
 
-import logging
 import threading
 import zlib
 
 from dramatiq import Broker, Middleware, Worker
 
-log = logging.getLogger(__name__)
+from signing.events import EventLogger
+
+log = EventLogger(__name__)
 
 REAPER_LOCK_ID = zlib.crc32(b"signing reaper")
 
@@ -46,7 +47,7 @@ def reap_once() -> bool:
         connection.close()
         return False
     if expired:
-        log.info("reaper.ticked expired=%s", expired)
+        log.info("reaper.ticked", expired=expired)
     return True
 
 

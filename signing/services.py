@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 
@@ -13,10 +12,11 @@ from records.models import Signature
 from records.services import StoreOutcome, store_signatures
 from signing import crypto
 from signing.audit import audit
+from signing.events import EventLogger
 from signing.exceptions import KeyMismatch
 from signing.models import RunAudit, SigningRun
 
-log = logging.getLogger(__name__)
+log = EventLogger(__name__)
 
 # How many records are signed between two looks at the clock for a heartbeat.
 HEARTBEAT_EVERY_RECORDS = 500
@@ -61,13 +61,12 @@ def sign_batch(
         )
     seconds = time.perf_counter() - started
     log.info(
-        "batch.%s batch_id=%s lease_id=%s kid=%s records=%s seconds=%.4f",
-        outcome.value,
-        batch_id,
-        lease_id,
-        kid,
-        len(records),
-        seconds,
+        f"batch.{outcome.value}",
+        batch_id=batch_id,
+        lease_id=lease_id,
+        kid=kid,
+        records=len(records),
+        seconds=round(seconds, 4),
     )
     if outcome is not StoreOutcome.STORED:
         return BatchSummary(outcome=outcome, signed=0, conflicts=0, seconds=seconds)
@@ -100,13 +99,13 @@ def audit_and_record(run_id: int) -> RunAudit | None:
     from before a `seed --reset` restarted the ids, and the run's own audit comes later.
     """
     if not SigningRun.objects.filter(pk=run_id, status__in=SigningRun.FINISHED_STATUSES).exists():
-        log.warning("run.audit_skipped run_id=%s reason=not finished", run_id)
+        log.warning("run.audit_skipped", run_id=run_id, reason="not finished")
         return None
     report = audit(run_id=run_id, processes=1)
     recorded, _ = RunAudit.objects.update_or_create(
         run_id=run_id, defaults={"passed": report.passed, "report": report.as_dict()}
     )
-    log.info("run.audited run_id=%s passed=%s", run_id, report.passed)
+    log.info("run.audited", run_id=run_id, passed=report.passed)
     return recorded
 
 

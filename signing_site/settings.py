@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -160,13 +161,20 @@ SIGNING_MAX_IN_FLIGHT = env_int("SIGNING_MAX_IN_FLIGHT", 16)
 # Structured lines: an event name, then key=value fields (ids, kid, counts, timings) and
 # never key material. Commands log warnings only; `rundramatiq` raises workers to INFO.
 SIGNING_LOG_LEVEL = os.environ.get("SIGNING_LOG_LEVEL", "WARNING").upper()
+# "text" (`time LEVEL logger event key=value …`) or "json" (one object per line).
+SIGNING_LOG_FORMAT = os.environ.get("SIGNING_LOG_FORMAT", "text").strip().lower()
+if SIGNING_LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(
+        f"SIGNING_LOG_FORMAT must be text or json, not {SIGNING_LOG_FORMAT!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "kv": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "signing.events.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": SIGNING_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         **{
