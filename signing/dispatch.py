@@ -28,6 +28,7 @@ from records.selectors import batch_records
 from signing import sql
 from signing.events import EventLogger
 from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
+from signing.health import check_broker
 from signing.models import Batch, SigningRun
 
 log = EventLogger(__name__)
@@ -64,6 +65,13 @@ def check_ready_to_sign() -> None:
         raise NotReadyToSign(str(error)) from None
     if not free_keys().exists():
         raise NotReadyToSign("no enabled key is free: seed keys first (manage.py seed)")
+    try:
+        check_broker()
+    except Exception as error:  # whatever the client raises, the run could not be dispatched
+        raise NotReadyToSign(
+            f"cannot reach the broker at BROKER_URL ({type(error).__name__}: {error}): "
+            "start Redis (or RabbitMQ) or fix BROKER_URL"
+        ) from None
 
 
 def start_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun:

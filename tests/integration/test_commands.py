@@ -17,6 +17,7 @@ from records.models import Record, Signature
 from signing import crypto
 from signing.dispatch import plan_run
 from signing.models import Batch, SigningRun
+from signing.sandbox import free_port
 from tests.conftest import seed
 
 MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
@@ -78,6 +79,16 @@ def test_sign_with_a_wrong_kek_is_a_clear_error(worker_env):
     result = run_command("sign", env={**worker_env, "SIGNING_KEK": generate_kek()})
     assert result.returncode == 1
     assert "is not the KEK the keys were sealed with" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not SigningRun.objects.exists()
+
+
+def test_sign_with_an_unreachable_broker_is_a_clear_error_and_starts_nothing(worker_env):
+    seed(records=20, keys=2)
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    result = run_command("sign", "--no-wait", env={**worker_env, "BROKER_URL": nobody})
+    assert result.returncode == 1
+    assert "cannot reach the broker at BROKER_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert not SigningRun.objects.exists()
 
