@@ -86,6 +86,7 @@ def audit(*, run_id: int | None = None, processes: int | None = None) -> AuditRe
         _check_signed_within_lease(params),
         _check_lru_order(run_id),
         _check_no_open_leases_after_finish(params),
+        _check_keys_marked_by_their_leases(),
         _check_batch_size_fixed(params),
     ]
     return AuditReport(run_id=run_id, checks=checks)
@@ -224,6 +225,20 @@ def _check_no_open_leases_after_finish(params: dict[str, Any]) -> Check:
         check.add(f"lease {lease_id} of {kid} is still open but run {run_id} is {status}")
     for run_id, run_status, batch_status, count in _rows(sql.RUN_STATUS_INCONSISTENT, params):
         check.add(f"run {run_id} is {run_status} but {count} of its batches are {batch_status}")
+    return check
+
+
+def _check_keys_marked_by_their_leases() -> Check:
+    """The keyring as it is now: each key held exactly when an open lease holds it.
+
+    A key marked held with no open lease would never be leased again; an open lease its key
+    does not name would let the pick offer the key (the exclusion constraint would still
+    refuse the second lease). Neither should ever be seen.
+    """
+    check = Check("keys_marked_by_their_leases", "2", "each key is marked held by its open lease")
+    for kid, marked, open_lease in _rows(sql.KEY_HOLDERS_MISMATCHED, {}):
+        held_by = f"lease {marked}" if marked else "no lease"
+        check.add(f"{kid} is marked held by {held_by} but its open lease is {open_lease or 'none'}")
     return check
 
 

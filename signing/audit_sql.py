@@ -125,3 +125,13 @@ WHERE ((run.status = 'completed' AND b.status <> 'signed')
   AND (%(run_id)s::bigint IS NULL OR run.id = %(run_id)s)
 GROUP BY run.id, run.status, b.status
 """
+
+# Keys whose held_by is not their open lease (held_by names the lease that holds a key, NULL
+# when none does; the lease functions keep the two together under the keyring lock).
+KEY_HOLDERS_MISMATCHED = """
+SELECT k.kid, k.held_by_id, l.id
+FROM keyring_signingkey k
+LEFT JOIN keyring_keylease l ON l.key_id = k.id AND l.released_at IS NULL
+WHERE k.held_by_id IS DISTINCT FROM l.id
+ORDER BY k.id
+"""

@@ -152,3 +152,12 @@ def test_the_command_exits_1_and_lists_the_breach(signed_run):
     assert exited.value.code == 1
     assert "FAIL rule 5" in out.getvalue()
     assert "Audit FAILED" in out.getvalue()
+
+
+def test_a_key_marked_held_without_its_lease_is_named(signed_run):
+    key = SigningKey.objects.order_by("id").first()
+    lease = KeyLease.objects.filter(key=key).order_by("id").first()
+    SigningKey.objects.filter(pk=key.pk).update(held_by=lease)  # closed, yet marked held
+    assert failed_checks()["keys_marked_by_their_leases"] == [
+        f"{key.kid} is marked held by lease {lease.pk} but its open lease is none"
+    ]
