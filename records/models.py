@@ -23,12 +23,14 @@ class Signature(models.Model):
     record = models.OneToOneField(
         Record, primary_key=True, on_delete=models.PROTECT, related_name="signature"
     )
-    # Key, batch and lease are checked by one composite foreign key, signature_matches_lease
-    # (migration 0002): the lease it names exists with this very key and batch, and the
-    # lease's own foreign keys vouch for both. Three more single-column constraints would
-    # check the same rows again for every signature, on the hot path of a run
-    # (docs/benchmarks.md), so they are not created. Only batch_id is indexed: every audit
-    # and progress query goes through the batch, and each index slows the bulk insert.
+    # Key, batch and lease are checked together, once per statement, by the
+    # signature_matches_lease triggers (migration 0004): the lease each signature names
+    # exists with this very key and batch, and the lease's own foreign keys vouch for both;
+    # the lease history itself is never deleted or re-pointed (keyring migration 0004).
+    # Per-row foreign keys would check the same lease again for every signature, on the hot
+    # path of a run (docs/benchmarks.md), so none is created. Only batch_id is indexed:
+    # every audit and progress query goes through the batch, and each index slows the
+    # bulk insert.
     key = models.ForeignKey(
         "keyring.SigningKey",
         on_delete=models.PROTECT,
