@@ -51,6 +51,9 @@ def test_services_wait_on_health_not_on_sleeps():
     assert text.count("condition: service_healthy") >= 3
     assert text.count("healthcheck:") == 4  # db, redis, rabbitmq, and web on /healthz
     assert "http://127.0.0.1:8000/healthz" in text
+    # SIGTERM lets workers finish their batch (25 s) before Docker's SIGKILL (30 s)
+    assert '"--worker-shutdown-timeout", "25000"' in text
+    assert "stop_grace_period: 30s" in text
     assert text.count("restart: unless-stopped") == 5  # db, redis, rabbitmq, web, worker
 
 
