@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from keyring.models import KeyLease, SigningKey
+from keyring.services import set_keys_enabled
 from signing.admin import ReadOnlyAdmin, changelist_link
 
 SECRET = "encrypted_private_key"
@@ -48,8 +49,9 @@ class HeldFilter(admin.SimpleListFilter):
 class SigningKeyAdmin(admin.ModelAdmin):
     """Keys are created by `manage.py seed` and deleted by nobody (leases name them).
 
-    Only `enabled` can change, through the form or the actions; nothing else is ever
-    written back, so a stale page cannot overwrite the `last_used_at` a release just set.
+    Only `enabled` (and with it `disabled_at`) can change, through the form or the actions,
+    both by `set_keys_enabled`; nothing else is ever written back, so a stale page cannot
+    overwrite the `last_used_at` a release just set.
     """
 
     list_display = (
@@ -105,7 +107,7 @@ class SigningKeyAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: SigningKey, form: ModelForm, change: bool
     ) -> None:
-        obj.save(update_fields=["enabled"])
+        set_keys_enabled(SigningKey.objects.filter(pk=obj.pk), enabled=obj.enabled)
 
     @admin.display(description="leases", ordering="lease_count")
     def lease_count(self, key: SigningKey) -> int:
@@ -131,8 +133,7 @@ class SigningKeyAdmin(admin.ModelAdmin):
     def _set_enabled(
         self, request: HttpRequest, queryset: QuerySet[SigningKey], *, enabled: bool
     ) -> None:
-        # Through the plain manager: an UPDATE touching `enabled` only, not the annotations.
-        changed = SigningKey.objects.filter(pk__in=queryset.values("pk")).update(enabled=enabled)
+        changed = set_keys_enabled(queryset, enabled=enabled)
         state = "enabled" if enabled else "disabled"
         self.message_user(request, f"{changed} key(s) {state}.", messages.SUCCESS)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.db.models import Case, F, QuerySet, When
 
 from keyring import sealing, sql
 from keyring.models import ClockTimestamp, SigningKey
@@ -77,21 +78,38 @@ def create_keys(*, count: int, algorithm: str = crypto.ED25519, kek: bytes) -> l
     return SigningKey.objects.bulk_create(keys)
 
 
-def disable_key(*, kid: str) -> SigningKey:
-    """Take a key out of the keyring for good: it is never leased again.
+def set_keys_enabled(keys: QuerySet[SigningKey], *, enabled: bool) -> int:
+    """Enable or disable keys; return how many were selected. Every path goes through here
+    (`keys disable`, the admin's actions and form).
 
-    Stamped under the keyring lock, by the clock leases use, so the audit's replay knows
-    the exact instant it stopped being a candidate. A lease it holds now runs to its end,
-    and every signature it made still verifies. Disabling twice changes nothing.
-    Raises SigningKey.DoesNotExist for an unknown kid.
+    Under the keyring lock, a key that was enabled gets its `disabled_at` from the clock
+    leases use, so the audit's replay knows the exact instant it stopped being a
+    candidate; a key disabled already keeps its time. Enabling clears it: the tables then
+    keep no trace of the time the key spent disabled.
     """
     with transaction.atomic():
         lock_keyring()
-        key = SigningKey.objects.select_for_update().get(kid=kid)
-        if key.enabled:
-            SigningKey.objects.filter(pk=key.pk).update(enabled=False, disabled_at=ClockTimestamp())
-            key.refresh_from_db()
-            log.info("key.disabled", kid=kid)
+        selected = SigningKey.objects.filter(pk__in=keys.values("pk"))
+        if enabled:
+            return selected.update(enabled=True, disabled_at=None)
+        return selected.update(
+            enabled=False,
+            disabled_at=Case(When(enabled=True, then=ClockTimestamp()), default=F("disabled_at")),
+        )
+
+
+def disable_key(*, kid: str) -> SigningKey:
+    """Take a key out of the keyring: it is never leased again.
+
+    A lease it holds now runs to its end, and every signature it made still verifies.
+    Disabling twice changes nothing. Raises SigningKey.DoesNotExist for an unknown kid.
+    """
+    key = SigningKey.objects.get(kid=kid)
+    was_enabled = key.enabled
+    set_keys_enabled(SigningKey.objects.filter(pk=key.pk), enabled=False)
+    key.refresh_from_db()
+    if was_enabled:
+        log.info("key.disabled", kid=kid)
     return key
 
 

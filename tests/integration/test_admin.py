@@ -301,6 +301,11 @@ def test_keys_are_disabled_and_enabled_by_the_admin_actions(admin_client, histor
         third.pk: True,
     }
 
+    disabled_at = dict(SigningKey.objects.values_list("id", "disabled_at"))
+    assert disabled_at[first.pk] is not None  # stamped, as `keys disable` stamps it
+    assert disabled_at[second.pk] is not None
+    assert disabled_at[third.pk] is None
+
     assert run_key_action(admin_client, "enable_keys", [second]).status_code == 302
     assert dict(SigningKey.objects.values_list("id", "enabled")) == {
         first.pk: False,
@@ -308,6 +313,11 @@ def test_keys_are_disabled_and_enabled_by_the_admin_actions(admin_client, histor
         third.pk: True,
     }
     assert dict(SigningKey.objects.values_list("id", "last_used_at")) == last_used
+    assert dict(SigningKey.objects.values_list("id", "disabled_at")) == {
+        first.pk: disabled_at[first.pk],  # untouched by the enable
+        second.pk: None,
+        third.pk: None,
+    }
 
 
 def test_key_list_counts_leases_and_shows_which_key_is_held(admin_client, history):
