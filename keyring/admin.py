@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin, messages
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.forms import ModelForm
 from django.http import HttpRequest
@@ -18,14 +18,11 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from keyring.models import KeyLease, SigningKey
+from keyring.selectors import held_now
 from keyring.services import set_keys_enabled
 from signing.admin import ReadOnlyAdmin, changelist_link
 
 SECRET = "encrypted_private_key"
-
-
-def _open_lease_of_key() -> Exists:
-    return Exists(KeyLease.objects.filter(key=OuterRef("pk"), released_at=None))
 
 
 class HeldFilter(admin.SimpleListFilter):
@@ -39,9 +36,9 @@ class HeldFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
-            return queryset.filter(_open_lease_of_key())
+            return queryset.filter(held_now())
         if self.value() == "no":
-            return queryset.exclude(_open_lease_of_key())
+            return queryset.exclude(held_now())
         return queryset
 
 
@@ -88,7 +85,7 @@ class SigningKeyAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .defer(SECRET)
-            .annotate(lease_count=Count("leases"), held=_open_lease_of_key())
+            .annotate(lease_count=Count("leases"), held=held_now())
         )
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:

@@ -10,11 +10,14 @@ def open_leases() -> QuerySet[KeyLease]:
     return KeyLease.objects.filter(released_at=None)
 
 
+def held_now() -> Exists:
+    """For a key queryset: an open lease holds the key (the leases are the proof)."""
+    return Exists(open_leases().filter(key=OuterRef("pk")))
+
+
 def free_keys() -> QuerySet[SigningKey]:
     """Enabled keys that no open lease holds."""
-    return SigningKey.objects.filter(enabled=True).exclude(
-        Exists(open_leases().filter(key=OuterRef("pk")))
-    )
+    return SigningKey.objects.filter(enabled=True).exclude(held_now())
 
 
 def keys_in_lru_order(queryset: QuerySet[SigningKey]) -> QuerySet[SigningKey]:
@@ -30,7 +33,7 @@ def keys_for_display() -> QuerySet[SigningKey]:
     return keys_in_lru_order(
         SigningKey.objects.defer("encrypted_private_key").annotate(
             lease_count=Count("leases"),
-            held=Exists(open_leases().filter(key=OuterRef("pk"))),
+            held=held_now(),
         )
     )
 
