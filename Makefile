@@ -10,8 +10,9 @@ MANAGE := $(PY) manage.py
 demo: install kek db  ## seed, sign 100k records with 2 workers, audit, summarize
 	$(MANAGE) demo
 
-test: install browser  ## the whole test suite (real PostgreSQL, Redis and worker processes)
+test: install browser  ## the whole suite on the servers, then the backend tests again embedded
 	$(VENV)/bin/pytest
+	SIGNING_EMBEDDED=1 $(VENV)/bin/pytest -m backends
 
 install: $(VENV)/.installed
 
@@ -56,4 +57,4 @@ browser:  ## Debian's Chromium for the browser tests (installed when missing and
 	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .demo test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .demo .embedded test-artifacts

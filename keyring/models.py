@@ -3,12 +3,12 @@
 Table and column names are a contract read by outside auditors (docs/architecture.md).
 """
 
-from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
 from django.db import models
 from django.db.models import Func, Q
 
 from signing import crypto
+from signing.vendor import Now, PostgresExclusionConstraint
 
 
 class TsTzRange(Func):
@@ -19,11 +19,16 @@ class TsTzRange(Func):
 
 
 class ClockTimestamp(Func):
-    """PostgreSQL's ``clock_timestamp()``: the time now, not at the transaction's start."""
+    """PostgreSQL's ``clock_timestamp()``: the time now, not at the transaction's start.
+
+    On SQLite, this process's clock, the one embedded mode stamps leases with.
+    """
 
     function = "CLOCK_TIMESTAMP"
     template = "%(function)s()"
     output_field = models.DateTimeField()
+
+    as_sqlite = Now.as_sqlite
 
 
 class SigningKey(models.Model):
@@ -97,8 +102,9 @@ class KeyLease(models.Model):
 
     class Meta:
         constraints = [
-            # Rule 2, enforced by PostgreSQL: no two leases of one key overlap in time.
-            ExclusionConstraint(
+            # Rule 2, enforced by the database: no two leases of one key overlap in time
+            # (on SQLite by a trigger of the same name, migration 0006).
+            PostgresExclusionConstraint(
                 name="keylease_no_overlap_per_key",
                 index_type="gist",
                 expressions=[

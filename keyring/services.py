@@ -6,7 +6,8 @@ committed before it, so the LRU pick is exact and the audit can replay it; and l
 release times come from one clock in one order. Both are database functions
 (migrations/0003_lease_functions.py), so the lock is held for one round trip, never across
 a worker's Python. The constraints on keyring_keylease still refuse overlapping leases on
-their own.
+their own. In embedded mode (SQLite) the same steps run in Python (keyring.sqlite), under
+SQLite's write lock instead.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from django.db import connection, transaction
 from django.db.models import Case, F, QuerySet, When
 
 from keyring import sealing, sql
+from keyring import sqlite as embedded
 from keyring.models import ClockTimestamp, SigningKey
 from signing import crypto
 from signing.events import EventLogger
+from signing.vendor import is_sqlite
 
 log = EventLogger(__name__)
 
@@ -54,6 +57,8 @@ class UnsealedKey:
 def lock_keyring() -> None:
     """Serialize with every other lease and release until this transaction ends."""
     assert connection.in_atomic_block, "the keyring lock lives as long as a transaction"
+    if is_sqlite():  # BEGIN IMMEDIATE took SQLite's write lock when the transaction began
+        return
     with connection.cursor() as cursor:
         cursor.execute(sql.LOCK_KEYRING)
 
@@ -143,9 +148,12 @@ def lease_lru_key(*, batch_id: int, ttl_seconds: int) -> GrantedLease | None:
     Inside a transaction the lease commits with whatever else the caller claims (the
     batch), so a crash never leaves one without the other.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(sql.LEASE_LRU_KEY, {"batch_id": batch_id, "ttl_seconds": ttl_seconds})
-        row = cursor.fetchone()
+    if is_sqlite():
+        row = embedded.lease_lru_key(batch_id=batch_id, ttl_seconds=ttl_seconds)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.LEASE_LRU_KEY, {"batch_id": batch_id, "ttl_seconds": ttl_seconds})
+            row = cursor.fetchone()
     if row is None:
         return None
     lease = GrantedLease(*row)
@@ -171,9 +179,12 @@ def release_lease(*, lease_id: int, outcome: str) -> int | None:
     Idempotent: a lease already closed (a redelivered SigningCompleted) changes nothing
     and returns None.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(sql.RELEASE_LEASE, {"lease_id": lease_id, "outcome": outcome})
-        (batch_id,) = cursor.fetchone()
+    if is_sqlite():
+        batch_id = embedded.release_lease(lease_id=lease_id, outcome=outcome)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.RELEASE_LEASE, {"lease_id": lease_id, "outcome": outcome})
+            (batch_id,) = cursor.fetchone()
     if batch_id is not None:
         log.info("lease.released", lease_id=lease_id, outcome=outcome)
     return batch_id
@@ -185,11 +196,15 @@ def extend_lease(*, lease_id: int, token: int, ttl_seconds: int) -> bool:
     Only a lease still open, under this token and not yet expired, is extended: a holder
     that missed its expiry has lost the batch even if the reaper has not noticed yet.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql.EXTEND_LEASE, {"lease_id": lease_id, "token": token, "ttl_seconds": ttl_seconds}
-        )
-        extended = cursor.fetchone() is not None
+    if is_sqlite():
+        extended = embedded.extend_lease(lease_id=lease_id, token=token, ttl_seconds=ttl_seconds)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql.EXTEND_LEASE,
+                {"lease_id": lease_id, "token": token, "ttl_seconds": ttl_seconds},
+            )
+            extended = cursor.fetchone() is not None
     if not extended:
         log.warning("lease.lost", lease_id=lease_id, token=token)
     return extended
@@ -200,11 +215,14 @@ def expire_leases() -> list[tuple[int, int]]:
 
     Runs under the keyring lock like any release, so the replay of rule 4 stays exact.
     """
-    with transaction.atomic():
-        lock_keyring()
-        with connection.cursor() as cursor:
-            cursor.execute(sql.EXPIRE_LEASES)
-            expired = cursor.fetchall()
+    if is_sqlite():
+        expired = embedded.expire_leases()
+    else:
+        with transaction.atomic():
+            lock_keyring()
+            with connection.cursor() as cursor:
+                cursor.execute(sql.EXPIRE_LEASES)
+                expired = cursor.fetchall()
     for lease_id, batch_id in expired:
         log.warning("lease.expired", lease_id=lease_id, batch_id=batch_id)
     return expired

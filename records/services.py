@@ -14,8 +14,10 @@ from django.utils import timezone
 
 from keyring.services import forget_private_keys
 from records import sql
+from records import sqlite as embedded
 from signing.crypto import SignedRecord
 from signing.events import EventLogger
+from signing.vendor import is_sqlite
 
 log = EventLogger(__name__)
 
@@ -62,9 +64,12 @@ def store_signatures(
         "record_ids": [signed.record_id for signed in signatures],
         "signatures": [signed.signature for signed in signatures],
     }
-    with _binary_cursor() as cursor:
-        cursor.execute(sql.STORE_SIGNATURES, params)
-        leased, claimed, inserted = cursor.fetchone()
+    if is_sqlite():
+        leased, claimed, inserted = embedded.store_signatures(**params)
+    else:
+        with _binary_cursor() as cursor:
+            cursor.execute(sql.STORE_SIGNATURES, params)
+            leased, claimed, inserted = cursor.fetchone()
     if not leased:
         return StoreOutcome.LEASE_LOST, 0
     if not claimed:
@@ -103,11 +108,13 @@ def random_payloads(count: int, *, rng: random.Random) -> Iterator[str]:
 
 
 def load_records(payloads: Iterator[str]) -> int:
-    """Bulk-load records with COPY; return how many were loaded.
+    """Bulk-load records with COPY (batched INSERTs on SQLite); return how many were loaded.
 
     The table is analyzed at once: plans of the first run would otherwise be made for an
     empty table until autovacuum comes round (up to a minute later).
     """
+    if is_sqlite():
+        return embedded.load_records(payloads)
     now = timezone.now()
     loaded = 0
     with connection.cursor() as cursor:
@@ -126,7 +133,10 @@ def reset_all() -> None:
     restarted ids would make them name new rows instead (an audit_run left over from the
     last run would audit the next run 1 while it is still signing).
     """
-    with connection.cursor() as cursor:
-        cursor.execute(sql.RESET_ALL)
+    if is_sqlite():
+        embedded.reset_all()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.RESET_ALL)
     transaction.on_commit(dramatiq.get_broker().flush_all)
     forget_private_keys()

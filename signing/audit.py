@@ -20,6 +20,7 @@ from django.db import connection
 
 from signing import audit_sql as sql
 from signing import crypto
+from signing.vendor import is_sqlite
 
 MAX_LISTED = 20
 VERIFY_CHUNK = 5_000
@@ -200,7 +201,8 @@ def _check_one_key_per_batch(params: dict[str, Any]) -> Check:
 
 def _check_no_overlapping_leases(params: dict[str, Any]) -> Check:
     check = Check("no_overlapping_leases", "2", "no key was leased to two batches at once")
-    for first, second, kid in _rows(sql.OVERLAPPING_LEASES, params):
+    query = sql.OVERLAPPING_LEASES_SQLITE if is_sqlite() else sql.OVERLAPPING_LEASES
+    for first, second, kid in _rows(query, params):
         check.add(f"leases {first} and {second} of {kid} overlap in time")
     return check
 

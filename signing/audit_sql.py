@@ -1,13 +1,15 @@
 """Named SQL of the audit: each query returns the rows that break a rule (none is a pass).
 
 `%(run_id)s` is NULL to audit everything, or a run id to audit that run's batches only.
+Every query reads the same on PostgreSQL and SQLite (embedded mode), but one: SQLite has
+no range types, so OVERLAPPING_LEASES_SQLITE spells the overlap out.
 """
 
 # Rule 1: records with more than one signature (the primary key should make this empty).
 DOUBLE_SIGNED = """
 SELECT s.record_id, COUNT(*) FROM records_signature s
 JOIN signing_batch b ON b.id = s.batch_id
-WHERE %(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s
+WHERE CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s
 GROUP BY s.record_id HAVING COUNT(*) > 1
 """
 
@@ -33,7 +35,7 @@ ORDER BY r.id
 BATCH_COUNT_MISMATCH = """
 SELECT b.id, b.seq, b.size, COUNT(s.record_id) FROM signing_batch b
 LEFT JOIN records_signature s ON s.batch_id = b.id
-WHERE b.status = 'signed' AND (%(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s)
+WHERE b.status = 'signed' AND (CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s)
 GROUP BY b.id HAVING COUNT(s.record_id) <> b.size
 ORDER BY b.id
 """
@@ -43,7 +45,7 @@ SIGNATURES_TO_VERIFY = """
 SELECT s.record_id, r.payload, s.key_id, s.signature FROM records_signature s
 JOIN records_record r ON r.id = s.record_id
 JOIN signing_batch b ON b.id = s.batch_id
-WHERE %(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s
+WHERE CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s
 ORDER BY s.record_id
 """
 
@@ -51,7 +53,7 @@ ORDER BY s.record_id
 BATCH_MANY_KEYS = """
 SELECT s.batch_id, COUNT(DISTINCT s.key_id), COUNT(DISTINCT s.lease_id)
 FROM records_signature s JOIN signing_batch b ON b.id = s.batch_id
-WHERE %(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s
+WHERE CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s
 GROUP BY s.batch_id HAVING COUNT(DISTINCT s.key_id) > 1 OR COUNT(DISTINCT s.lease_id) > 1
 """
 
@@ -61,7 +63,7 @@ SELECT s.record_id, s.key_id, l.key_id, s.batch_id, l.batch_id FROM records_sign
 JOIN keyring_keylease l ON l.id = s.lease_id
 JOIN signing_batch b ON b.id = s.batch_id
 WHERE (l.key_id <> s.key_id OR l.batch_id <> s.batch_id)
-  AND (%(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s)
+  AND (CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s)
 """
 
 # Rule 2: pairs of leases of one key whose time ranges overlap.
@@ -72,7 +74,20 @@ JOIN keyring_keylease b ON b.key_id = a.key_id AND b.id > a.id
 JOIN keyring_signingkey k ON k.id = a.key_id
 JOIN signing_batch ba ON ba.id = a.batch_id
 JOIN signing_batch bb ON bb.id = b.batch_id
-WHERE %(run_id)s::bigint IS NULL OR %(run_id)s IN (ba.run_id, bb.run_id)
+WHERE CAST(%(run_id)s AS bigint) IS NULL OR %(run_id)s IN (ba.run_id, bb.run_id)
+"""
+
+# The same pairs, each lease the half-open range [acquired_at, released_at), open-ended
+# while held, an empty range overlapping nothing (as tstzrange's && has it).
+OVERLAPPING_LEASES_SQLITE = """
+SELECT a.id, b.id, k.kid FROM keyring_keylease a
+JOIN keyring_keylease b ON b.key_id = a.key_id AND b.id > a.id
+ AND (a.released_at IS NULL OR (a.released_at > b.acquired_at AND a.released_at > a.acquired_at))
+ AND (b.released_at IS NULL OR (b.released_at > a.acquired_at AND b.released_at > b.acquired_at))
+JOIN keyring_signingkey k ON k.id = a.key_id
+JOIN signing_batch ba ON ba.id = a.batch_id
+JOIN signing_batch bb ON bb.id = b.batch_id
+WHERE CAST(%(run_id)s AS bigint) IS NULL OR %(run_id)s IN (ba.run_id, bb.run_id)
 """
 
 # Rules 2 and 3: signatures written outside the time their lease was held.
@@ -82,7 +97,7 @@ FROM records_signature s
 JOIN keyring_keylease l ON l.id = s.lease_id
 JOIN signing_batch b ON b.id = s.batch_id
 WHERE (s.signed_at < l.acquired_at OR s.signed_at > l.released_at)
-  AND (%(run_id)s::bigint IS NULL OR b.run_id = %(run_id)s)
+  AND (CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s)
 ORDER BY s.record_id
 """
 
@@ -102,7 +117,7 @@ JOIN keyring_signingkey k ON k.id = l.key_id
 JOIN signing_batch b ON b.id = l.batch_id
 JOIN signing_signingrun run ON run.id = b.run_id
 WHERE l.released_at IS NULL AND run.status IN ('completed', 'failed', 'cancelled')
-  AND (%(run_id)s::bigint IS NULL OR run.id = %(run_id)s)
+  AND (CAST(%(run_id)s AS bigint) IS NULL OR run.id = %(run_id)s)
 """
 
 # Rule 5: batches larger than their run's batch size, or smaller without being the last.
@@ -112,7 +127,7 @@ JOIN signing_signingrun run ON run.id = b.run_id
 WHERE (b.size > run.batch_size
        OR (b.size < run.batch_size
            AND b.seq < (SELECT MAX(seq) FROM signing_batch last WHERE last.run_id = b.run_id)))
-  AND (%(run_id)s::bigint IS NULL OR run.id = %(run_id)s)
+  AND (CAST(%(run_id)s AS bigint) IS NULL OR run.id = %(run_id)s)
 ORDER BY b.run_id, b.seq
 """
 
@@ -122,7 +137,7 @@ SELECT run.id, run.status, b.status, COUNT(*) FROM signing_signingrun run
 JOIN signing_batch b ON b.run_id = run.id
 WHERE ((run.status = 'completed' AND b.status <> 'signed')
        OR (run.status = 'failed' AND b.status IN ('pending', 'leased')))
-  AND (%(run_id)s::bigint IS NULL OR run.id = %(run_id)s)
+  AND (CAST(%(run_id)s AS bigint) IS NULL OR run.id = %(run_id)s)
 GROUP BY run.id, run.status, b.status
 """
 
@@ -132,6 +147,6 @@ KEY_HOLDERS_MISMATCHED = """
 SELECT k.kid, k.held_by_id, l.id
 FROM keyring_signingkey k
 LEFT JOIN keyring_keylease l ON l.key_id = k.id AND l.released_at IS NULL
-WHERE k.held_by_id IS DISTINCT FROM l.id
+WHERE COALESCE(k.held_by_id, 0) <> COALESCE(l.id, 0)  -- ids start at 1
 ORDER BY k.id
 """

@@ -27,7 +27,7 @@ from signing import crypto
 from signing.audit import audit
 from signing.dispatch import check_ready_to_sign, start_run
 from signing.models import SigningRun
-from signing.workers import WorkerPool
+from signing.workers import workers_for_this_mode
 
 RUN_DEADLINE_SECONDS = 1800.0
 PROGRESS_POLL_SECONDS = 0.5
@@ -104,9 +104,12 @@ def pipeline_run(
     log_file: Path,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[float, float, bool, int]:
-    """One full run with real workers: (seconds, peak worker RSS in MB, audit passed, batches)."""
+    """One full run with real workers: (seconds, peak worker RSS in MB, audit passed, batches).
+
+    In embedded mode the workers are this process's threads, and its RSS is theirs.
+    """
     check_ready_to_sign()
-    pool = WorkerPool(processes=workers, threads=threads, log_file=log_file).start()
+    pool = workers_for_this_mode(processes=workers, threads=threads, log_file=log_file).start()
     try:
         pool.wait_ready(timeout=120)
         started = time.perf_counter()

@@ -12,7 +12,6 @@ from typing import Final
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, OuterRef, Value, When
-from django.db.models.functions import Now
 
 from keyring.exceptions import KekError
 from keyring.models import KeyLease
@@ -26,10 +25,12 @@ from keyring.services import (
 )
 from records.selectors import batch_records
 from signing import sql
+from signing import sqlite as embedded
 from signing.events import EventLogger
 from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
 from signing.health import check_broker
 from signing.models import Batch, SigningRun
+from signing.vendor import Now, constraint_name, is_sqlite
 
 log = EventLogger(__name__)
 
@@ -106,15 +107,20 @@ def plan_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun
                     started_at=Now(),
                 )
         except IntegrityError as error:
-            if _constraint_name(error) != "run_at_most_one_active":
+            if constraint_name(error) != "run_at_most_one_active":
                 raise
             active = SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).first()
             raise RunAlreadyActive(active.pk if active else None) from None
-        with connection.cursor() as cursor:
-            cursor.execute(sql.PLAN_BATCHES, {"run_id": run.pk, "batch_size": batch_size})
-            run.batch_count, run.record_count = cursor.fetchone()
-            # Up to one row per record just landed: plan the run's queries for them.
-            cursor.execute(sql.ANALYZE_BATCHES)
+        if is_sqlite():
+            run.batch_count, run.record_count = embedded.plan_batches(
+                run_id=run.pk, batch_size=batch_size
+            )
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql.PLAN_BATCHES, {"run_id": run.pk, "batch_size": batch_size})
+                run.batch_count, run.record_count = cursor.fetchone()
+                # Up to one row per record just landed: plan the run's queries for them.
+                cursor.execute(sql.ANALYZE_BATCHES)
         run.save(update_fields=["batch_count", "record_count"])
     log.info(
         "run.planned",
@@ -126,11 +132,6 @@ def plan_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun
     return run
 
 
-def _constraint_name(error: IntegrityError) -> str | None:
-    diag = getattr(error.__cause__, "diag", None)
-    return getattr(diag, "constraint_name", None)
-
-
 def fill_run(run_id: int, *, release_lease_id: int | None = None) -> int:
     """Dispatch batches until the run's in-flight limit, its batches or free keys run out.
 
@@ -139,16 +140,17 @@ def fill_run(run_id: int, *, release_lease_id: int | None = None) -> int:
     and leases each the LRU free key, all under one turn of the keyring lock. The
     SigningTriggered messages leave only after that commits. Returns how many were sent.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql.CLAIM_BATCHES,
-            {
-                "run_id": run_id,
-                "ttl_seconds": settings.SIGNING_LEASE_TTL,
-                "release_lease_id": release_lease_id,
-            },
-        )
-        rows = cursor.fetchall()
+    claim = {
+        "run_id": run_id,
+        "ttl_seconds": settings.SIGNING_LEASE_TTL,
+        "release_lease_id": release_lease_id,
+    }
+    if is_sqlite():
+        rows = embedded.claim_batches(**claim)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.CLAIM_BATCHES, claim)
+            rows = cursor.fetchall()
     for first_record_id, last_record_id, *lease_columns in rows:
         lease = GrantedLease(*lease_columns)
         log_granted(lease)

@@ -18,6 +18,8 @@ from signing.events import EventLogger
 log = EventLogger(__name__)
 
 REAPER_LOCK_ID = zlib.crc32(b"signing reaper")
+# The advisory lock's counterpart in embedded mode, where every worker is a thread here.
+_embedded_reaper = threading.Lock()
 
 
 def reap_once() -> bool:
@@ -29,17 +31,34 @@ def reap_once() -> bool:
     only saves work: recover() is safe to run from several processes at once.
     """
     # Imported here: this module is loaded with the broker, before Django's apps are ready.
-    from django.db import close_old_connections, connection, transaction
+    from django.db import close_old_connections
+
+    from signing.vendor import is_sqlite
+
+    close_old_connections()
+    if not is_sqlite():
+        return _reap(advisory_lock=True)
+    # Embedded mode: every worker is a thread of this process, so a thread lock will do.
+    if not _embedded_reaper.acquire(blocking=False):
+        return False
+    try:
+        return _reap(advisory_lock=False)
+    finally:
+        _embedded_reaper.release()
+
+
+def _reap(*, advisory_lock: bool) -> bool:
+    from django.db import connection, transaction
 
     from signing.dispatch import recover
 
-    close_old_connections()
     try:
         with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [REAPER_LOCK_ID])
-                if not cursor.fetchone()[0]:
-                    return False
+            if advisory_lock:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [REAPER_LOCK_ID])
+                    if not cursor.fetchone()[0]:
+                        return False
             expired = recover()
     except Exception:
         # The next tick tries again; a broken connection is dropped.

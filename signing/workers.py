@@ -1,7 +1,8 @@
-"""Start and stop `manage.py rundramatiq` worker processes (for `demo`, tests and bench).
+"""Start and stop workers: `manage.py rundramatiq` processes (for `demo`, tests and
+bench), or, in embedded mode, threads of this process.
 
-The workers run in their own process group, so stopping them reaches the dramatiq
-master and every worker process it forked, and none outlives its caller.
+The worker processes run in their own process group, so stopping them reaches the
+dramatiq master and every worker process it forked, and none outlives its caller.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+import dramatiq
 from django.conf import settings
 
 SHUTDOWN_TIMEOUT_MS = 5_000
@@ -132,6 +135,85 @@ class WorkerPool:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class EmbeddedWorkers:
+    """Embedded mode's workers: threads of this process, on its in-process broker.
+
+    The broker lives in this process, so only this process's threads can consume what it
+    sends: whatever starts a run (`sign`, `serve`) runs these. The same actors, middleware
+    (retries, time limits, the reaper) and services as the worker processes.
+    """
+
+    _running = 0
+    _running_lock = threading.Lock()
+
+    def __init__(self, *, threads: int = 4) -> None:
+        self.threads = threads
+        self.worker: dramatiq.Worker | None = None
+
+    @classmethod
+    def running_here(cls) -> bool:
+        """Whether this process already runs embedded workers (`demo` around `sign`)."""
+        return cls._running > 0
+
+    def start(self) -> EmbeddedWorkers:
+        self.worker = dramatiq.Worker(
+            dramatiq.get_broker(), worker_threads=self.threads, worker_timeout=100
+        )
+        self.worker.start()
+        with self._running_lock:
+            EmbeddedWorkers._running += 1
+        return self
+
+    def wait_ready(self, *, timeout: float = 60.0) -> None:
+        """Ready once started: the threads consume as soon as start() returns."""
+
+    def worker_pids(self) -> list[int]:
+        return [os.getpid()]
+
+    def drain(self, *, timeout: float = 60.0) -> None:
+        """Wait until every message sent so far is handled (the run's audit among them):
+        they live in this process's memory, and stopping would lose them."""
+        from signing.actors import QUEUE
+
+        dramatiq.get_broker().join(QUEUE, timeout=int(timeout * 1000))
+
+    def stop(self, *, timeout: float = 15.0) -> bool:
+        """Let the threads finish their current message, then stop them."""
+        if self.worker is None:
+            return True
+        self.worker.stop(timeout=int(timeout * 1000))
+        self.worker = None
+        with self._running_lock:
+            EmbeddedWorkers._running -= 1
+        return True
+
+    def __enter__(self) -> EmbeddedWorkers:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def workers_for_this_mode(
+    *, processes: int, threads: int, log_file: Path
+) -> WorkerPool | EmbeddedWorkers:
+    """Worker processes on the servers; in embedded mode, threads of this process."""
+    if settings.SIGNING_EMBEDDED:
+        return EmbeddedWorkers(threads=threads)
+    return WorkerPool(processes=processes, threads=threads, log_file=log_file)
+
+
+def describe(workers: WorkerPool | EmbeddedWorkers) -> str:
+    if isinstance(workers, EmbeddedWorkers):
+        return f"{workers.threads} worker threads in this process (embedded mode)"
+    return f"{workers.processes} worker processes (log: {workers.log_file})"
 
 
 def interrupt_on_termination() -> None:

@@ -12,6 +12,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
+from signing_site import backends
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
 
@@ -29,9 +31,6 @@ def env_int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be greater than 0, got {value}")
     return value
 
-
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/signing"
-DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key")
 DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
@@ -85,21 +84,43 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-# Health checks: a connection that PostgreSQL dropped (a restart) is replaced, not reused.
-DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
-}
+# The servers, or embedded mode (SQLite and an in-process broker): signing_site.backends
+# says how it is decided. SIGNING_BACKENDS.reason is the one line commands print.
+SIGNING_BACKENDS = backends.choose(os.environ, base_dir=BASE_DIR)
+SIGNING_EMBEDDED = SIGNING_BACKENDS.embedded
+DATABASE_URL = SIGNING_BACKENDS.database_url
 # Every transaction here is short. One left idle (its process paused or wedged) would keep
 # its locks, the keyring lock among them, so PostgreSQL ends its session after this long.
 # Keep it under the lease TTL, or a paused holder of the keyring lock lets leases expire.
 SIGNING_IDLE_TRANSACTION_TIMEOUT = env_int(
     "SIGNING_IDLE_TRANSACTION_TIMEOUT", max(2, env_int("SIGNING_LEASE_TTL", 30) // 3)
 )
-DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
-    f"-c idle_in_transaction_session_timeout={SIGNING_IDLE_TRANSACTION_TIMEOUT * 1000}"
-)
-DATABASES["default"].setdefault("TEST", {})
+if SIGNING_EMBEDDED:
+    SIGNING_BACKENDS.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    # BEGIN IMMEDIATE takes SQLite's write lock when a transaction starts, so a transaction
+    # is as serialized as one under PostgreSQL's keyring lock, and never fails half-way
+    # upgrading a read to a write. WAL lets the dashboard read while a worker writes.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SIGNING_BACKENDS.sqlite_path,
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": SIGNING_BACKENDS.sqlite_path.with_name("test.sqlite3")},
+        }
+    }
+else:
+    # Health checks: a connection that PostgreSQL dropped (a restart) is replaced, not reused.
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
+    }
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c idle_in_transaction_session_timeout={SIGNING_IDLE_TRANSACTION_TIMEOUT * 1000}"
+    )
+    DATABASES["default"].setdefault("TEST", {})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -114,7 +135,7 @@ LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
 # --- Dramatiq -------------------------------------------------------------------------
-BROKER_URL = os.environ.get("BROKER_URL", DEFAULT_BROKER_URL)
+BROKER_URL = SIGNING_BACKENDS.broker_url
 _BROKER_CLASSES = {
     "redis": "dramatiq.brokers.redis.RedisBroker",
     "rediss": "dramatiq.brokers.redis.RedisBroker",
@@ -126,8 +147,10 @@ if _scheme not in _BROKER_CLASSES:
     raise SystemExit(f"BROKER_URL must start with redis:// or amqp://, got {BROKER_URL!r}")
 
 DRAMATIQ_BROKER = {
-    "BROKER": _BROKER_CLASSES[_scheme],
-    "OPTIONS": {"url": BROKER_URL},
+    # Embedded: the broker lives in the process, and so do the workers that consume it
+    # (signing.workers.EmbeddedWorkers).
+    "BROKER": "dramatiq.brokers.stub.StubBroker" if SIGNING_EMBEDDED else _BROKER_CLASSES[_scheme],
+    "OPTIONS": {} if SIGNING_EMBEDDED else {"url": BROKER_URL},
     # No AdminMiddleware: it writes a row per message, and the tables of record here are
     # the leases and batches. DbConnectionsMiddleware closes stale connections around
     # each message so a restarted PostgreSQL only costs a retry.

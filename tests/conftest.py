@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import dramatiq
 import pytest
+from django.conf import settings
 from django.db import connection
 from dramatiq.middleware import Middleware
 
@@ -18,7 +19,7 @@ from keyring import sealing
 from keyring.models import SigningKey
 from keyring.services import create_keys, forget_private_keys
 from records.services import load_records, random_payloads
-from signing.workers import WorkerPool
+from signing.workers import EmbeddedWorkers, WorkerPool
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -106,10 +107,30 @@ def sent(broker: dramatiq.Broker) -> Iterator[SentMessages]:
     broker.middleware.remove(recorder)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that take `backend` run on both: PostgreSQL and Redis in `pytest`, embedded
+    mode's SQLite and in-process broker in `SIGNING_EMBEDDED=1 pytest -m backends` (make
+    test runs both). Their ids say which ran."""
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", ["sqlite" if settings.SIGNING_EMBEDDED else "postgresql"])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "backend" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.backends)
+
+
 @pytest.fixture
 def worker_env(transactional_db) -> dict[str, str]:
     """Environment for worker processes: the test database, the test broker and KEK."""
     db = connection.settings_dict
+    if settings.SIGNING_EMBEDDED:
+        return {
+            "SIGNING_EMBEDDED": "1",
+            "SIGNING_EMBEDDED_DB": str(db["NAME"]),
+            "SIGNING_LOG_LEVEL": "INFO",
+        }
     credentials = quote(db["USER"] or "postgres", safe="")
     if db["PASSWORD"]:
         credentials += ":" + quote(db["PASSWORD"], safe="")
@@ -124,13 +145,17 @@ def worker_env(transactional_db) -> dict[str, str]:
 def start_workers(
     worker_env: dict[str, str], broker: dramatiq.Broker, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., WorkerPool]]:
-    """Start real `manage.py rundramatiq` processes; every one is stopped at teardown."""
-    pools: list[WorkerPool] = []
+    """Start real `manage.py rundramatiq` processes (in embedded mode, worker threads of
+    the test's process); every one is stopped at teardown."""
+    pools: list[WorkerPool | EmbeddedWorkers] = []
     ARTIFACTS.mkdir(exist_ok=True)
     log_file = ARTIFACTS / f"workers-{request.node.name}.log"
     log_file.unlink(missing_ok=True)
 
-    def start(*, processes: int = 2, threads: int = 4) -> WorkerPool:
+    def start(*, processes: int = 2, threads: int = 4) -> WorkerPool | EmbeddedWorkers:
+        if settings.SIGNING_EMBEDDED:
+            pools.append(EmbeddedWorkers(threads=threads).start())
+            return pools[-1]
         pool = WorkerPool(
             processes=processes, threads=threads, env=worker_env, log_file=log_file
         ).start()

@@ -16,7 +16,13 @@ from signing_site.settings import *  # noqa: F403
 
 # Two test sessions at once (two developers, or a developer and a helper) each need their
 # own test database: set SIGNING_TEST_DATABASE to pick another name.
-DATABASES["default"]["TEST"]["NAME"] = os.environ.get(  # noqa: F405
-    "SIGNING_TEST_DATABASE",
-    f"test_{DATABASES['default']['NAME']}",  # noqa: F405
-)
+_test_database = os.environ.get("SIGNING_TEST_DATABASE")
+if SIGNING_EMBEDDED:  # noqa: F405  (SIGNING_EMBEDDED=1: the same tests on SQLite)
+    if _test_database:
+        DATABASES["default"]["TEST"]["NAME"] = (  # noqa: F405
+            SIGNING_BACKENDS.sqlite_path.with_name(f"{_test_database}.sqlite3")  # noqa: F405
+        )
+else:
+    DATABASES["default"]["TEST"]["NAME"] = (  # noqa: F405
+        _test_database or f"test_{DATABASES['default']['NAME']}"  # noqa: F405
+    )

@@ -11,6 +11,8 @@ room on its page: fillfactor 50); the lease's key_id is served by the (key_id, t
 import django.db.models.deletion
 from django.db import migrations, models
 
+from signing.vendor import POSTGRESQL, RunSQLFor
+
 
 class Migration(migrations.Migration):
 
@@ -37,7 +39,8 @@ class Migration(migrations.Migration):
             name='key',
             field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='leases', to='keyring.signingkey'),
         ),
-        migrations.RunSQL(
+        RunSQLFor(
+            POSTGRESQL,
             """
             UPDATE keyring_signingkey k SET held_by_id = l.id
             FROM keyring_keylease l WHERE l.key_id = k.id AND l.released_at IS NULL;

@@ -11,6 +11,8 @@ statements after the lock see every release that committed before it was granted
 
 from django.db import migrations
 
+from signing.vendor import POSTGRESQL, RunSQLFor
+
 FORWARD = r"""
 -- Take the keyring lock until the end of the transaction (crc32 of
 -- 'keyring_signingkey lease lock').
@@ -89,4 +91,4 @@ DROP FUNCTION IF EXISTS keyring_lock();
 class Migration(migrations.Migration):
     dependencies = [("keyring", "0002_key_held_by")]
 
-    operations = [migrations.RunSQL(FORWARD, BACKWARD)]
+    operations = [RunSQLFor(POSTGRESQL, FORWARD, BACKWARD)]

@@ -7,6 +7,8 @@ signature names its lease. Only what a lease's life changes may change: its expi
 
 from django.db import migrations
 
+from signing.vendor import POSTGRESQL, RunSQLFor
+
 FORWARD = r"""
 CREATE FUNCTION keyring_lease_history_kept() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -41,4 +43,4 @@ DROP FUNCTION IF EXISTS keyring_lease_history_kept();
 class Migration(migrations.Migration):
     dependencies = [("keyring", "0003_lease_functions")]
 
-    operations = [migrations.RunSQL(FORWARD, BACKWARD)]
+    operations = [RunSQLFor(POSTGRESQL, FORWARD, BACKWARD)]

@@ -2,6 +2,8 @@
 
 from django.db import migrations
 
+from signing.vendor import POSTGRESQL, RunSQLFor
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -10,7 +12,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunSQL(
+        RunSQLFor(
+            POSTGRESQL,
             """
             ALTER TABLE records_signature ADD CONSTRAINT signature_matches_lease
                 FOREIGN KEY (lease_id, key_id, batch_id)

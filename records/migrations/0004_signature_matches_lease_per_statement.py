@@ -12,6 +12,8 @@ The error keeps the constraint's name and SQLSTATE (23503, foreign_key_violation
 
 from django.db import migrations
 
+from signing.vendor import POSTGRESQL, RunSQLFor
+
 FORWARD = r"""
 ALTER TABLE records_signature DROP CONSTRAINT signature_matches_lease;
 
@@ -61,4 +63,4 @@ class Migration(migrations.Migration):
         ("keyring", "0004_lease_history_kept"),
     ]
 
-    operations = [migrations.RunSQL(FORWARD, BACKWARD)]
+    operations = [RunSQLFor(POSTGRESQL, FORWARD, BACKWARD)]

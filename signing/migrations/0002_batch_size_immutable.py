@@ -2,6 +2,8 @@
 
 from django.db import migrations
 
+from signing.vendor import POSTGRESQL, RunSQLFor
+
 FORWARD = """
 CREATE FUNCTION signing_run_batch_size_immutable() RETURNS trigger AS $$
 BEGIN
@@ -27,4 +29,4 @@ DROP FUNCTION IF EXISTS signing_run_batch_size_immutable();
 class Migration(migrations.Migration):
     dependencies = [("signing", "0001_initial")]
 
-    operations = [migrations.RunSQL(FORWARD, BACKWARD)]
+    operations = [RunSQLFor(POSTGRESQL, FORWARD, BACKWARD)]

@@ -7,6 +7,8 @@ function does the same steps inside PostgreSQL, under one turn of the lock
 
 from django.db import migrations
 
+from signing.vendor import POSTGRESQL, RunSQLFor
+
 FORWARD = r"""
 -- Release p_release_lease_id first (when given), then, if the run is running, claim its
 -- next pending batches by seq up to its in-flight limit, leasing each the LRU free key,
@@ -77,4 +79,4 @@ BACKWARD = "DROP FUNCTION IF EXISTS signing_claim_batches(bigint, double precisi
 class Migration(migrations.Migration):
     dependencies = [("signing", "0003_run_audit"), ("keyring", "0003_lease_functions")]
 
-    operations = [migrations.RunSQL(FORWARD, BACKWARD)]
+    operations = [RunSQLFor(POSTGRESQL, FORWARD, BACKWARD)]

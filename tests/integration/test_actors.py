@@ -9,7 +9,7 @@ from signing.dispatch import start_run
 from signing.models import Batch, SigningRun
 from tests.conftest import seed
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.django_db(transaction=True)]
 
 
 def state() -> dict[str, list]:

@@ -13,13 +13,14 @@ from signing.actors import audit_run, signing_completed, signing_triggered
 from signing.audit import audit
 from signing.dispatch import start_run
 from signing.models import Batch, SigningRun
+from signing.vendor import is_sqlite
 from tests.conftest import seed
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def signed_run(sent, django_capture_on_commit_callbacks) -> SigningRun:
+def signed_run(sent, django_capture_on_commit_callbacks, backend) -> SigningRun:
     """A run of 4 batches of 5 records, signed one at a time by calling the actors as
     workers would; 3 keys, so the 4th batch reuses the first key."""
     seed(records=20, keys=3)
@@ -43,7 +44,14 @@ def signed_run(sent, django_capture_on_commit_callbacks) -> SigningRun:
 
 
 def without_constraint(table: str, constraint: str) -> None:
-    """Drop a constraint inside the test's transaction, to plant what it would refuse."""
+    """Drop a constraint inside the test's transaction, to plant what it would refuse.
+
+    On SQLite the constraints that PostgreSQL holds as such are triggers (one per write).
+    """
+    if is_sqlite():
+        for write in ("insert", "update"):
+            without_trigger(table, f"{constraint}_on_{write}")
+        return
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {constraint}")
@@ -52,6 +60,9 @@ def without_constraint(table: str, constraint: str) -> None:
 def without_trigger(table: str, trigger: str) -> None:
     """Disable a trigger inside the test's transaction, to plant what it would refuse."""
     with connection.cursor() as cursor:
+        if is_sqlite():  # SQLite's DDL is transactional too: the rollback restores it
+            cursor.execute(f"DROP TRIGGER {trigger}")
+            return
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
 

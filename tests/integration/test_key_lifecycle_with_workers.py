@@ -12,7 +12,11 @@ from signing.services import verify_record
 from tests.conftest import seed
 from tests.integration.test_pipeline_with_workers import manage
 
-pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.usefixtures("backend"),
+    pytest.mark.workers,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def audit_passes(worker_env: dict[str, str]) -> bool:

@@ -13,6 +13,9 @@ from signing.audit import audit
 from signing.dispatch import plan_run
 from tests.conftest import run_together, seed
 
+# Runs on both backends: the servers, and embedded mode (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 def lease(batch_id: int):
     with transaction.atomic():

@@ -1,4 +1,5 @@
-"""The whole pipeline with real `manage.py rundramatiq` processes on Redis and PostgreSQL."""
+"""The whole pipeline with real `manage.py rundramatiq` processes on Redis and PostgreSQL;
+the tests taking `backend` also in embedded mode (SQLite, workers as threads of `sign`)."""
 
 import json
 import os
@@ -32,7 +33,9 @@ def manage(
     )
 
 
-def test_workers_sign_5000_records_with_50_keys_and_the_audit_passes(start_workers, worker_env):
+def test_workers_sign_5000_records_with_50_keys_and_the_audit_passes(
+    start_workers, worker_env, backend
+):
     # Given 5,000 records, 50 keys and two worker processes
     seed(records=5_000, keys=50)
     start_workers(processes=2, threads=4)
@@ -54,7 +57,9 @@ def test_workers_sign_5000_records_with_50_keys_and_the_audit_passes(start_worke
     assert {c["name"]: c["examined"] for c in report["checks"]}["signatures_verify"] == 5_000
 
 
-def test_a_batch_size_larger_than_the_records_signs_them_in_one_batch(start_workers, worker_env):
+def test_a_batch_size_larger_than_the_records_signs_them_in_one_batch(
+    start_workers, worker_env, backend
+):
     seed(records=300, keys=3)
     start_workers(processes=1, threads=2)
 
@@ -65,7 +70,7 @@ def test_a_batch_size_larger_than_the_records_signs_them_in_one_batch(start_work
     assert manage(worker_env, "audit").returncode == 0
 
 
-def test_a_second_run_signs_only_the_new_records(start_workers, worker_env):
+def test_a_second_run_signs_only_the_new_records(start_workers, worker_env, backend):
     seed(records=200, keys=5)
     start_workers(processes=1, threads=2)
     assert manage(worker_env, "sign", "--batch-size", "30").returncode == 0
@@ -79,7 +84,7 @@ def test_a_second_run_signs_only_the_new_records(start_workers, worker_env):
     assert manage(worker_env, "audit").returncode == 0
 
 
-def test_demo_seeds_signs_audits_and_stops_its_workers(worker_env):
+def test_demo_seeds_signs_audits_and_stops_its_workers(worker_env, backend):
     demo = manage(worker_env, "demo", "--records", "2000", "--keys", "20", "--batch-size", "100")
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "2,000 of 2,000 signed" in demo.stdout
@@ -122,7 +127,7 @@ def test_serve_runs_the_web_app_with_workers_and_stops_both_on_sigterm(worker_en
         serve.kill()
 
 
-def test_bench_measures_raw_signing_and_an_audited_run(worker_env, tmp_path):
+def test_bench_measures_raw_signing_and_an_audited_run(worker_env, tmp_path, backend):
     figures = tmp_path / "bench.json"
 
     bench = manage(

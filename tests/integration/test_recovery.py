@@ -18,7 +18,7 @@ from tests.conftest import seed
 
 
 @pytest.fixture
-def run(db, django_capture_on_commit_callbacks, sent) -> SigningRun:
+def run(db, django_capture_on_commit_callbacks, sent, backend) -> SigningRun:
     """A run of 2 batches of 5, both dispatched (their messages recorded, not consumed)."""
     seed(records=10, keys=3)
     run = plan_run(batch_size=5, max_in_flight=2)

@@ -13,6 +13,9 @@ from signing.models import Batch
 from tests.conftest import run_together, seed
 from tests.integration.factories import lease_batch
 
+# Runs on both backends: the servers, and embedded mode (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 def signed_batch(batch: Batch, lease) -> list[crypto.SignedRecord]:
     key = open_private_key(key_id=lease.key_id, kid=lease.kid)

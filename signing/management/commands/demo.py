@@ -13,11 +13,19 @@ from records.selectors import record_totals
 from signing.cli import whole_number
 from signing.models import SigningRun
 from signing.selectors import progress_of
-from signing.workers import WorkerPool, interrupt_on_termination
+from signing.workers import (
+    EmbeddedWorkers,
+    describe,
+    interrupt_on_termination,
+    workers_for_this_mode,
+)
 
 
 class Command(BaseCommand):
-    help = "Seed, sign every record with 2 worker processes, audit, and print a summary."
+    help = (
+        "Seed, sign every record with 2 worker processes (worker threads in embedded mode), "
+        "audit, and print a summary."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--records", type=whole_number(1), default=100_000)
@@ -33,12 +41,15 @@ class Command(BaseCommand):
         call_command("seed", records=options["records"], keys=options["keys"], reset=True)
         log_file = Path(settings.BASE_DIR) / ".demo" / "workers.log"
         log_file.parent.mkdir(exist_ok=True)
-        self.stdout.write(f"starting {options['processes']} worker processes (log: {log_file})")
-        interrupt_on_termination()
-        with WorkerPool(
+        workers = workers_for_this_mode(
             processes=options["processes"], threads=options["threads"], log_file=log_file
-        ):
+        )
+        self.stdout.write(f"starting {describe(workers)}")
+        interrupt_on_termination()
+        with workers:
             call_command("sign", batch_size=str(options["batch_size"]))
+            if isinstance(workers, EmbeddedWorkers):
+                workers.drain()  # the run's audit message lives in this process
         self.stdout.write("workers stopped")
         try:
             call_command("audit")

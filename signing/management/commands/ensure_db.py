@@ -1,4 +1,9 @@
-"""Create the configured PostgreSQL database if it does not exist yet (used by `make`)."""
+"""Create the configured PostgreSQL database if it does not exist yet (used by `make`).
+
+In embedded mode, create the SQLite file's folder and say, in one line, why embedded.
+"""
+
+from pathlib import Path
 
 import psycopg
 from django.conf import settings
@@ -10,6 +15,14 @@ class Command(BaseCommand):
     help = "Create the database named by DATABASE_URL when it is missing; do nothing otherwise."
 
     def handle(self, *args, **options) -> None:
+        if settings.SIGNING_EMBEDDED:
+            path = Path(settings.DATABASES["default"]["NAME"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.stdout.write(
+                f"embedded mode ({settings.SIGNING_BACKENDS.reason}): SQLite at {path}, "
+                "in-process broker"
+            )
+            return
         db = settings.DATABASES["default"]
         params = {
             "host": db.get("HOST") or None,

@@ -8,6 +8,8 @@ bounds that wait at a few Redis round trips per second per idle worker.
 
 import os
 
+from django.conf import settings
+from django.core.management.base import CommandError
 from django_dramatiq.management.commands.rundramatiq import Command as DramatiqCommand
 
 WORKER_POLL_MS = "100"
@@ -15,6 +17,12 @@ WORKER_POLL_MS = "100"
 
 class Command(DramatiqCommand):
     def handle(self, *args, **options):
+        if settings.SIGNING_EMBEDDED:
+            raise CommandError(
+                "embedded mode has no worker processes: its broker lives inside `manage.py "
+                "sign` and `manage.py serve`, which run the workers as threads. Set "
+                "DATABASE_URL and BROKER_URL to run workers apart."
+            )
         os.environ.setdefault("dramatiq_worker_timeout", WORKER_POLL_MS)
         os.environ.setdefault("SIGNING_LOG_LEVEL", "INFO")
         return super().handle(*args, **options)

@@ -1,4 +1,5 @@
-"""manage.py serve: the web app and 2 worker processes, started and stopped together."""
+"""manage.py serve: the web app and 2 worker processes (in embedded mode, worker threads of
+the web server's process), started and stopped together."""
 
 from pathlib import Path
 
@@ -7,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from signing.cli import whole_number
-from signing.workers import WorkerPool, interrupt_on_termination
+from signing.workers import describe, interrupt_on_termination, workers_for_this_mode
 
 
 class Command(BaseCommand):
@@ -21,9 +22,10 @@ class Command(BaseCommand):
     def handle(self, *args, addrport: str, processes: int, threads: int, **options) -> None:
         log_file = Path(settings.BASE_DIR) / ".demo" / "workers.log"
         log_file.parent.mkdir(exist_ok=True)
-        self.stdout.write(f"starting {processes} worker processes (log: {log_file})")
+        workers = workers_for_this_mode(processes=processes, threads=threads, log_file=log_file)
+        self.stdout.write(f"starting {describe(workers)}")
         interrupt_on_termination()
-        with WorkerPool(processes=processes, threads=threads, log_file=log_file):
+        with workers:
             try:
                 # runserver serves the static files itself (--insecure) so that the project
                 # runs with DEBUG off and no other server; put a real one in front in production.

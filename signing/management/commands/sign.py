@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from signing.dispatch import check_ready_to_sign, parse_batch_size, start_run
 from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
 from signing.selectors import RunProgress, run_progress
+from signing.workers import EmbeddedWorkers
 
 # How often the progress bar re-reads the run: a display refresh, not part of the pipeline.
 REFRESH_SECONDS = 0.25
@@ -35,6 +36,21 @@ class Command(BaseCommand):
             size = parse_batch_size(batch_size)
         except InvalidBatchSize as error:
             raise CommandError(str(error), returncode=2) from None
+        if settings.SIGNING_EMBEDDED and no_wait:
+            raise CommandError(
+                "--no-wait needs worker processes: in embedded mode the workers are threads "
+                "of `sign` (or `serve`) itself",
+                returncode=2,
+            )
+        if settings.SIGNING_EMBEDDED and not EmbeddedWorkers.running_here():
+            # The in-process broker is only consumed here: this command runs the workers.
+            with EmbeddedWorkers() as workers:
+                self.sign(size, no_wait=False)
+                workers.drain()
+            return
+        self.sign(size, no_wait=no_wait)
+
+    def sign(self, size: int, *, no_wait: bool) -> None:
         try:
             check_ready_to_sign()
             run = start_run(batch_size=size)

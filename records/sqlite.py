@@ -1,0 +1,103 @@
+"""Embedded mode's collection service: records.sql's statements for SQLite.
+
+store_signatures keeps the PostgreSQL statement's order and fencing, in one BEGIN
+IMMEDIATE transaction: SQLite's write lock stands in for the lease row's lock, so a
+release or expiry cannot slip between the lease check and the insert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.utils import timezone
+
+from keyring.models import KeyLease
+from signing.models import Batch
+
+INSERT_SIGNATURES = """
+INSERT INTO records_signature (record_id, key_id, batch_id, lease_id, signature, signed_at)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (record_id) DO NOTHING
+"""
+INSERT_RECORD = "INSERT INTO records_record (payload, created_at) VALUES (%s, %s)"
+ROWS_PER_INSERT = 10_000
+
+# Children before parents; keys before their leases (a lease may go once its key has:
+# keyring migration 0006). Foreign keys are checked at commit, when all are gone.
+RESET_TABLES = (
+    "records_signature",
+    "signing_runaudit",
+    "keyring_signingkey",
+    "keyring_keylease",
+    "signing_batch",
+    "signing_signingrun",
+    "records_record",
+)
+
+
+def store_signatures(
+    *,
+    lease_id: int,
+    token: int,
+    batch_id: int,
+    key_id: int,
+    record_ids: list[int],
+    signatures: list[bytes],
+) -> tuple[int, int, int]:
+    """STORE_SIGNATURES: (lease still held?, batch claimed?, signatures inserted)."""
+    with transaction.atomic():
+        now = timezone.now()
+        leased = KeyLease.objects.filter(
+            pk=lease_id,
+            token=token,
+            batch_id=batch_id,
+            key_id=key_id,
+            released_at=None,
+            expires_at__gt=now,
+        ).exists()
+        if not leased:
+            return 0, 0, 0
+        claimed = Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
+            status=Batch.Status.SIGNED, signed_at=now
+        )
+        if not claimed:
+            return 1, 0, 0
+        signed_at = connection.ops.adapt_datetimefield_value(now)
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                INSERT_SIGNATURES,
+                [
+                    (record_id, key_id, batch_id, lease_id, signature, signed_at)
+                    for record_id, signature in zip(record_ids, signatures, strict=True)
+                ],
+            )
+            return 1, 1, cursor.rowcount
+
+
+def load_records(payloads: Iterable[str]) -> int:
+    """COPY_RECORDS: insert the payloads, ROWS_PER_INSERT at a time; how many were loaded."""
+    created_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    loaded = 0
+    with connection.cursor() as cursor:
+        for chunk in _chunks(payloads, ROWS_PER_INSERT):
+            cursor.executemany(INSERT_RECORD, [(payload, created_at) for payload in chunk])
+            loaded += len(chunk)
+        cursor.execute("ANALYZE records_record")
+    return loaded
+
+
+def reset_all(*, using: str = DEFAULT_DB_ALIAS) -> None:
+    """RESET_ALL: empty every table of the service and restart their ids."""
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        for table in RESET_TABLES:  # names from the fixed list above, never from input
+            cursor.execute(f"DELETE FROM {table}")
+        placeholders = ", ".join(["%s"] * len(RESET_TABLES))
+        cursor.execute(f"DELETE FROM sqlite_sequence WHERE name IN ({placeholders})", RESET_TABLES)
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk

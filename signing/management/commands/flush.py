@@ -1,0 +1,20 @@
+"""manage.py flush, which also empties embedded mode's keyring (used by the test suite).
+
+On SQLite a lease may be deleted only once its key is gone (keyring migration 0006), and
+Django's flush deletes tables in name order, leases before keys; so on SQLite, a flush
+that needs no confirmation first empties the service's tables in an order the history
+trigger accepts. PostgreSQL's flush is a TRUNCATE, which the trigger does not see.
+"""
+
+from django.core.management.commands.flush import Command as FlushCommand
+from django.db import connections
+
+from records.sqlite import reset_all
+from signing.vendor import SQLITE
+
+
+class Command(FlushCommand):
+    def handle(self, **options) -> None:
+        if connections[options["database"]].vendor == SQLITE and not options["interactive"]:
+            reset_all(using=options["database"])
+        super().handle(**options)

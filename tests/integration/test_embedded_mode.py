@@ -1,0 +1,179 @@
+"""Embedded mode as a user meets it: `make demo` on a machine with no servers, and what an
+explicit, unreachable server URL does instead (an error, never a fall-back).
+
+"No servers" is made real, not mocked: the command runs in a network namespace of its own
+(`unshare --net`), where nothing listens on 127.0.0.1.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from signing.sandbox import free_port
+from tests.conftest import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+MANAGE = str(ROOT / "manage.py")
+
+
+def user_environment(**settings: str) -> dict[str, str]:
+    """The environment of a user who configured nothing but what is given here.
+
+    Empty values hide the test run's own settings (python-dotenv leaves a variable that is
+    set, even to "", alone), and an empty value counts as not set.
+    """
+    hidden = dict.fromkeys(("DATABASE_URL", "BROKER_URL", "SIGNING_EMBEDDED"), "")
+    return {
+        **os.environ,
+        **hidden,
+        "DJANGO_SETTINGS_MODULE": "signing_site.settings",
+        "COLUMNS": "200",
+        **settings,
+    }
+
+
+def without_network_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not without_network_works(), reason="cannot unshare the network here")
+def test_make_demo_with_no_servers_reachable_says_so_and_runs_embedded(tmp_path):
+    # Given a machine where nothing answers on 127.0.0.1, and no URL configured
+    env = user_environment(SIGNING_EMBEDDED_DB=str(tmp_path / "signing.sqlite3"))
+
+    # When the user runs `make demo`
+    demo = subprocess.run(
+        ["unshare", "--net", "make", "-s", "demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    # Then one line says why it runs embedded, and every record is signed and audited
+    output = demo.stdout + demo.stderr
+    assert demo.returncode == 0, output
+    [why] = [line for line in output.splitlines() if line.startswith("embedded mode")]
+    assert why == (
+        "embedded mode (PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 are not "
+        "reachable and neither DATABASE_URL nor BROKER_URL is set): SQLite at "
+        f"{tmp_path / 'signing.sqlite3'}, in-process broker"
+    )
+    assert "worker threads in this process (embedded mode)" in output
+    assert "100,000 of 100,000 signed" in output
+    assert "Audit PASSED" in output
+
+
+def test_an_explicit_database_url_that_does_not_answer_is_an_error_not_a_fallback(tmp_path):
+    nobody = f"postgres://postgres@127.0.0.1:{free_port()}/signing"
+    demo = subprocess.run(
+        ["make", "-s", "demo"],
+        cwd=ROOT,
+        env=user_environment(
+            DATABASE_URL=nobody, SIGNING_EMBEDDED_DB=str(tmp_path / "unused.sqlite3")
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert demo.returncode != 0
+    assert "cannot reach PostgreSQL at DATABASE_URL" in demo.stderr
+    assert "embedded" not in demo.stdout + demo.stderr
+    assert not (tmp_path / "unused.sqlite3").exists()
+
+
+def embedded_environment(tmp_path: Path, **settings: str) -> dict[str, str]:
+    return user_environment(
+        SIGNING_EMBEDDED="1", SIGNING_EMBEDDED_DB=str(tmp_path / "signing.sqlite3"), **settings
+    )
+
+
+def manage_embedded(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, MANAGE, *args],
+        env=embedded_environment(tmp_path, **settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_embedded_mode_refuses_what_needs_worker_processes(tmp_path):
+    assert manage_embedded(tmp_path, "migrate", "-v", "0").returncode == 0
+
+    no_wait = manage_embedded(tmp_path, "sign", "--no-wait")
+    workers = manage_embedded(tmp_path, "rundramatiq")
+
+    assert no_wait.returncode == 2
+    assert "--no-wait needs worker processes" in no_wait.stderr
+    assert workers.returncode == 1
+    assert "embedded mode has no worker processes" in workers.stderr
+
+
+def test_serve_in_embedded_mode_signs_a_run_started_through_the_api(tmp_path):
+    # Given an embedded database with records, keys and an API token
+    assert manage_embedded(tmp_path, "migrate", "-v", "0").returncode == 0
+    assert manage_embedded(tmp_path, "seed", "--records", "2000", "--keys", "10").returncode == 0
+    account = ("--noinput", "--username", "ops", "--email", "ops@example.com")
+    created = manage_embedded(
+        tmp_path, "createsuperuser", *account, DJANGO_SUPERUSER_PASSWORD="not-a-secret"
+    )
+    assert created.returncode == 0, created.stderr
+    token = manage_embedded(tmp_path, "drf_create_token", "ops").stdout.split()[2]
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, MANAGE, "serve", f"127.0.0.1:{port}"],
+        env=embedded_environment(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: healthz(base) == 200, timeout=60)
+
+        # When a run is started through the API of `serve`, whose threads are the workers
+        run = api(base, token, "/api/runs/", {"batch_size": 100})
+
+        # Then it completes with every record signed, and its audit passes
+        def audited() -> dict | None:
+            now = api(base, token, f"/api/runs/{run['id']}/")
+            return now if now["audit_passed"] is not None else None
+
+        done = wait_until(audited, timeout=60)
+        assert done["status"] == "completed"
+        assert done["progress"]["signed_records"] == 2000
+        assert done["audit_passed"] is True
+    finally:
+        serve.terminate()
+        assert serve.wait(timeout=30) == 0
+
+
+def healthz(base: str) -> int | None:
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
+            return response.status
+    except OSError:
+        return None
+
+
+def api(base: str, token: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
