@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Self
 
 import dramatiq
 from django.conf import settings
@@ -26,7 +26,34 @@ SHUTDOWN_TIMEOUT_MS = 5_000
 READY_LINE = "is ready for action"
 
 
-class WorkerPool:
+class Workers:
+    """Workers that `demo`, `serve`, `bench` and the tests start, and stop on the way out."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def wait_ready(self, *, timeout: float = 60.0) -> None:
+        raise NotImplementedError
+
+    def worker_pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def stop(self, *, timeout: float = 15.0) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class WorkerPool(Workers):
     def __init__(
         self,
         *,
@@ -125,19 +152,8 @@ class WorkerPool:
         self.process = None
         return graceful
 
-    def __enter__(self) -> WorkerPool:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class EmbeddedWorkers:
+class EmbeddedWorkers(Workers):
     """Embedded mode's workers: threads of this process, on its in-process broker.
 
     The broker lives in this process, so only this process's threads can consume what it
@@ -184,33 +200,28 @@ class EmbeddedWorkers:
         if self.worker is None:
             return True
         self.worker.stop(timeout=int(timeout * 1000))
+        # Each Worker adds a middleware to the broker that outlives it; the next Worker of
+        # this process (bench's next run, the next test) would find two and be warned.
+        broker = dramatiq.get_broker()
+        broker.middleware[:] = [
+            middleware
+            for middleware in broker.middleware
+            if getattr(middleware, "worker", None) is not self.worker
+        ]
         self.worker = None
         with self._running_lock:
             EmbeddedWorkers._running -= 1
         return True
 
-    def __enter__(self) -> EmbeddedWorkers:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def workers_for_this_mode(
-    *, processes: int, threads: int, log_file: Path
-) -> WorkerPool | EmbeddedWorkers:
+def workers_for_this_mode(*, processes: int, threads: int, log_file: Path) -> Workers:
     """Worker processes on the servers; in embedded mode, threads of this process."""
     if settings.SIGNING_EMBEDDED:
         return EmbeddedWorkers(threads=threads)
     return WorkerPool(processes=processes, threads=threads, log_file=log_file)
 
 
-def describe(workers: WorkerPool | EmbeddedWorkers) -> str:
+def describe(workers: Workers) -> str:
     if isinstance(workers, EmbeddedWorkers):
         return f"{workers.threads} worker threads in this process (embedded mode)"
     return f"{workers.processes} worker processes (log: {workers.log_file})"

@@ -19,7 +19,7 @@ from keyring import sealing
 from keyring.models import SigningKey
 from keyring.services import create_keys, forget_private_keys
 from records.services import load_records, random_payloads
-from signing.workers import EmbeddedWorkers, WorkerPool
+from signing.workers import EmbeddedWorkers, WorkerPool, Workers
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -147,12 +147,12 @@ def start_workers(
 ) -> Iterator[Callable[..., WorkerPool]]:
     """Start real `manage.py rundramatiq` processes (in embedded mode, worker threads of
     the test's process); every one is stopped at teardown."""
-    pools: list[WorkerPool | EmbeddedWorkers] = []
+    pools: list[Workers] = []
     ARTIFACTS.mkdir(exist_ok=True)
     log_file = ARTIFACTS / f"workers-{request.node.name}.log"
     log_file.unlink(missing_ok=True)
 
-    def start(*, processes: int = 2, threads: int = 4) -> WorkerPool | EmbeddedWorkers:
+    def start(*, processes: int = 2, threads: int = 4) -> Workers:
         if settings.SIGNING_EMBEDDED:
             pools.append(EmbeddedWorkers(threads=threads).start())
             return pools[-1]

@@ -5,9 +5,11 @@ explicit, unreachable server URL does instead (an error, never a fall-back).
 (`unshare --net`), where nothing listens on 127.0.0.1.
 """
 
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -177,3 +179,41 @@ def api(base: str, token: str, path: str, body: dict | None = None) -> dict:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def test_a_run_whose_process_was_killed_is_resumed_by_the_next_sign(tmp_path):
+    # Given an embedded run being signed by `sign`, whose threads are its only workers
+    short_leases = {"SIGNING_LEASE_TTL": "2"}
+    database = tmp_path / "signing.sqlite3"
+    assert manage_embedded(tmp_path, "migrate", "-v", "0").returncode == 0
+    assert manage_embedded(tmp_path, "seed", "--records", "20000", "--keys", "20").returncode == 0
+    first = subprocess.Popen(
+        [sys.executable, MANAGE, "sign", "--batch-size", "10"],
+        env=embedded_environment(tmp_path, **short_leases),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    # When that process is killed (SIGKILL) mid-run, and `sign` is run again
+    try:
+        wait_until(lambda: scalar(database, "SELECT count(*) FROM records_signature") >= 2000)
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    assert scalar(database, "SELECT count(*) FROM records_signature") < 20_000
+    resumed = manage_embedded(tmp_path, "sign", "--batch-size", "10", **short_leases)
+
+    # Then it takes the run over: the killed process's leases expired, their batches were
+    # signed again, every record is signed once and the audit passes
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming run 1 (batch size 10, fixed for the run)" in resumed.stdout
+    assert "20,000 of 20,000 records signed in 2,000 batches of 10" in resumed.stdout
+    expired = "SELECT count(*) FROM keyring_keylease WHERE outcome = 'expired'"
+    assert scalar(database, expired) > 0
+    audited = manage_embedded(tmp_path, "audit")
+    assert audited.returncode == 0, audited.stdout
+
+
+def scalar(database: Path, query: str) -> int:
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection:
+        return connection.execute(query).fetchone()[0]

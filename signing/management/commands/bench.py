@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -98,9 +99,14 @@ class Command(BaseCommand):
 
 
 def results_table(report) -> Table:
+    workers = (
+        f"embedded mode, {report.threads} worker threads in one process"
+        if settings.SIGNING_EMBEDDED
+        else f"{report.workers} worker processes x {report.threads} threads"
+    )
     table = Table(
-        title=f"{report.records:,} records, {report.keys} keys, {report.workers} worker "
-        f"processes x {report.threads} threads; raw {report.raw_records_per_s:,.0f}/s"
+        title=f"{report.records:,} records, {report.keys} keys, {workers}; "
+        f"raw {report.raw_records_per_s:,.0f}/s"
     )
     for column in (
         "batch size",

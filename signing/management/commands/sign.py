@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from signing.dispatch import check_ready_to_sign, parse_batch_size, start_run
 from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
+from signing.models import SigningRun
 from signing.selectors import RunProgress, run_progress
 from signing.workers import EmbeddedWorkers
 
@@ -16,6 +17,10 @@ from signing.workers import EmbeddedWorkers
 REFRESH_SECONDS = 0.25
 # After this long with no batch signed, the bar says that no worker may be running.
 STALL_HINT_SECONDS = 15.0
+STALL_HINT = "no progress: is a worker running? (manage.py rundramatiq)"
+# Embedded, this process runs the workers: a stall is a stopped process's leases, which the
+# reaper gives back once they expire.
+STALL_HINT_EMBEDDED = "no progress: waiting for a stopped process's leases to expire"
 
 
 class Command(BaseCommand):
@@ -51,11 +56,7 @@ class Command(BaseCommand):
         self.sign(size, no_wait=no_wait)
 
     def sign(self, size: int, *, no_wait: bool) -> None:
-        try:
-            check_ready_to_sign()
-            run = start_run(batch_size=size)
-        except (NotReadyToSign, RunAlreadyActive) as error:
-            raise CommandError(str(error)) from None
+        run = self.start_or_resume(size)
         if no_wait:
             self.stdout.write(str(run.pk))
             return
@@ -64,13 +65,37 @@ class Command(BaseCommand):
             progress = self.watch(run.pk, console)
         except KeyboardInterrupt:
             raise CommandError(
-                f"stopped watching: run {run.pk} goes on in the workers "
+                f"stopped: run {run.pk} waits in the database until `manage.py sign` resumes it "
+                f"(manage.py cancel {run.pk} stops it)"
+                if settings.SIGNING_EMBEDDED
+                else f"stopped watching: run {run.pk} goes on in the workers "
                 f"(manage.py cancel {run.pk} stops it)",
                 returncode=130,
             ) from None
         console.print(summary_line(progress))
         if progress.status != "completed":
             raise CommandError(f"run {run.pk} {progress.status}: {progress.failure_reason}")
+
+    def start_or_resume(self, size: int) -> SigningRun:
+        """Start a run; in embedded mode, take over the active run instead, if there is one.
+
+        An embedded run is signed by the threads of the process that started it, so when
+        that process stops (Ctrl-C, a kill), the run waits in the database: its open leases
+        expire and the reaper of the threads started here dispatches their batches again.
+        """
+        try:
+            check_ready_to_sign()
+            return start_run(batch_size=size)
+        except NotReadyToSign as error:
+            raise CommandError(str(error)) from None
+        except RunAlreadyActive as error:
+            if not settings.SIGNING_EMBEDDED or error.run_id is None:
+                raise CommandError(str(error)) from None
+            run = SigningRun.objects.get(pk=error.run_id)
+            self.stdout.write(
+                f"resuming run {run.pk} (batch size {run.batch_size:,}, fixed for the run)"
+            )
+            return run
 
     def watch(self, run_id: int, console: Console) -> RunProgress:
         progress = run_progress(run_id)
@@ -96,7 +121,9 @@ class Command(BaseCommand):
                     completed=progress.signed_records,
                     rate=progress.records_per_second,
                     note=(
-                        "no progress: is a worker running? (manage.py rundramatiq)"
+                        STALL_HINT_EMBEDDED
+                        if settings.SIGNING_EMBEDDED
+                        else STALL_HINT
                         if stalled
                         else f"{progress.batches_in_flight} batches in flight"
                     ),
