@@ -131,6 +131,7 @@ class KeySerializer(serializers.ModelSerializer):
             "algorithm",
             "public_key_pem",
             "enabled",
+            "disabled_at",
             "last_used_at",
             "created_at",
             "lease_count",

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from keyring.services import open_private_key
+from keyring.services import disable_key, open_private_key
 from records.models import Record
 from signing import crypto
 from signing.dispatch import plan_run
@@ -182,6 +182,7 @@ def test_keys_come_in_lru_order_with_their_public_part_only(reader, keyring_and_
         "algorithm",
         "public_key_pem",
         "enabled",
+        "disabled_at",
         "last_used_at",
         "created_at",
         "lease_count",
@@ -191,6 +192,16 @@ def test_keys_come_in_lru_order_with_their_public_part_only(reader, keyring_and_
     one = reader.get(f"/api/keys/{keys[1]['kid']}/").json()
     assert one["kid"] == keys[1]["kid"]
     assert "PRIVATE" not in json.dumps(keys)
+
+
+def test_a_disabled_key_says_since_when(reader, keyring_and_records):
+    kid = reader.get("/api/keys/").json()["results"][0]["kid"]
+    disabled_at = disable_key(kid=kid).disabled_at
+
+    key = reader.get(f"/api/keys/{kid}/").json()
+
+    assert key["enabled"] is False
+    assert key["disabled_at"] == disabled_at.isoformat().replace("+00:00", "Z")
 
 
 def test_a_record_shows_its_signature(reader, signed_record):
