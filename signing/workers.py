@@ -38,6 +38,15 @@ class Workers:
     def worker_pids(self) -> list[int]:
         raise NotImplementedError
 
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def drain(self, *, timeout: float = 60.0) -> None:
+        """Wait for the messages sent so far to be handled, where stopping would lose them.
+
+        Worker processes leave them in the broker for the next workers: nothing to wait for.
+        """
+
     def stop(self, *, timeout: float = 15.0) -> bool:
         raise NotImplementedError
 
@@ -124,6 +133,9 @@ class WorkerPool(Workers):
             return []
         return [int(child) for child in children.split()]
 
+    def describe(self) -> str:
+        return f"{self.processes} worker processes (log: {self.log_file})"
+
     @property
     def pid(self) -> int:
         assert self.process is not None, "start() first"
@@ -188,6 +200,9 @@ class EmbeddedWorkers(Workers):
     def worker_pids(self) -> list[int]:
         return [os.getpid()]
 
+    def describe(self) -> str:
+        return f"{self.threads} worker threads in this process (embedded mode)"
+
     def drain(self, *, timeout: float = 60.0) -> None:
         """Wait until every message sent so far is handled (the run's audit among them):
         they live in this process's memory, and stopping would lose them."""
@@ -219,12 +234,6 @@ def workers_for_this_mode(*, processes: int, threads: int, log_file: Path) -> Wo
     if settings.SIGNING_EMBEDDED:
         return EmbeddedWorkers(threads=threads)
     return WorkerPool(processes=processes, threads=threads, log_file=log_file)
-
-
-def describe(workers: Workers) -> str:
-    if isinstance(workers, EmbeddedWorkers):
-        return f"{workers.threads} worker threads in this process (embedded mode)"
-    return f"{workers.processes} worker processes (log: {workers.log_file})"
 
 
 def interrupt_on_termination() -> None:

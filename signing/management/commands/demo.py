@@ -13,12 +13,7 @@ from records.selectors import record_totals
 from signing.cli import whole_number
 from signing.models import SigningRun
 from signing.selectors import progress_of
-from signing.workers import (
-    EmbeddedWorkers,
-    describe,
-    interrupt_on_termination,
-    workers_for_this_mode,
-)
+from signing.workers import interrupt_on_termination, workers_for_this_mode
 
 
 class Command(BaseCommand):
@@ -44,12 +39,11 @@ class Command(BaseCommand):
         workers = workers_for_this_mode(
             processes=options["processes"], threads=options["threads"], log_file=log_file
         )
-        self.stdout.write(f"starting {describe(workers)}")
+        self.stdout.write(f"starting {workers.describe()}")
         interrupt_on_termination()
         with workers:
             call_command("sign", batch_size=str(options["batch_size"]))
-            if isinstance(workers, EmbeddedWorkers):
-                workers.drain()  # the run's audit message lives in this process
+            workers.drain()  # embedded: the run's audit message lives in this process
         self.stdout.write("workers stopped")
         try:
             call_command("audit")

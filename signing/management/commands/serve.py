@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from signing.cli import whole_number
-from signing.workers import describe, interrupt_on_termination, workers_for_this_mode
+from signing.workers import interrupt_on_termination, workers_for_this_mode
 
 
 class Command(BaseCommand):
@@ -23,7 +23,7 @@ class Command(BaseCommand):
         log_file = Path(settings.BASE_DIR) / ".demo" / "workers.log"
         log_file.parent.mkdir(exist_ok=True)
         workers = workers_for_this_mode(processes=processes, threads=threads, log_file=log_file)
-        self.stdout.write(f"starting {describe(workers)}")
+        self.stdout.write(f"starting {workers.describe()}")
         interrupt_on_termination()
         with workers:
             try:

@@ -107,6 +107,7 @@ class Command(BaseCommand):
             TimeElapsedColumn(),
         )
         last_signed, last_change = -1, time.monotonic()
+        stall_hint = STALL_HINT_EMBEDDED if settings.SIGNING_EMBEDDED else STALL_HINT
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task(
                 "sign", total=progress.total_records, run_id=run_id, rate=0.0, note=""
@@ -121,11 +122,7 @@ class Command(BaseCommand):
                     completed=progress.signed_records,
                     rate=progress.records_per_second,
                     note=(
-                        STALL_HINT_EMBEDDED
-                        if settings.SIGNING_EMBEDDED
-                        else STALL_HINT
-                        if stalled
-                        else f"{progress.batches_in_flight} batches in flight"
+                        stall_hint if stalled else f"{progress.batches_in_flight} batches in flight"
                     ),
                 )
                 if progress.finished:
