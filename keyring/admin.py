@@ -70,6 +70,8 @@ class SigningKeyAdmin(admin.ModelAdmin):
         "kid",
         "algorithm",
         "enabled",
+        "disabled_at",
+        "out_of_keyring",
         "public_key_pem",
         "last_used_at",
         "created_at",
@@ -113,6 +115,19 @@ class SigningKeyAdmin(admin.ModelAdmin):
     @admin.display(description="held", boolean=True, ordering="held")
     def is_held(self, key: SigningKey) -> bool:
         return key.held
+
+    @admin.display(description="times out of the keyring")
+    def out_of_keyring(self, key: SigningKey) -> str:
+        """Every disabled period, as the audit's LRU replay reads them."""
+        periods = key.disabled_periods.order_by("disabled_at")
+        return (
+            "; ".join(
+                f"{period.disabled_at:%Y-%m-%d %H:%M:%S} to "
+                + (f"{period.enabled_at:%Y-%m-%d %H:%M:%S}" if period.enabled_at else "now")
+                for period in periods
+            )
+            or "never"
+        )
 
     @admin.display(description="lease history")
     def leases(self, key: SigningKey) -> SafeString:

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Func, Q
 
 from signing import crypto
-from signing.vendor import Now, PostgresExclusionConstraint
+from signing.vendor import PostgresExclusionConstraint
 
 
 class TsTzRange(Func):
@@ -16,19 +16,6 @@ class TsTzRange(Func):
 
     function = "TSTZRANGE"
     output_field = DateTimeRangeField()
-
-
-class ClockTimestamp(Func):
-    """PostgreSQL's ``clock_timestamp()``: the time now, not at the transaction's start.
-
-    On SQLite, this process's clock, the one embedded mode stamps leases with.
-    """
-
-    function = "CLOCK_TIMESTAMP"
-    template = "%(function)s()"
-    output_field = models.DateTimeField()
-
-    as_sqlite = Now.as_sqlite
 
 
 class SigningKey(models.Model):
@@ -142,3 +129,35 @@ class KeyLease(models.Model):
 
     def __repr__(self) -> str:
         return f"<KeyLease {self.pk} key={self.key_id} batch={self.batch_id} token={self.token}>"
+
+
+class KeyDisabledPeriod(models.Model):
+    """One row per time a key was out of the keyring: [disabled_at, enabled_at).
+
+    The audit's LRU replay reads these to know, at each lease, which keys were candidates;
+    `SigningKey.disabled_at` only says when the current period began, and a key enabled again
+    would otherwise leave no trace of the time it was out. Written with the key's change,
+    under the keyring lock, by keyring.services.set_keys_enabled.
+    """
+
+    key = models.ForeignKey(
+        SigningKey, on_delete=models.PROTECT, related_name="disabled_periods", db_index=False
+    )
+    disabled_at = models.DateTimeField()
+    # NULL while the key is still disabled.
+    enabled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "disabled_at"], name="disabledperiod_key_start"),
+            models.UniqueConstraint(
+                fields=["key"], condition=Q(enabled_at=None), name="disabledperiod_one_open_per_key"
+            ),
+            models.CheckConstraint(
+                condition=Q(enabled_at=None) | Q(enabled_at__gt=models.F("disabled_at")),
+                name="disabledperiod_ends_after_it_starts",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} disabled {self.disabled_at:%Y-%m-%d %H:%M:%S}"

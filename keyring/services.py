@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Case, F, QuerySet, When
+from django.db.models import QuerySet
+from django.utils import timezone
 
 from keyring import sealing, sql
 from keyring import sqlite as embedded
-from keyring.models import ClockTimestamp, SigningKey
+from keyring.models import KeyDisabledPeriod, SigningKey
 from signing import crypto
 from signing.events import EventLogger
 from signing.vendor import is_sqlite
@@ -85,36 +86,61 @@ def create_keys(*, count: int, algorithm: str = crypto.ED25519, kek: bytes) -> l
 
 def set_keys_enabled(keys: QuerySet[SigningKey], *, enabled: bool) -> int:
     """Enable or disable keys; return how many were selected. Every path goes through here
-    (`keys disable`, the admin's actions and form).
+    (`keys disable` and `keys enable`, the admin's actions and form).
 
-    Under the keyring lock, a key that was enabled gets its `disabled_at` from the clock
-    leases use, so the audit's replay knows the exact instant it stopped being a
-    candidate; a key disabled already keeps its time. Enabling clears it: the tables then
-    keep no trace of the time the key spent disabled.
+    Under the keyring lock, by the clock leases are stamped with, a key taken out gets its
+    `disabled_at` and opens a disabled period; a key put back clears `disabled_at` and
+    closes its period. So the audit's replay knows, at every lease, exactly which keys
+    were candidates. A key already in the state asked for is left as it is.
     """
     with transaction.atomic():
         lock_keyring()
+        now = keyring_clock()
         selected = SigningKey.objects.filter(pk__in=keys.values("pk"))
         if enabled:
+            KeyDisabledPeriod.objects.filter(key__in=selected, enabled_at=None).update(
+                enabled_at=now
+            )
             return selected.update(enabled=True, disabled_at=None)
-        return selected.update(
-            enabled=False,
-            disabled_at=Case(When(enabled=True, then=ClockTimestamp()), default=F("disabled_at")),
+        turning_off = list(selected.filter(enabled=True).values_list("pk", flat=True))
+        KeyDisabledPeriod.objects.bulk_create(
+            KeyDisabledPeriod(key_id=key_id, disabled_at=now) for key_id in turning_off
         )
+        SigningKey.objects.filter(pk__in=turning_off).update(enabled=False, disabled_at=now)
+        return selected.count()
+
+
+def keyring_clock() -> datetime:
+    """The time by the clock leases are stamped with: PostgreSQL's, or on SQLite (embedded
+    mode, one process) this process's."""
+    if is_sqlite():
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(sql.CLOCK)
+        return cursor.fetchone()[0]
 
 
 def disable_key(*, kid: str) -> SigningKey:
-    """Take a key out of the keyring: it is never leased again.
+    """Take a key out of the keyring: it is not leased again until it is enabled.
 
     A lease it holds now runs to its end, and every signature it made still verifies.
     Disabling twice changes nothing. Raises SigningKey.DoesNotExist for an unknown kid.
     """
+    return _set_key_enabled(kid, enabled=False)
+
+
+def enable_key(*, kid: str) -> SigningKey:
+    """Put a disabled key back: it takes its place in the LRU order by its last use."""
+    return _set_key_enabled(kid, enabled=True)
+
+
+def _set_key_enabled(kid: str, *, enabled: bool) -> SigningKey:
     key = SigningKey.objects.get(kid=kid)
     was_enabled = key.enabled
-    set_keys_enabled(SigningKey.objects.filter(pk=key.pk), enabled=False)
+    set_keys_enabled(SigningKey.objects.filter(pk=key.pk), enabled=enabled)
     key.refresh_from_db()
-    if was_enabled:
-        log.info("key.disabled", kid=kid)
+    if was_enabled != enabled:
+        log.info("key.enabled" if enabled else "key.disabled", kid=kid)
     return key
 
 

@@ -10,6 +10,9 @@ round trip each, the lock held only while PostgreSQL runs them.
 # Take the keyring lock for the rest of the transaction.
 LOCK_KEYRING = "SELECT keyring_lock()"
 
+# The clock leases and releases are stamped with (read it under the keyring lock).
+CLOCK = "SELECT clock_timestamp()"
+
 # Lease the LRU free key to a batch (keyring_lease_lru_key, migration 0003); no row when
 # every key is busy. The columns come in the order of services.GrantedLease.
 LEASE_LRU_KEY = """

@@ -47,12 +47,13 @@ ORDER BY r.id
 COPY_RECORDS = "COPY records_record (payload, created_at) FROM STDIN"
 ANALYZE_RECORDS = "ANALYZE records_record"
 
-# Forget every record, signature, run, batch, lease and key, and restart their ids.
+# Forget every record, signature, run, batch, lease and key (and the keys' disabled periods),
+# and restart their ids.
 # Deferred foreign-key checks still queued in this transaction run first: TRUNCATE
 # refuses a table with pending trigger events.
 RESET_ALL = """
 SET CONSTRAINTS ALL IMMEDIATE;
 TRUNCATE records_signature, keyring_keylease, signing_batch, signing_runaudit, signing_signingrun,
-         records_record, keyring_signingkey
+         records_record, keyring_keydisabledperiod, keyring_signingkey
 RESTART IDENTITY
 """

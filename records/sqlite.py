@@ -29,6 +29,7 @@ ROWS_PER_INSERT = 10_000
 RESET_TABLES = (
     "records_signature",
     "signing_runaudit",
+    "keyring_keydisabledperiod",
     "keyring_signingkey",
     "keyring_keylease",
     "signing_batch",

@@ -256,14 +256,17 @@ def _check_batch_size_fixed(params: dict[str, Any]) -> Check:
 def _check_lru_order(run_id: int | None) -> Check:
     """Replay every lease and release in time order and compare each pick with the LRU key.
 
-    Leases, releases and disables are serialized by the keyring lock and stamped by one
-    clock, so at each lease the free keys and their `last_used_at` are exactly what the
-    replay holds.
+    Leases, releases, disables and enables are serialized by the keyring lock and stamped
+    by one clock, so at each lease the free keys and their `last_used_at` are exactly what
+    the replay holds.
     """
     check = Check("lru_order", "4", "each lease took the least recently used free key")
+    periods: dict[int, list[Period]] = {}
+    for key_id, disabled_at, enabled_at in _rows(sql.DISABLED_PERIODS, {}):
+        periods.setdefault(key_id, []).append((disabled_at, enabled_at))
     keys = {
-        key_id: (kid, created_at, enabled, disabled_at)
-        for key_id, kid, created_at, enabled, disabled_at in _rows(sql.KEYS, {})
+        key_id: (kid, created_at, enabled, periods.get(key_id, []))
+        for key_id, kid, created_at, enabled in _rows(sql.KEYS, {})
     }
     leases = _rows(sql.LEASE_HISTORY, {})
     check.examined = sum(1 for lease in leases if run_id is None or lease[4] == run_id)
@@ -272,7 +275,10 @@ def _check_lru_order(run_id: int | None) -> Check:
     return check
 
 
-KeyHistory = tuple[str, datetime, bool, datetime | None]  # kid, created, enabled, disabled at
+# A time a key was out of the keyring: [disabled at, enabled again at), open while disabled.
+Period = tuple[datetime, datetime | None]
+# kid, created at, enabled now, the times it was disabled (in order).
+KeyHistory = tuple[str, datetime, bool, list[Period]]
 
 
 def replay_lru(
@@ -283,25 +289,32 @@ def replay_lru(
 ) -> Iterator[str]:
     """Yield a breach for every lease that did not take the LRU free key at its time.
 
-    A key is a candidate from its creation until it was disabled. A key disabled before
-    `disabled_at` was recorded is no candidate, and its leases are not judged: the tables
-    cannot say what was free back then.
+    A key is a candidate from its creation on, except while it was disabled. A key disabled
+    with no period recorded (before they were) is no candidate, and its leases are not
+    judged: the tables cannot say what was free back then.
     """
-    ACQUIRE, RELEASE = 1, 0  # at one instant, a release happens before an acquire
+    RELEASE, ENABLE, ACQUIRE = 0, 1, 2  # at one instant: releases, then enables, then leases
     events = []
     for lease_id, key_id, acquired_at, released_at, lease_run in leases:
         events.append((acquired_at, ACQUIRE, lease_id, key_id, lease_run))
         if released_at is not None:
             events.append((released_at, RELEASE, lease_id, key_id, lease_run))
+    for key_id, (_, _, _, disabled) in keys.items():
+        events.extend(
+            (enabled_at, ENABLE, 0, key_id, None) for _, enabled_at in disabled if enabled_at
+        )
     events.sort(key=lambda event: (event[0], event[1], event[2]))
 
     def unknown(key_id: int) -> bool:
-        _, _, enabled, disabled_at = keys.get(key_id, ("", None, False, None))
-        return not enabled and disabled_at is None
+        _, _, enabled, disabled = keys.get(key_id, ("", None, False, []))
+        return not enabled and not any(until is None for _, until in disabled)
 
-    def disabled_by(key_id: int, moment: datetime) -> bool:
-        disabled_at = keys[key_id][3]
-        return disabled_at is not None and disabled_at <= moment
+    def disabled_at(key_id: int, moment: datetime) -> datetime | None:
+        """When the key's disabled period holding `moment` began, or None."""
+        for since, until in keys[key_id][3]:
+            if since <= moment and (until is None or moment < until):
+                return since
+        return None
 
     never_used: datetime | None = None
     last_used: dict[int, datetime | None] = {key_id: never_used for key_id in keys}
@@ -319,12 +332,18 @@ def replay_lru(
 
     def stale(entry: tuple[bool, datetime | None, int], moment: datetime) -> bool:
         key_id = entry[2]
-        return key_id in held or entry != lru_order(key_id) or disabled_by(key_id, moment)
+        return (
+            key_id in held or entry != lru_order(key_id) or disabled_at(key_id, moment) is not None
+        )
 
     for at, kind, lease_id, key_id, lease_run in events:
         while created < len(by_creation) and by_creation[created][0] <= at:
             heapq.heappush(free, lru_order(by_creation[created][1]))
             created += 1
+        if kind == ENABLE:
+            if key_id not in held and not unknown(key_id):
+                heapq.heappush(free, lru_order(key_id))
+            continue
         if kind == RELEASE:
             held.discard(key_id)
             last_used[key_id] = at
@@ -337,10 +356,10 @@ def replay_lru(
         held.add(key_id)
         if (run_id is not None and lease_run != run_id) or unknown(key_id):
             continue
-        if disabled_by(key_id, at):
+        if (since := disabled_at(key_id, at)) is not None:
             yield (
                 f"lease {lease_id} at {at.isoformat()} took {keys[key_id][0]}, "
-                f"disabled at {keys[key_id][3].isoformat()}"
+                f"disabled at {since.isoformat()}"
             )
         elif expected is not None and expected != key_id:
             yield (

@@ -108,7 +108,13 @@ FROM keyring_keylease l JOIN signing_batch b ON b.id = l.batch_id
 ORDER BY l.acquired_at, l.id
 """
 
-KEYS = "SELECT id, kid, created_at, enabled, disabled_at FROM keyring_signingkey"
+KEYS = "SELECT id, kid, created_at, enabled FROM keyring_signingkey"
+
+# Every time a key was out of the keyring, [disabled_at, enabled_at), for the same replay.
+DISABLED_PERIODS = """
+SELECT key_id, disabled_at, enabled_at FROM keyring_keydisabledperiod
+ORDER BY key_id, disabled_at
+"""
 
 # Leases still open although their run has finished.
 OPEN_AFTER_FINISH = """

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from keyring import sealing
-from keyring.models import KeyLease, SigningKey
+from keyring.models import KeyDisabledPeriod, KeyLease, SigningKey
 from keyring.services import create_keys, open_private_key, release_lease
 from records.models import Record, Signature
 from records.selectors import batch_records
@@ -318,6 +318,16 @@ def test_keys_are_disabled_and_enabled_by_the_admin_actions(admin_client, histor
         second.pk: None,
         third.pk: None,
     }
+    # ...and the time the second spent out of the keyring stays on record for the audit
+    periods = KeyDisabledPeriod.objects.order_by("key_id").values_list(
+        "key_id", "disabled_at", "enabled_at"
+    )
+    [(_, _, still_open), (_, since, until)] = periods
+    assert still_open is None
+    assert since == disabled_at[second.pk]
+    assert until > since
+    second_page = page(admin_client, admin_url("keyring.signingkey", "change", second.pk))
+    assert f"{since:%Y-%m-%d %H:%M:%S} to {until:%Y-%m-%d %H:%M:%S}" in second_page
 
 
 def test_key_list_counts_leases_and_shows_which_key_is_held(admin_client, history):

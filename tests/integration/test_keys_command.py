@@ -1,4 +1,4 @@
-"""manage.py keys: add, disable, export-public, rotate-kek, against the real database."""
+"""manage.py keys: add, disable, enable, export-public, rotate-kek, against the real database."""
 
 import io
 import json
@@ -79,6 +79,24 @@ def test_disabling_twice_keeps_the_first_time_and_an_unknown_kid_is_an_error():
     assert SigningKey.objects.get(pk=key.pk).disabled_at == key.disabled_at
     with pytest.raises(CommandError, match="no key has the kid 'key-nope'"):
         keys("disable", "key-nope")
+
+
+def test_an_enabled_key_is_leased_again_in_its_lru_turn_and_its_time_out_is_kept():
+    first, _ = seed(records=30, keys=2)
+    batches = list(plan_run(batch_size=10).batches.order_by("seq"))
+    keys("disable", first.kid)
+
+    output = keys("enable", first.kid)
+
+    first.refresh_from_db()
+    assert (first.enabled, first.disabled_at) == (True, None)
+    assert f"{first.kid} is enabled" in output
+    [period] = first.disabled_periods.all()
+    assert period.enabled_at > period.disabled_at
+    # never used, it comes first again
+    assert lease_lru_key(batch_id=batches[0].pk, ttl_seconds=30).key_id == first.pk
+    with pytest.raises(CommandError, match="no key has the kid 'key-nope'"):
+        keys("enable", "key-nope")
 
 
 def test_export_public_gives_every_key_also_the_disabled_ones():

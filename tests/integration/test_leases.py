@@ -8,7 +8,7 @@ import pytest
 from django.db import transaction
 
 from keyring.models import KeyLease, SigningKey
-from keyring.services import lease_lru_key, release_lease
+from keyring.services import lease_lru_key, release_lease, set_keys_enabled
 from signing.audit import audit
 from signing.dispatch import plan_run
 from tests.conftest import run_together, seed
@@ -111,6 +111,28 @@ def test_disabled_and_held_keys_are_never_leased():
     assert lease(batch_ids[0]).key_id == keys[1].pk
     assert lease(batch_ids[1]).key_id == keys[2].pk
     assert lease(batch_ids[2]) is None
+
+
+@pytest.mark.django_db
+def test_a_key_out_of_the_keyring_for_a_while_is_skipped_then_taken_and_the_audit_agrees():
+    keys = seed(records=4, keys=3)
+    first = SigningKey.objects.filter(pk=keys[0].pk)
+    batch_ids = list(plan_run(batch_size=1).batches.order_by("seq").values_list("id", flat=True))
+
+    set_keys_enabled(first, enabled=False)
+    taken = [lease(batch_ids[0]), lease(batch_ids[1])]
+    for granted in taken:
+        release(granted.id)
+    set_keys_enabled(first, enabled=True)
+    taken.append(lease(batch_ids[2]))  # never used: first in LRU order again
+
+    assert [granted.key_id for granted in taken] == [keys[1].pk, keys[2].pk, keys[0].pk]
+    [period] = first.get().disabled_periods.all()
+    assert period.disabled_at < taken[0].acquired_at
+    assert taken[1].acquired_at < period.enabled_at < taken[2].acquired_at
+    lru = {check.name: check for check in audit().checks}["lru_order"]
+    assert lru.passed, lru.breaches
+    assert lru.examined == 3
 
 
 @pytest.mark.django_db

@@ -1,7 +1,8 @@
-"""manage.py keys: add, disable, export the public keys, rotate the KEK."""
+"""manage.py keys: add, disable or enable one, export the public keys, rotate the KEK."""
 
 import json
 import os
+from collections.abc import Callable
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -9,7 +10,7 @@ from keyring import sealing
 from keyring.exceptions import KekError
 from keyring.models import SigningKey
 from keyring.selectors import keys_in_lru_order, public_jwks
-from keyring.services import create_keys, disable_key, rotate_kek
+from keyring.services import create_keys, disable_key, enable_key, rotate_kek
 from signing import crypto
 from signing.cli import whole_number
 from signing.models import SigningRun
@@ -18,15 +19,19 @@ NEW_KEK_ENV = "SIGNING_NEW_KEK"
 
 
 class Command(BaseCommand):
-    help = "Manage the keyring: add keys, disable one, export public keys, rotate the KEK."
+    help = (
+        "Manage the keyring: add keys, disable or enable one, export public keys, rotate the KEK."
+    )
 
     def add_arguments(self, parser) -> None:
         actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         add = actions.add_parser("add", help="generate keys, sealed under SIGNING_KEK")
         add.add_argument("--algorithm", choices=crypto.ALGORITHMS, default=crypto.ED25519)
         add.add_argument("--count", type=whole_number(1), default=1)
-        disable = actions.add_parser("disable", help="never lease this key again")
+        disable = actions.add_parser("disable", help="lease this key no more")
         disable.add_argument("kid")
+        enable = actions.add_parser("enable", help="put a disabled key back in the keyring")
+        enable.add_argument("kid")
         export = actions.add_parser("export-public", help="print every public key")
         export.add_argument("--format", choices=["pem", "jwks"], default="pem")
         actions.add_parser(
@@ -37,6 +42,7 @@ class Command(BaseCommand):
         handlers = {
             "add": self.add,
             "disable": self.disable,
+            "enable": self.enable,
             "export-public": self.export_public,
             "rotate-kek": self.rotate_kek,
         }
@@ -51,17 +57,24 @@ class Command(BaseCommand):
             self.stdout.write(f"added {key.kid} ({key.algorithm})")
 
     def disable(self, *, kid: str, **_) -> None:
+        key = self.change(disable_key, kid)
+        since = key.disabled_at.isoformat() if key.disabled_at else "before that was recorded"
+        self.stdout.write(
+            f"{key.kid} is disabled (since {since}): it is not leased again until it is "
+            "enabled, and the signatures it made still verify"
+        )
+
+    def enable(self, *, kid: str, **_) -> None:
+        key = self.change(enable_key, kid)
+        self.stdout.write(f"{key.kid} is enabled: leased again in its LRU turn")
+
+    def change(self, service: Callable[..., SigningKey], kid: str) -> SigningKey:
         try:
-            key = disable_key(kid=kid)
+            return service(kid=kid)
         except SigningKey.DoesNotExist:
             raise CommandError(
                 f"no key has the kid {kid!r} (manage.py keys export-public lists them)"
             ) from None
-        since = key.disabled_at.isoformat() if key.disabled_at else "before that was recorded"
-        self.stdout.write(
-            f"{key.kid} is disabled (since {since}): it is never leased again, and the "
-            "signatures it made still verify"
-        )
 
     def export_public(self, *, format: str, **_) -> None:
         if format == "jwks":
