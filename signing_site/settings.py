@@ -207,8 +207,9 @@ LOGGING = {
             for app in ("signing", "keyring", "records")
         },
         # Worker life: booting, "ready for action" (WorkerPool.wait_ready reads it), consumer
-        # restarts after a broker outage.
-        "dramatiq": {"level": "INFO", "propagate": True},
+        # restarts after a broker outage. Embedded workers are threads of the command the
+        # user watches, whose output their start and stop lines would only clutter.
+        "dramatiq": {"level": "WARNING" if SIGNING_EMBEDDED else "INFO", "propagate": True},
     },
 }
 
