@@ -217,3 +217,31 @@ def test_a_run_whose_process_was_killed_is_resumed_by_the_next_sign(tmp_path):
 def scalar(database: Path, query: str) -> int:
     with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection:
         return connection.execute(query).fetchone()[0]
+
+
+def test_two_sign_processes_on_one_embedded_database_share_the_run_and_keep_the_rules(tmp_path):
+    # Given one SQLite database, and two `sign` commands started at the same moment: one
+    # starts the run, the other takes part in it (SQLite's file lock serializes the two)
+    assert manage_embedded(tmp_path, "migrate", "-v", "0").returncode == 0
+    assert manage_embedded(tmp_path, "seed", "--records", "40000", "--keys", "20").returncode == 0
+    signers = [
+        subprocess.Popen(
+            [sys.executable, MANAGE, "sign", "--batch-size", "50"],
+            env=embedded_environment(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+
+    # When both finish
+    outputs = [signer.communicate(timeout=300) for signer in signers]
+
+    # Then both saw the one run complete, and the audit finds no breach of any rule
+    for signer, (stdout, stderr) in zip(signers, outputs, strict=True):
+        assert signer.returncode == 0, stdout + stderr
+        assert "run 1 completed: 40,000 of 40,000 records signed in 800 batches" in stdout
+    assert sum("resuming run 1" in stdout for stdout, _ in outputs) == 1
+    audited = manage_embedded(tmp_path, "audit")
+    assert audited.returncode == 0, audited.stdout
