@@ -5,12 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 
-.PHONY: demo test install kek db lint format workers serve chaos browser clean
+.PHONY: demo test install kek db lint format workers serve chaos browser compose-cli clean
 
 demo: install kek db  ## seed, sign 100k records with 2 workers, audit, summarize
 	$(MANAGE) demo
 
-test: install browser  ## the whole suite on the servers, then the backend tests again embedded
+test: install browser compose-cli  ## the whole suite on the servers, then the backend tests again embedded
 	$(VENV)/bin/pytest
 	SIGNING_EMBEDDED=1 $(VENV)/bin/pytest -m backends
 
@@ -54,6 +54,13 @@ browser:  ## Debian's Chromium for the browser tests (installed when missing and
 		if [ "$$(id -u)" = 0 ]; then echo "installing chromium (apt)"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else echo "chromium is missing and this is not root: the browser tests will be skipped"; fi; \
+	fi
+
+compose-cli:  ## docker-compose, to validate docker-compose.yml in the tests (installed when missing and root)
+	@if ! command -v docker-compose >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then echo "installing docker-compose (apt)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+		else echo "docker-compose is missing and this is not root: the compose tests will be skipped"; fi; \
 	fi
 
 clean:
