@@ -66,6 +66,11 @@ def check_ready_to_sign() -> None:
         raise NotReadyToSign(str(error)) from None
     if not free_keys().exists():
         raise NotReadyToSign("no enabled key is free: seed keys first (manage.py seed)")
+    check_broker_reachable()
+
+
+def check_broker_reachable() -> None:
+    """Raise NotReadyToSign, saying how to fix it, unless the broker answers."""
     try:
         check_broker()
     except Exception as error:  # whatever the client raises, the run could not be dispatched

@@ -93,6 +93,16 @@ def test_sign_with_an_unreachable_broker_is_a_clear_error_and_starts_nothing(wor
     assert not SigningRun.objects.exists()
 
 
+def test_demo_with_an_unreachable_broker_is_a_clear_error_and_keeps_the_records(worker_env):
+    seed(records=20, keys=2)
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    result = run_command("demo", "--records", "5", env={**worker_env, "BROKER_URL": nobody})
+    assert result.returncode == 1
+    assert "cannot reach the broker at BROKER_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert Record.objects.count() == 20  # not reset for a demo that could not sign
+
+
 def test_seed_without_a_kek_is_a_clear_error(worker_env):
     result = run_command("seed", "--records", "5", env={**worker_env, "SIGNING_KEK": ""})
     assert result.returncode == 1

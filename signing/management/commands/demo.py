@@ -11,6 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from records.selectors import record_totals
 from signing.cli import whole_number
+from signing.dispatch import check_broker_reachable
+from signing.exceptions import NotReadyToSign
 from signing.models import SigningRun
 from signing.selectors import progress_of
 from signing.workers import interrupt_on_termination, workers_for_this_mode
@@ -32,6 +34,10 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=whole_number(1), default=4)
 
     def handle(self, *args, **options) -> None:
+        try:  # before the reset: a demo that cannot sign must not empty the database
+            check_broker_reachable()
+        except NotReadyToSign as error:
+            raise CommandError(str(error)) from None
         login = ensure_admin_user()
         call_command("seed", records=options["records"], keys=options["keys"], reset=True)
         log_file = Path(settings.BASE_DIR) / ".demo" / "workers.log"
