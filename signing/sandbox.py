@@ -194,7 +194,12 @@ class Sandbox:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"DATABASE_URL": self.postgres.url, "BROKER_URL": self.redis.url}
+        # The trials are about these servers: never embedded mode, whatever .env says.
+        return {
+            "DATABASE_URL": self.postgres.url,
+            "BROKER_URL": self.redis.url,
+            "SIGNING_EMBEDDED": "0",
+        }
 
     def __enter__(self) -> Sandbox:
         try:

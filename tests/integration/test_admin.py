@@ -25,6 +25,8 @@ from signing.models import Batch, SigningRun
 from tests.conftest import seed
 from tests.integration.factories import lease_batch
 
+pytestmark = pytest.mark.usefixtures("backend")
+
 MODELS = (
     "records.record",
     "records.signature",

@@ -16,7 +16,7 @@ from signing.models import Batch, SigningRun
 from tests.conftest import seed
 from tests.integration.factories import lease_batch
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
 
 def client_for(user=None) -> APIClient:

@@ -14,7 +14,7 @@ from signing import crypto
 from signing.dispatch import plan_run
 from tests.conftest import seed
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
 
 def keys(*args: str) -> str:

@@ -28,7 +28,7 @@ from signing.services import sign_batch
 from tests.conftest import seed
 from tests.integration.factories import lease_batch
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
 # Lets the tests below reach the view through every middleware, as a scraper would.
 urlpatterns = [path("metrics", metrics_view, name="metrics")]

@@ -119,12 +119,19 @@ def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
 
 
 def table_rows() -> Iterator[tuple[str, str]]:
-    """Each table of the database with all its rows as PostgreSQL prints them (bytea as
-    hex), so a secret stored in any column of any table is found, not only where expected."""
+    """Each table of the database with all its rows as text (binary columns as hex, as
+    PostgreSQL prints bytea), so a secret stored in any column of any table is found, not
+    only where expected."""
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names(cursor):
-            cursor.execute(f"SELECT t::text FROM {connection.ops.quote_name(table)} AS t")
-            yield table, "\n".join(row for (row,) in cursor.fetchall())
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
+            yield table, "\n".join(" ".join(map(as_text, row)) for row in cursor.fetchall())
+
+
+def as_text(value: object) -> str:
+    if isinstance(value, bytes | memoryview):
+        return "\\x" + bytes(value).hex()
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +141,7 @@ class SignedJob:
 
 
 @pytest.fixture
-def signed_job(sent: SentMessages, django_capture_on_commit_callbacks) -> SignedJob:
+def signed_job(sent: SentMessages, django_capture_on_commit_callbacks, backend) -> SignedJob:
     """A job of 500 records in batches of 50 with 5 keys, signed and audited in this
     process by delivering every message it sends as a worker would, until none is left.
 

@@ -10,7 +10,7 @@ from signing.models import SigningRun
 from tests.conftest import seed
 from tests.integration.factories import lease_batch
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
 
 @pytest.fixture
