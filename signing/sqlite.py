@@ -67,7 +67,7 @@ def claim_batches(
             if lease is None:  # every key is busy: the next release dispatches again
                 break
             Batch.objects.filter(pk=batch_id).update(
-                status=Batch.Status.LEASED, attempts=F("attempts") + 1, leased_at=lease[6]
+                status=Batch.Status.LEASED, attempts=F("attempts") + 1, leased_at=lease.acquired_at
             )
             claimed.append((first_record_id, last_record_id, *lease))
     return claimed

@@ -144,7 +144,7 @@ def worker_env(transactional_db) -> dict[str, str]:
 @pytest.fixture
 def start_workers(
     worker_env: dict[str, str], broker: dramatiq.Broker, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., WorkerPool]]:
+) -> Iterator[Callable[..., Workers]]:
     """Start real `manage.py rundramatiq` processes (in embedded mode, worker threads of
     the test's process); every one is stopped at teardown."""
     pools: list[Workers] = []

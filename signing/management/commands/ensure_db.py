@@ -1,9 +1,7 @@
 """Create the configured PostgreSQL database if it does not exist yet (used by `make`).
 
-In embedded mode, create the SQLite file's folder and say, in one line, why embedded.
+In embedded mode, say in one line why, and where the SQLite file is.
 """
-
-from pathlib import Path
 
 import psycopg
 from django.conf import settings
@@ -15,12 +13,10 @@ class Command(BaseCommand):
     help = "Create the database named by DATABASE_URL when it is missing; do nothing otherwise."
 
     def handle(self, *args, **options) -> None:
-        if settings.SIGNING_EMBEDDED:
-            path = Path(settings.DATABASES["default"]["NAME"])
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if settings.SIGNING_EMBEDDED:  # settings made the SQLite file's folder
             self.stdout.write(
-                f"embedded mode ({settings.SIGNING_BACKENDS.reason}): SQLite at {path}, "
-                "in-process broker"
+                f"embedded mode ({settings.SIGNING_BACKENDS.reason}): SQLite at "
+                f"{settings.DATABASES['default']['NAME']}, in-process broker"
             )
             return
         db = settings.DATABASES["default"]
