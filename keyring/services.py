@@ -23,26 +23,13 @@ from django.utils import timezone
 
 from keyring import sealing, sql
 from keyring import sqlite as embedded
+from keyring.leases import GrantedLease
 from keyring.models import KeyDisabledPeriod, SigningKey
 from signing import crypto
 from signing.events import EventLogger
 from signing.vendor import is_sqlite
 
 log = EventLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class GrantedLease:
-    """A lease just granted; its fields come in the order the lease SQL returns them."""
-
-    id: int
-    key_id: int
-    kid: str
-    public_key_pem: str
-    batch_id: int
-    token: int
-    acquired_at: datetime
-    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,14 +162,14 @@ def lease_lru_key(*, batch_id: int, ttl_seconds: int) -> GrantedLease | None:
     batch), so a crash never leaves one without the other.
     """
     if is_sqlite():
-        row = embedded.lease_lru_key(batch_id=batch_id, ttl_seconds=ttl_seconds)
+        lease = embedded.lease_lru_key(batch_id=batch_id, ttl_seconds=ttl_seconds)
     else:
         with connection.cursor() as cursor:
             cursor.execute(sql.LEASE_LRU_KEY, {"batch_id": batch_id, "ttl_seconds": ttl_seconds})
             row = cursor.fetchone()
-    if row is None:
+        lease = GrantedLease(*row) if row is not None else None
+    if lease is None:
         return None
-    lease = GrantedLease(*row)
     log_granted(lease)
     return lease
 

@@ -14,7 +14,7 @@ LOCK_KEYRING = "SELECT keyring_lock()"
 CLOCK = "SELECT clock_timestamp()"
 
 # Lease the LRU free key to a batch (keyring_lease_lru_key, migration 0003); no row when
-# every key is busy. The columns come in the order of services.GrantedLease.
+# every key is busy. The columns come in the order of keyring.leases.GrantedLease.
 LEASE_LRU_KEY = """
 SELECT lease_id, key_id, kid, public_key_pem, batch_id, token, acquired_at, expires_at
 FROM keyring_lease_lru_key(%(batch_id)s, %(ttl_seconds)s)

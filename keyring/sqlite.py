@@ -4,36 +4,23 @@ Each runs in a transaction that starts with BEGIN IMMEDIATE (settings), which ta
 SQLite's one write lock before it reads anything. That lock is the keyring lock's
 counterpart, held until commit: every lease sees every release committed before it, and
 the times, read from one clock under the lock, are totally ordered. Each function returns
-what its SQL counterpart returns, in the same column order, so keyring.services treats
+what its SQL counterpart returns (a lease as a GrantedLease), so keyring.services treats
 the two alike.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import NamedTuple
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from keyring.leases import GrantedLease
 from keyring.models import KeyLease, SigningKey
 
 
-class LeaseRow(NamedTuple):
-    """A lease just granted: the columns of keyring.services.GrantedLease, in its order."""
-
-    id: int
-    key_id: int
-    kid: str
-    public_key_pem: str
-    batch_id: int
-    token: int
-    acquired_at: datetime
-    expires_at: datetime
-
-
-def lease_lru_key(*, batch_id: int, ttl_seconds: float) -> LeaseRow | None:
+def lease_lru_key(*, batch_id: int, ttl_seconds: float) -> GrantedLease | None:
     """keyring_lease_lru_key: lease the LRU free enabled key to a batch, or None."""
     with transaction.atomic():
         key = (
@@ -54,7 +41,7 @@ def lease_lru_key(*, batch_id: int, ttl_seconds: float) -> LeaseRow | None:
             expires_at=granted_at + timedelta(seconds=ttl_seconds),
         )
         SigningKey.objects.filter(pk=key.pk).update(held_by=lease)
-    return LeaseRow(
+    return GrantedLease(
         lease.pk,
         key.pk,
         key.kid,

@@ -26,7 +26,7 @@ ANALYZE_BATCHES = "ANALYZE signing_batch"
 
 # Release a lease (if given), then claim the run's next batches and lease each a key, in
 # one turn of the keyring lock (signing_claim_batches, migration 0004). After the batch's
-# record range come the lease's columns, in the order of keyring.services.GrantedLease.
+# record range come the lease's columns, in the order of keyring.leases.GrantedLease.
 CLAIM_BATCHES = """
 SELECT first_record_id, last_record_id,
        lease_id, key_id, kid, public_key_pem, batch_id, token, acquired_at, expires_at

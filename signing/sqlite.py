@@ -4,6 +4,7 @@ transaction's BEGIN IMMEDIATE is the keyring lock (keyring.sqlite says why)."""
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from typing import Any
 
 from django.db import connection, transaction
@@ -69,5 +70,5 @@ def claim_batches(
             Batch.objects.filter(pk=batch_id).update(
                 status=Batch.Status.LEASED, attempts=F("attempts") + 1, leased_at=lease.acquired_at
             )
-            claimed.append((first_record_id, last_record_id, *lease))
+            claimed.append((first_record_id, last_record_id, *astuple(lease)))
     return claimed
