@@ -1,5 +1,7 @@
-"""Embedded mode as a user meets it: `make demo` on a machine with no servers, and what an
-explicit, unreachable server URL does instead (an error, never a fall-back).
+"""Embedded mode as a user meets it: `make demo` on a machine with no servers, what an
+explicit, unreachable server URL does instead (an error, never a fall-back), the commands
+it refuses, `serve` signing a run started through the API, a run whose process was killed,
+and two processes on one database.
 
 "No servers" is made real, not mocked: the command runs in a network namespace of its own
 (`unshare --net`), where nothing listens on 127.0.0.1.
