@@ -151,18 +151,20 @@ def fill_run(run_id: int, *, release_lease_id: int | None = None) -> int:
         "release_lease_id": release_lease_id,
     }
     if is_sqlite():
-        rows = embedded.claim_batches(**claim)
+        claimed = embedded.claim_batches(**claim)
     else:
         with connection.cursor() as cursor:
             cursor.execute(sql.CLAIM_BATCHES, claim)
-            rows = cursor.fetchall()
-    for first_record_id, last_record_id, *lease_columns in rows:
-        lease = GrantedLease(*lease_columns)
+            claimed = [
+                (first_record_id, last_record_id, GrantedLease(*lease_columns))
+                for first_record_id, last_record_id, *lease_columns in cursor.fetchall()
+            ]
+    for first_record_id, last_record_id, lease in claimed:
         log_granted(lease)
         transaction.on_commit(
             partial(_send_signing_triggered, run_id, first_record_id, last_record_id, lease)
         )
-    return len(rows)
+    return len(claimed)
 
 
 def _send_signing_triggered(

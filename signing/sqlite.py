@@ -4,14 +4,12 @@ transaction's BEGIN IMMEDIATE is the keyring lock (keyring.sqlite says why)."""
 
 from __future__ import annotations
 
-from dataclasses import astuple
-from typing import Any
-
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from keyring import sqlite as keyring_sqlite
+from keyring.leases import GrantedLease
 from keyring.models import KeyLease, SigningKey
 from signing.models import Batch, SigningRun
 
@@ -43,10 +41,10 @@ def plan_batches(*, run_id: int, batch_size: int) -> tuple[int, int]:
 
 def claim_batches(
     *, run_id: int, ttl_seconds: float, release_lease_id: int | None
-) -> list[tuple[Any, ...]]:
+) -> list[tuple[int, int, GrantedLease]]:
     """signing_claim_batches: release a lease (if given), then claim the run's next pending
-    batches up to its in-flight limit, leasing each the LRU free key. Rows: the batch's
-    first and last record id, then the lease's columns."""
+    batches up to its in-flight limit, leasing each the LRU free key. Each claim: the
+    batch's first and last record id, and its lease."""
     claimed = []
     with transaction.atomic():
         if release_lease_id is not None:
@@ -70,5 +68,5 @@ def claim_batches(
             Batch.objects.filter(pk=batch_id).update(
                 status=Batch.Status.LEASED, attempts=F("attempts") + 1, leased_at=lease.acquired_at
             )
-            claimed.append((first_record_id, last_record_id, *astuple(lease)))
+            claimed.append((first_record_id, last_record_id, lease))
     return claimed
