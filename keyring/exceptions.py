@@ -19,3 +19,7 @@ class KekMismatch(KekError):
 
 class LeaseLost(Exception):
     """The lease was released or expired, or its token changed: the holder must write nothing."""
+
+
+class KeyMismatch(Exception):
+    """A sealed private key does not belong to the public key stored beside it."""

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from keyring import sealing, sql
 from keyring import sqlite as embedded
+from keyring.exceptions import KeyMismatch
 from keyring.leases import GrantedLease
 from keyring.models import KeyDisabledPeriod, SigningKey
 from signing import crypto
@@ -247,17 +248,23 @@ _open_keys_lock = threading.Lock()
 
 
 def open_private_key(*, key_id: int, kid: str) -> UnsealedKey:
-    """Unseal a key once per process and keep it in memory for the next batch."""
+    """Unseal a key once per process and keep it in memory for the next batch.
+
+    Loaded by id and kid together (a lease names both), and checked against the public key
+    stored beside it, which is the one every signature is verified with.
+    """
     cached = _open_keys.get(kid)
     if cached is not None:
         return cached
-    key = SigningKey.objects.only("kid", "algorithm", "encrypted_private_key").get(
-        pk=key_id, kid=kid
-    )
+    columns = ("kid", "algorithm", "public_key_pem", "encrypted_private_key")
+    key = SigningKey.objects.only(*columns).get(pk=key_id, kid=kid)
     kek = sealing.kek_from_environment()
     der = sealing.unseal(kek, key.kid, bytes(key.encrypted_private_key))
     private_key = crypto.private_key_from_der(der)
-    unsealed = UnsealedKey(key.kid, key.algorithm, crypto.public_key_pem(private_key), private_key)
+    public_key_pem = crypto.public_key_pem(private_key)
+    if public_key_pem != key.public_key_pem:
+        raise KeyMismatch(f"{kid}'s private key does not match its stored public key")
+    unsealed = UnsealedKey(key.kid, key.algorithm, public_key_pem, private_key)
     with _open_keys_lock:
         return _open_keys.setdefault(kid, unsealed)
 

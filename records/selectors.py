@@ -1,23 +1,50 @@
 """Reads of records and signatures."""
 
+from collections.abc import Iterator
+
 from django.db import connection
 
 from records import sql
 from records.models import Record, Signature
 
+# Records read (and signed) per piece of a batch: a batch of any size is read in pages of
+# this many, so a worker holds one page of payloads at a time.
+PAGE_SIZE = 10_000
 
-def batch_records(*, first_record_id: int, last_record_id: int) -> list[tuple[int, str]]:
-    """The (id, payload) pairs still unsigned in a batch's range, in id order.
+
+def unsigned_record_pages(
+    *, first_record_id: int, last_record_id: int, page_size: int = PAGE_SIZE
+) -> Iterator[list[tuple[int, str]]]:
+    """The (id, payload) pairs still unsigned in a batch's range, in id order, a page at a time.
 
     A range is contiguous over ids that were unsigned when the run was planned; ids in it
     that an earlier run signed are skipped here, not signed again. Named SQL, not the ORM:
     it runs once per batch, and building the query cost the workers more than running it.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql.UNSIGNED_IN_RANGE, {"first_id": first_record_id, "last_id": last_record_id}
+    after_id = first_record_id - 1
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql.UNSIGNED_PAGE,
+                {"after_id": after_id, "last_id": last_record_id, "limit": page_size},
+            )
+            page = cursor.fetchall()
+        if page:
+            yield page
+        if len(page) < page_size:
+            return
+        after_id = page[-1][0]
+
+
+def batch_records(*, first_record_id: int, last_record_id: int) -> list[tuple[int, str]]:
+    """Every unsigned (id, payload) pair in a batch's range, in id order, in one list."""
+    return [
+        record
+        for page in unsigned_record_pages(
+            first_record_id=first_record_id, last_record_id=last_record_id
         )
-        return cursor.fetchall()
+        for record in page
+    ]
 
 
 def record_totals() -> dict[str, int]:

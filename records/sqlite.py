@@ -24,14 +24,15 @@ ON CONFLICT (record_id) DO NOTHING
 INSERT_RECORD = "INSERT INTO records_record (payload, created_at) VALUES (%s, %s)"
 ROWS_PER_INSERT = 10_000
 
-# Children before parents; keys before their leases (a lease may go once its key has:
-# keyring migration 0006). Foreign keys are checked at commit, when all are gone.
+# The keys first: a lease, a signature or a record may be deleted only once the keyring
+# is empty (keyring migration 0006, records migration 0007), which only a reset does.
+# Foreign keys are checked at commit, when all are gone.
 RESET_TABLES = (
-    "records_signature",
-    "signing_runaudit",
     "keyring_keydisabledperiod",
     "keyring_signingkey",
     "keyring_keylease",
+    "records_signature",
+    "signing_runaudit",
     "signing_batch",
     "signing_signingrun",
     "records_record",
@@ -94,12 +95,11 @@ def load_records(payloads: Iterable[str]) -> int:
 
 
 def reset_all(*, using: str = DEFAULT_DB_ALIAS) -> None:
-    """RESET_ALL: empty every table of the service and restart their ids."""
+    """RESET_ALL: empty every table of the service. Ids go on from where they were
+    (AUTOINCREMENT keeps its counters in sqlite_sequence): they never repeat."""
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
         for table in RESET_TABLES:  # names from the fixed list above, never from input
             cursor.execute(f"DELETE FROM {table}")
-        placeholders = ", ".join(["%s"] * len(RESET_TABLES))
-        cursor.execute(f"DELETE FROM sqlite_sequence WHERE name IN ({placeholders})", RESET_TABLES)
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:

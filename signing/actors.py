@@ -2,6 +2,9 @@
 
 Each parses its message, calls a service and sends the next message. Retries and time
 limits live on the decorators; every actor is safe to run twice (redelivery is normal).
+Anyone who can write to the broker can send any of these: a message is a hint, checked
+against the database (the lease it names), never trusted with what to sign or store. A
+message whose fields are not even of the right types is dropped with one warning line.
 """
 
 from __future__ import annotations
@@ -11,20 +14,27 @@ from typing import Any
 import dramatiq
 
 from records.services import StoreOutcome
-from signing.dispatch import abandon_batch, complete_batch
-from signing.services import audit_and_record, sign_batch
+from signing.dispatch import complete_batch, record_batch_failure
+from signing.events import EventLogger
+from signing.services import LeaseHint, audit_and_record, sign_batch
 
 QUEUE = "signing"
+
+log = EventLogger(__name__)
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=20, min_backoff=200, max_backoff=10_000)
 def signing_failed(message: dict[str, Any], retries: dict[str, Any]) -> None:
-    """A SigningTriggered ran out of retries: give its batch back (or fail it)."""
-    kwargs = message["kwargs"]
-    reason = (message["options"].get("traceback") or "").strip().splitlines()
-    abandon_batch(
-        run_id=kwargs["run_id"],
-        lease_id=kwargs["lease_id"],
+    """A SigningTriggered ran out of retries: note why on its batch; its lease runs out."""
+    kwargs = message.get("kwargs") or {}
+    lease_id, token = kwargs.get("lease_id"), kwargs.get("token")
+    if not _ids(lease_id, token):
+        log.warning("message.invalid", actor="signing_failed")
+        return
+    reason = (message.get("options", {}).get("traceback") or "").strip().splitlines()
+    record_batch_failure(
+        lease_id=lease_id,
+        token=token,
         reason=reason[-1] if reason else f"failed after {retries.get('retries')} retries",
     )
 
@@ -39,7 +49,8 @@ SIGNING_PRIORITY = 10
     max_retries=5,
     min_backoff=500,
     max_backoff=10_000,
-    time_limit=120_000,
+    # Liveness is the lease's business (heartbeats, expiry); this only stops a runaway.
+    time_limit=3_600_000,
     priority=SIGNING_PRIORITY,
     on_retry_exhausted=signing_failed.actor_name,
 )
@@ -51,25 +62,19 @@ def signing_triggered(
     token: int,
     key_id: int,
     kid: str,
-    public_key_pem: str,
-    records: list[list[Any]],
+    **_ignored: Any,  # messages of earlier versions carried the records and public key
 ) -> None:
-    """Sign and store one batch; report it unless another attempt owns the batch now."""
-    summary = sign_batch(
-        batch_id=batch_id,
-        lease_id=lease_id,
-        token=token,
-        key_id=key_id,
-        kid=kid,
-        public_key_pem=public_key_pem,
-        records=[(record_id, payload) for record_id, payload in records],
-    )
+    """Sign and store one batch; report it unless the message names no live lease."""
+    if not (_ids(run_id, batch_id, lease_id, token, key_id) and _kid(kid)):
+        log.warning("message.invalid", actor="signing_triggered")
+        return
+    hint = LeaseHint(lease_id=lease_id, token=token, batch_id=batch_id, key_id=key_id, kid=kid)
+    summary = sign_batch(hint)
     if summary.outcome is StoreOutcome.LEASE_LOST:
         return
     signing_completed.send(
         run_id=run_id,
         lease_id=lease_id,
-        kid=kid,
         signed=summary.signed,
         conflicts=summary.conflicts,
         seconds=round(summary.seconds, 6),
@@ -77,14 +82,34 @@ def signing_triggered(
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=20, min_backoff=200, max_backoff=10_000)
-def signing_completed(
-    *, run_id: int, lease_id: int, kid: str, signed: int, conflicts: int, seconds: float
-) -> None:
-    """Release the batch's lease and dispatch the next batch (a no-op the second time)."""
+def signing_completed(*, run_id: int, lease_id: int, **summary: Any) -> None:
+    """Release the batch's lease and dispatch the next batch (a no-op the second time).
+
+    The summary (signed, conflicts, seconds) is for whoever watches the queue; nothing
+    reads it here.
+    """
+    if not _ids(run_id, lease_id):
+        log.warning("message.invalid", actor="signing_completed")
+        return
     complete_batch(run_id=run_id, lease_id=lease_id)
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=5, time_limit=600_000)
 def audit_run(*, run_id: int) -> None:
     """Audit a run that just finished and keep the report (shown on its page)."""
+    if not _ids(run_id):
+        log.warning("message.invalid", actor="audit_run")
+        return
     audit_and_record(run_id)
+
+
+# The largest id PostgreSQL's bigint holds: a larger one would fail in the database, retried.
+_MAX_ID = 2**63 - 1
+
+
+def _ids(*values: object) -> bool:
+    return all(type(value) is int and 0 < value <= _MAX_ID for value in values)
+
+
+def _kid(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 200

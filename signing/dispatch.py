@@ -6,12 +6,14 @@ releases one lease and dispatches again. Nothing here sleeps or polls.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 from typing import Final
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Exists, OuterRef, Value, When
+from django.db.models import Case, Exists, F, OuterRef, TextField, Value, When
+from django.utils import timezone
 
 from keyring.exceptions import KekError
 from keyring.models import KeyLease
@@ -23,7 +25,6 @@ from keyring.services import (
     log_granted,
     release_lease,
 )
-from records.selectors import batch_records
 from signing import sql
 from signing import sqlite as embedded
 from signing.events import EventLogger
@@ -140,10 +141,11 @@ def plan_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun
 def fill_run(run_id: int, *, release_lease_id: int | None = None) -> int:
     """Dispatch batches until the run's in-flight limit, its batches or free keys run out.
 
-    One call of signing_claim_batches (migration 0004) releases `release_lease_id` if
-    given, counts what is in flight, claims the next pending batches (SKIP LOCKED, by seq)
-    and leases each the LRU free key, all under one turn of the keyring lock. The
-    SigningTriggered messages leave only after that commits. Returns how many were sent.
+    One call of signing_claim_batches_v2 (migration 0007) releases `release_lease_id` if
+    given (and only if its batch is stored), counts what is in flight, claims the next
+    pending batches (SKIP LOCKED, by seq) and leases each the LRU free key, all under one
+    turn of the keyring lock. The SigningTriggered messages leave only after that commits.
+    Returns how many were claimed.
     """
     claim = {
         "run_id": run_id,
@@ -151,76 +153,114 @@ def fill_run(run_id: int, *, release_lease_id: int | None = None) -> int:
         "release_lease_id": release_lease_id,
     }
     if is_sqlite():
-        claimed = embedded.claim_batches(**claim)
+        leases = embedded.claim_batches(**claim)
     else:
         with connection.cursor() as cursor:
             cursor.execute(sql.CLAIM_BATCHES, claim)
-            claimed = [
-                (first_record_id, last_record_id, GrantedLease(*lease_columns))
-                for first_record_id, last_record_id, *lease_columns in cursor.fetchall()
-            ]
-    for first_record_id, last_record_id, lease in claimed:
+            leases = [GrantedLease(*row) for row in cursor.fetchall()]
+    for lease in leases:
         log_granted(lease)
-        transaction.on_commit(
-            partial(_send_signing_triggered, run_id, first_record_id, last_record_id, lease)
-        )
-    return len(claimed)
+    if leases:
+        transaction.on_commit(partial(_send_signing_triggered, run_id, leases))
+    return len(leases)
 
 
-def _send_signing_triggered(
-    run_id: int, first_record_id: int, last_record_id: int, lease: GrantedLease
-) -> None:
+def _send_signing_triggered(run_id: int, leases: list[GrantedLease]) -> None:
+    """Send one SigningTriggered per lease: ids only, the lease's hint to its worker.
+
+    No record and no key travels: the worker reads both from the database under the lease.
+    If the broker refuses a send, the leases not sent yet are given back at once (their
+    batches go back to pending, no attempt counted), and the reaper dispatches them again
+    once the broker answers: an outage only delays the run.
+    """
     # Imported here: the actors module imports this one to call its services.
     from signing.actors import signing_triggered
 
-    records = batch_records(first_record_id=first_record_id, last_record_id=last_record_id)
-    signing_triggered.send(
-        run_id=run_id,
-        batch_id=lease.batch_id,
-        lease_id=lease.id,
-        token=lease.token,
-        key_id=lease.key_id,
-        kid=lease.kid,
-        public_key_pem=lease.public_key_pem,
-        records=[[record_id, payload] for record_id, payload in records],
-    )
+    for sent, lease in enumerate(leases):
+        try:
+            signing_triggered.send(
+                run_id=run_id,
+                batch_id=lease.batch_id,
+                lease_id=lease.id,
+                token=lease.token,
+                key_id=lease.key_id,
+                kid=lease.kid,
+            )
+        except Exception as error:  # whatever the client raises, these were not sent
+            log.warning(
+                "dispatch.send_failed", run_id=run_id, unsent=len(leases) - sent, error=error
+            )
+            _give_back_unsent([unsent.id for unsent in leases[sent:]])
+            return
+
+
+def _give_back_unsent(lease_ids: list[int]) -> None:
+    """Close leases whose SigningTriggered could not be sent, and put their batches back.
+
+    Had a message left after all (the client gave up waiting for the broker's answer), its
+    worker finds the lease closed and signs nothing.
+    """
+    with transaction.atomic():
+        for lease_id in lease_ids:
+            batch_id = release_lease(lease_id=lease_id, outcome=KeyLease.Outcome.FAILED)
+            if batch_id is not None:
+                Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
+                    status=Batch.Status.PENDING
+                )
 
 
 def complete_batch(*, run_id: int, lease_id: int) -> None:
     """Handle SigningCompleted: release the lease, dispatch the next batch, maybe finish.
 
-    Release and dispatch are one statement (one turn of the keyring lock). Safe to run
-    twice: the second release finds the lease closed and changes nothing, and the
-    dispatch finds the run's in-flight limit already met.
+    Release and dispatch are one statement (one turn of the keyring lock). The lease is
+    released only if its batch is stored and of this run: the message is not trusted.
+    Safe to run twice: the second release finds the lease closed and changes nothing, and
+    the dispatch finds the run's in-flight limit already met.
     """
     advance_run(run_id, release_lease_id=lease_id)
     log.debug("batch.completed", run_id=run_id, lease_id=lease_id)
 
 
-def abandon_batch(*, run_id: int, lease_id: int, reason: str) -> None:
-    """Give a batch back after its attempt failed (see return_batch).
+def record_batch_failure(*, lease_id: int, token: int, reason: str) -> None:
+    """Note why a SigningTriggered gave up (its retries ran out) on the batch it names.
 
-    Only the attempt that still holds the lease can do this; a stale one changes nothing.
+    Nothing else changes: the lease runs out and the reaper gives the batch back, counting
+    the attempt (a worker took it up). A failure is a broker message, and the broker is not
+    trusted: were it to close the lease, a forged one could take any live batch from its
+    worker. Only a lease still open under this token gets its batch's reason written.
     """
-    with transaction.atomic():
-        batch_id = release_lease(lease_id=lease_id, outcome=KeyLease.Outcome.FAILED)
-        if batch_id is not None:
-            return_batch(batch_id=batch_id, reason=reason)
-    advance_run(run_id)
+    open_lease = KeyLease.objects.filter(pk=lease_id, token=token, released_at=None)
+    batch_id = open_lease.values_list("batch_id", flat=True).first()
+    if batch_id is not None:
+        Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
+            last_error=f"{_failure_prefix(lease_id)}{reason}"[:2000]
+        )
+        log.warning("batch.attempt_failed", batch_id=batch_id, lease_id=lease_id, reason=reason)
 
 
-def return_batch(*, batch_id: int, reason: str) -> None:
-    """Put a batch whose lease ended unsigned back to pending, or fail it for good once it
-    has been leased SIGNING_MAX_ATTEMPTS times. A batch already signed stays signed."""
+def return_batch(*, batch_id: int, reason: str, lease_id: int | None = None) -> None:
+    """Put a batch whose lease ended unsigned back to pending, or fail it for good once
+    workers have taken it up SIGNING_MAX_ATTEMPTS times. A batch already signed stays
+    signed. A failure its worker recorded under `lease_id` is kept as the reason."""
+    reason_kept = Value(reason[:2000], output_field=TextField())
+    if lease_id is not None:
+        reason_kept = Case(
+            When(last_error__startswith=_failure_prefix(lease_id), then=F("last_error")),
+            default=reason_kept,
+        )
     returned = Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
         status=Case(
             When(attempts__gte=settings.SIGNING_MAX_ATTEMPTS, then=Value(Batch.Status.FAILED)),
             default=Value(Batch.Status.PENDING),
         ),
-        last_error=reason[:2000],
+        last_error=reason_kept,
     )
     if returned:
         log.warning("batch.returned", batch_id=batch_id, reason=reason)
+
+
+def _failure_prefix(lease_id: int) -> str:
+    return f"lease {lease_id} failed: "
 
 
 def _return_orphaned_batches() -> None:
@@ -235,21 +275,53 @@ def recover() -> int:
     """The reaper's tick: expire overdue leases, give their batches back, resume runs.
 
     Messages are hints and the tables are the truth: whatever was lost (a SigningTriggered
-    in a restarted Redis, a SigningCompleted from a killed worker), an expired lease frees
-    its key and batch here, and every running run is filled again or finished. Returns how
-    many leases expired.
+    in a restarted Redis, a SigningCompleted from a killed worker, an audit_run), an expired
+    lease frees its key and batch here, every running run is filled again or finished, and
+    a finished run still waiting for its audit gets its audit_run again. While the broker
+    does not answer, nothing is dispatched: a claim whose message cannot leave would only
+    churn leases. Returns how many leases expired.
     """
     with transaction.atomic():  # a batch is never left leased with its lease closed
         expired = expire_leases()
         for lease_id, batch_id in expired:
             return_batch(
-                batch_id=batch_id, reason=f"lease {lease_id} expired before its batch was stored"
+                batch_id=batch_id,
+                reason=f"lease {lease_id} expired before its batch was stored",
+                lease_id=lease_id,
             )
         _return_orphaned_batches()
+    try:
+        check_broker()
+    except Exception as error:  # whatever the client raises, no message could leave now
+        log.warning("reaper.broker_unreachable", error=error)
+        return len(expired)
     running = SigningRun.objects.filter(status=SigningRun.Status.RUNNING)
     for run_id in running.values_list("id", flat=True):
         advance_run(run_id)
+    resend_lost_audits()
     return len(expired)
+
+
+def resend_lost_audits() -> int:
+    """Send audit_run again for finished runs with no audit SIGNING_AUDIT_RESEND_SECONDS
+    after it was last sent (the message was lost, or its worker died); return how many.
+
+    Each resend is claimed with a compare-and-set on `audit_requested_at`, so however many
+    reapers look, one sends. Runs that never asked for an audit (cancelled ones) are left.
+    """
+    now = timezone.now()
+    overdue = now - timedelta(seconds=settings.SIGNING_AUDIT_RESEND_SECONDS)
+    waiting = SigningRun.objects.filter(
+        status__in=SigningRun.FINISHED_STATUSES, audit=None, audit_requested_at__lt=overdue
+    )
+    resent = 0
+    for run_id in waiting.values_list("id", flat=True):
+        claimed = waiting.filter(pk=run_id).update(audit_requested_at=now)
+        if claimed:
+            log.warning("run.audit_resent", run_id=run_id)
+            transaction.on_commit(partial(_send_audit_run, run_id))
+            resent += 1
+    return resent
 
 
 def advance_run(run_id: int, *, release_lease_id: int | None = None) -> None:
@@ -281,6 +353,7 @@ def finish_run_if_done(run_id: int) -> bool:
                 default=Value(SigningRun.Status.COMPLETED),
             ),
             finished_at=Now(),
+            audit_requested_at=Now(),
         )
     )
     if finished:

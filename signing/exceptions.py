@@ -16,7 +16,3 @@ class RunAlreadyActive(Exception):
 
 class NotReadyToSign(Exception):
     """A run could not make progress: no usable key, or a KEK that does not open them."""
-
-
-class KeyMismatch(Exception):
-    """The key unsealed for signing is not the one the lease and message name."""

@@ -37,6 +37,10 @@ class SigningRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     failure_reason = models.TextField(blank=True, default="")
+    # When the audit_run message for this finished run was last sent: the reaper sends it
+    # again (a compare-and-set on this column, so one process does) while no audit has
+    # been recorded SIGNING_AUDIT_RESEND_SECONDS after it, so a lost message only delays it.
+    audit_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -82,6 +86,7 @@ class Batch(models.Model):
     last_record_id = models.BigIntegerField()
     size = models.PositiveIntegerField()
     status = models.TextField(choices=Status.choices, default=Status.PENDING)
+    # Leases of this batch a worker took up (keyring KeyLease.started_at), not leases granted.
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

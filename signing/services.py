@@ -1,20 +1,29 @@
-"""The work of SigningTriggered: sign a batch with its leased key and store it, fenced."""
+"""The work of SigningTriggered: take up a batch under its lease, sign what the database
+holds for it with the key the lease names, and store it, fenced.
+
+The message is a hint, never a source: it names a lease, and everything signed comes from
+the database under that lease (docs/architecture.md, "Trust nothing the broker says").
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 
 from keyring.services import UnsealedKey, extend_lease, open_private_key
 from records.models import Signature
+from records.selectors import unsigned_record_pages
 from records.services import StoreOutcome, store_signatures
-from signing import crypto
+from signing import crypto, sql
+from signing import sqlite as embedded
 from signing.audit import audit
 from signing.events import EventLogger
-from signing.exceptions import KeyMismatch
 from signing.models import RunAudit, SigningRun
+from signing.vendor import is_sqlite
 
 log = EventLogger(__name__)
 
@@ -32,40 +41,89 @@ class BatchSummary:
     seconds: float
 
 
-def sign_batch(
-    *,
-    batch_id: int,
-    lease_id: int,
-    token: int,
-    key_id: int,
-    kid: str,
-    public_key_pem: str,
-    records: list[tuple[int, str]],
-) -> BatchSummary:
+@dataclass(frozen=True, slots=True)
+class LeaseHint:
+    """What a SigningTriggered says about its lease: checked against the database, whole."""
+
+    lease_id: int
+    token: int
+    batch_id: int
+    key_id: int
+    kid: str
+
+
+@dataclass(frozen=True, slots=True)
+class TakenUp:
+    """A batch taken up under its lease: its status and the range of its records."""
+
+    status: str
+    first_record_id: int
+    last_record_id: int
+
+
+def take_up_batch(hint: LeaseHint) -> TakenUp | None:
+    """Check the message against its lease and take the batch up; None if it names no live
+    lease (forged, stale, late, or its lease expired: sign nothing).
+
+    The first take-up of a lease counts an attempt of its batch and gives the lease a full
+    TTL from now (TAKE_UP_BATCH says why).
+    """
+    params = {
+        "lease_id": hint.lease_id,
+        "token": hint.token,
+        "batch_id": hint.batch_id,
+        "key_id": hint.key_id,
+        "kid": hint.kid,
+        "ttl_seconds": settings.SIGNING_LEASE_TTL,
+    }
+    if is_sqlite():
+        row = embedded.take_up_batch(**params)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.TAKE_UP_BATCH, params)
+            row = cursor.fetchone()
+    return TakenUp(*row) if row is not None else None
+
+
+def sign_batch(hint: LeaseHint) -> BatchSummary:
     """Sign every record of the batch on its own with the leased key, then store them all.
 
-    Signing happens before any lock is taken. A long batch extends its lease as it goes
-    (every third of a TTL), and stops as soon as the lease is gone; the store checks the
-    lease and token again, so an attempt that lost its lease writes nothing.
+    What is signed is what the database holds: the records still unsigned in the batch's
+    range, read under the lease, with the key the lease names (loaded by the lease's key id
+    and kid, both checked). Signing happens before any lock is taken. A long batch extends
+    its lease as it goes (every third of a TTL) and stops as soon as the lease is gone; the
+    store checks the lease and token again, so an attempt that lost its lease writes nothing.
     """
     started = time.perf_counter()
-    key = open_private_key(key_id=key_id, kid=kid)
-    if key.public_key_pem != public_key_pem:
-        raise KeyMismatch(f"{kid}'s private key does not match the public key the lease named")
-    signatures = _sign_with_heartbeat(key, records, lease_id=lease_id, token=token)
-    if signatures is None:
-        outcome, conflicts = StoreOutcome.LEASE_LOST, 0
+    taken = take_up_batch(hint)
+    if taken is None:
+        outcome, signatures, conflicts = StoreOutcome.LEASE_LOST, None, 0
+    elif taken.status != "leased":
+        # Stored already under this very lease (a redelivered message): report it again.
+        outcome, signatures, conflicts = StoreOutcome.ALREADY_STORED, None, 0
     else:
-        outcome, conflicts = store_signatures(
-            lease_id=lease_id, token=token, batch_id=batch_id, key_id=key_id, signatures=signatures
+        key = open_private_key(key_id=hint.key_id, kid=hint.kid)
+        pages = unsigned_record_pages(
+            first_record_id=taken.first_record_id, last_record_id=taken.last_record_id
         )
+        signatures = _sign_with_heartbeat(key, pages, hint=hint)
+        if signatures is None:
+            outcome, conflicts = StoreOutcome.LEASE_LOST, 0
+        else:
+            outcome, conflicts = store_signatures(
+                lease_id=hint.lease_id,
+                token=hint.token,
+                batch_id=hint.batch_id,
+                key_id=hint.key_id,
+                signatures=signatures,
+            )
     seconds = time.perf_counter() - started
     log.info(
         f"batch.{outcome.value}",
-        batch_id=batch_id,
-        lease_id=lease_id,
-        kid=kid,
-        records=len(records),
+        batch_id=hint.batch_id,
+        lease_id=hint.lease_id,
+        kid=hint.kid,
+        records=len(signatures) if signatures is not None else 0,
         seconds=round(seconds, 4),
     )
     if outcome is not StoreOutcome.STORED:
@@ -75,20 +133,21 @@ def sign_batch(
 
 
 def _sign_with_heartbeat(
-    key: UnsealedKey, records: list[tuple[int, str]], *, lease_id: int, token: int
+    key: UnsealedKey, pages: Iterator[list[tuple[int, str]]], *, hint: LeaseHint
 ) -> list[crypto.SignedRecord] | None:
-    """Sign in chunks, extending the lease every third of a TTL; None once it is lost."""
+    """Sign page by page, in chunks, extending the lease every third of a TTL; None once it
+    is lost."""
     ttl = settings.SIGNING_LEASE_TTL
     last_heartbeat = time.perf_counter()
     signatures: list[crypto.SignedRecord] = []
-    for first in range(0, len(records), HEARTBEAT_EVERY_RECORDS):
-        signatures.extend(
-            crypto.sign_records(key.private_key, records[first : first + HEARTBEAT_EVERY_RECORDS])
-        )
-        if time.perf_counter() - last_heartbeat >= ttl / 3:
-            if not extend_lease(lease_id=lease_id, token=token, ttl_seconds=ttl):
-                return None
-            last_heartbeat = time.perf_counter()
+    for page in pages:
+        for first in range(0, len(page), HEARTBEAT_EVERY_RECORDS):
+            chunk = page[first : first + HEARTBEAT_EVERY_RECORDS]
+            signatures.extend(crypto.sign_records(key.private_key, chunk))
+            if time.perf_counter() - last_heartbeat >= ttl / 3:
+                if not extend_lease(lease_id=hint.lease_id, token=hint.token, ttl_seconds=ttl):
+                    return None
+                last_heartbeat = time.perf_counter()
     return signatures
 
 

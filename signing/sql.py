@@ -24,11 +24,44 @@ SELECT COUNT(*), COALESCE(SUM(size), 0) FROM planned
 
 ANALYZE_BATCHES = "ANALYZE signing_batch"
 
-# Release a lease (if given), then claim the run's next batches and lease each a key, in
-# one turn of the keyring lock (signing_claim_batches, migration 0004). After the batch's
-# record range come the lease's columns, in the order of keyring.leases.GrantedLease.
+# Release a lease (if given, and only if its batch is signed), then claim the run's next
+# batches and lease each a key, in one turn of the keyring lock (signing_claim_batches_v2,
+# migration 0007). The columns come in the order of keyring.leases.GrantedLease.
 CLAIM_BATCHES = """
-SELECT first_record_id, last_record_id,
-       lease_id, key_id, kid, public_key_pem, batch_id, token, acquired_at, expires_at
-FROM signing_claim_batches(%(run_id)s, %(ttl_seconds)s, %(release_lease_id)s)
+SELECT lease_id, key_id, kid, public_key_pem, batch_id, token, acquired_at, expires_at
+FROM signing_claim_batches_v2(%(run_id)s, %(ttl_seconds)s, %(release_lease_id)s)
+"""
+
+# A worker takes up the batch a SigningTriggered names. The message is a hint, checked
+# here: its lease, token, batch, key and kid must all be one open, unexpired lease's, or no
+# row comes back (a forged, stale or late message: nothing is signed). The first time a
+# lease is taken up it is stamped `started_at`, its batch counts an attempt, and it lives a
+# full TTL from now (its message may have waited in the queue). The lease row is locked
+# first, so an expiry or release running at the same time is ordered with this.
+# Returns the batch's status and range: the worker reads the records itself.
+TAKE_UP_BATCH = """
+WITH lease AS (
+    SELECT l.id, l.batch_id, l.started_at, b.status, b.first_record_id, b.last_record_id
+    FROM keyring_keylease l
+    JOIN signing_batch b ON b.id = l.batch_id
+    JOIN keyring_signingkey k ON k.id = l.key_id
+    WHERE l.id = %(lease_id)s AND l.token = %(token)s AND l.batch_id = %(batch_id)s
+      AND l.key_id = %(key_id)s AND k.kid = %(kid)s
+      AND l.released_at IS NULL AND l.expires_at > clock_timestamp()
+    FOR NO KEY UPDATE OF l
+),
+started AS (
+    UPDATE keyring_keylease l
+    SET started_at = clock_timestamp(),
+        expires_at = GREATEST(
+            l.expires_at, clock_timestamp() + make_interval(secs => %(ttl_seconds)s)
+        )
+    FROM lease
+    WHERE l.id = lease.id AND lease.started_at IS NULL AND lease.status = 'leased'
+    RETURNING l.batch_id
+),
+counted AS (
+    UPDATE signing_batch b SET attempts = b.attempts + 1 FROM started WHERE b.id = started.batch_id
+)
+SELECT status, first_record_id, last_record_id FROM lease
 """

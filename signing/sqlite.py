@@ -1,8 +1,11 @@
-"""Embedded mode's dispatch: signing/migrations/0004's function and the run planner, for
-SQLite. Same steps, same order, same rows returned as the SQL they stand in for; the
-transaction's BEGIN IMMEDIATE is the keyring lock (keyring.sqlite says why)."""
+"""Embedded mode's dispatch: signing/migrations/0007's function, the take-up of a batch and
+the run planner, for SQLite. Same steps, same order, same rows returned as the SQL they
+stand in for; the transaction's BEGIN IMMEDIATE is the keyring lock (keyring.sqlite says
+why)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -41,13 +44,18 @@ def plan_batches(*, run_id: int, batch_size: int) -> tuple[int, int]:
 
 def claim_batches(
     *, run_id: int, ttl_seconds: float, release_lease_id: int | None
-) -> list[tuple[int, int, GrantedLease]]:
-    """signing_claim_batches: release a lease (if given), then claim the run's next pending
-    batches up to its in-flight limit, leasing each the LRU free key. Each claim: the
-    batch's first and last record id, and its lease."""
-    claimed = []
+) -> list[GrantedLease]:
+    """signing_claim_batches_v2: release a lease (if given, and only if its batch is signed
+    and of this run), then claim the run's next pending batches up to its in-flight limit,
+    leasing each the LRU free key. Returns the leases granted."""
+    claimed: list[GrantedLease] = []
     with transaction.atomic():
-        if release_lease_id is not None:
+        if (
+            release_lease_id is not None
+            and KeyLease.objects.filter(
+                pk=release_lease_id, batch__run_id=run_id, batch__status=Batch.Status.SIGNED
+            ).exists()
+        ):
             keyring_sqlite.release_lease(
                 lease_id=release_lease_id, outcome=KeyLease.Outcome.COMPLETED
             )
@@ -59,14 +67,47 @@ def claim_batches(
         if room <= 0:
             return claimed
         pending = Batch.objects.filter(run_id=run_id, status=Batch.Status.PENDING).order_by("seq")
-        for batch_id, first_record_id, last_record_id in pending.values_list(
-            "id", "first_record_id", "last_record_id"
-        )[:room]:
+        for batch_id in pending.values_list("id", flat=True)[:room]:
             lease = keyring_sqlite.lease_lru_key(batch_id=batch_id, ttl_seconds=ttl_seconds)
             if lease is None:  # every key is busy: the next release dispatches again
                 break
             Batch.objects.filter(pk=batch_id).update(
-                status=Batch.Status.LEASED, attempts=F("attempts") + 1, leased_at=lease.acquired_at
+                status=Batch.Status.LEASED, leased_at=lease.acquired_at
             )
-            claimed.append((first_record_id, last_record_id, lease))
+            claimed.append(lease)
     return claimed
+
+
+def take_up_batch(
+    *, lease_id: int, token: int, batch_id: int, key_id: int, kid: str, ttl_seconds: float
+) -> tuple[str, int, int] | None:
+    """TAKE_UP_BATCH: check the message against its lease; on the first take-up stamp the
+    lease, count the batch's attempt and give the lease a full TTL. (status, first, last)
+    of the batch, or None when the message names no live lease."""
+    with transaction.atomic():
+        now = timezone.now()
+        lease = KeyLease.objects.filter(
+            pk=lease_id,
+            token=token,
+            batch_id=batch_id,
+            key_id=key_id,
+            key__kid=kid,
+            released_at=None,
+            expires_at__gt=now,
+        )
+        found = lease.values_list(
+            "started_at",
+            "expires_at",
+            "batch__status",
+            "batch__first_record_id",
+            "batch__last_record_id",
+        ).first()
+        if found is None:
+            return None
+        started_at, expires_at, status, first_record_id, last_record_id = found
+        if started_at is None and status == Batch.Status.LEASED:
+            lease.update(
+                started_at=now, expires_at=max(expires_at, now + timedelta(seconds=ttl_seconds))
+            )
+            Batch.objects.filter(pk=batch_id).update(attempts=F("attempts") + 1)
+    return status, first_record_id, last_record_id

@@ -180,6 +180,10 @@ SIGNING_REAPER_INTERVAL = env_int("SIGNING_REAPER_INTERVAL", max(1, min(5, SIGNI
 # How many batches of one run may be leased at once: enough to keep every worker thread
 # busy while the next dispatch happens; the keyring's size bounds it too.
 SIGNING_MAX_IN_FLIGHT = env_int("SIGNING_MAX_IN_FLIGHT", 16)
+# A finished run whose audit is not recorded this long after its audit_run was sent gets
+# another (the reaper sends it): the message was lost, or the worker auditing it died. As
+# long as the audit actor's own time limit, so a slow audit is not asked for twice.
+SIGNING_AUDIT_RESEND_SECONDS = env_int("SIGNING_AUDIT_RESEND_SECONDS", 600)
 # The KEK is read when a key is sealed or opened (keyring.sealing), never at import, so
 # commands that need no private key (migrate, audit) run without it.
 
@@ -223,7 +227,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "signing.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {
         "start-run": os.environ.get("SIGNING_START_RUN_THROTTLE", "30/minute"),

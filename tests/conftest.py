@@ -19,6 +19,7 @@ from keyring import sealing
 from keyring.models import SigningKey
 from keyring.services import create_keys, forget_private_keys
 from records.services import load_records, random_payloads
+from signing.services import LeaseHint
 from signing.workers import EmbeddedWorkers, WorkerPool, Workers
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -68,6 +69,11 @@ def seed(*, records: int, keys: int, algorithm: str = "ed25519") -> list[Signing
     created = create_keys(count=keys, algorithm=algorithm, kek=sealing.kek_from_environment())
     load_records(random_payloads(records, rng=random.Random(1234)))
     return created
+
+
+def hint_of(message: dramatiq.Message) -> LeaseHint:
+    """The lease a SigningTriggered names, as the worker reads it from the message."""
+    return LeaseHint(**{name: message.kwargs[name] for name in LeaseHint.__slots__})
 
 
 @pytest.fixture(autouse=True)

@@ -127,12 +127,16 @@ def test_seed_loads_varied_printable_payloads_and_sealed_keys():
 
 
 @pytest.mark.django_db
-def test_seed_reset_starts_over():
+def test_seed_reset_starts_over_without_reusing_an_id():
     seed(records=10, keys=2)
+    last_record = Record.objects.order_by("id").last().pk
+    last_key = SigningKey.objects.order_by("id").last().pk
     call_command("seed", records=3, keys=1, reset=True, stdout=io.StringIO())
     assert Record.objects.count() == 3
     assert SigningKey.objects.count() == 1
-    assert Record.objects.order_by("id").first().pk == 1
+    # A message from before the reset must never name a row of the new data.
+    assert Record.objects.order_by("id").first().pk > last_record
+    assert SigningKey.objects.get().pk > last_key
 
 
 @pytest.mark.django_db

@@ -117,7 +117,55 @@ def test_a_signature_cannot_be_moved_to_another_key(run):
     refused = constraint_refusing(
         lambda: Signature.objects.filter(pk=record.pk).update(key_id=other.key_id)
     )
-    assert refused == "signature_matches_lease"
+    assert refused == "signature_append_only"
+
+
+def test_a_signature_is_never_changed_nor_deleted(run):
+    lease = lease_batch(run.batches.get(seq=1))
+    record = Record.objects.order_by("id").first()
+    Signature.objects.create(
+        record=record,
+        key_id=lease.key_id,
+        batch_id=lease.batch_id,
+        lease_id=lease.id,
+        signature=b"x",
+        signed_at=timezone.now(),
+    )
+    rewrites = [
+        lambda: Signature.objects.filter(pk=record.pk).update(signature=b"y"),
+        lambda: Signature.objects.filter(pk=record.pk).update(signed_at=timezone.now()),
+        lambda: Signature.objects.filter(pk=record.pk).delete(),
+    ]
+    for rewrite in rewrites:
+        assert constraint_refusing(rewrite) == "signature_append_only"
+    assert bytes(Signature.objects.get(pk=record.pk).signature) == b"x"
+
+
+def test_a_record_is_never_changed_nor_deleted(run):
+    record = Record.objects.order_by("id").first()
+    rewrites = [
+        lambda: Record.objects.filter(pk=record.pk).update(payload="something else"),
+        lambda: delete_in_sql("records_record", record.pk),
+    ]
+    for rewrite in rewrites:
+        assert constraint_refusing(rewrite) == "record_append_only"
+    assert Record.objects.get(pk=record.pk).payload == record.payload
+
+
+def test_a_signature_cannot_name_a_batch_that_does_not_hold_its_record(run):
+    lease = lease_batch(run.batches.get(seq=1))
+    outside = Record.objects.get(pk=run.batches.get(seq=2).first_record_id)
+    refused = constraint_refusing(
+        lambda: Signature.objects.create(
+            record=outside,
+            key_id=lease.key_id,
+            batch_id=lease.batch_id,
+            lease_id=lease.id,
+            signature=b"x",
+            signed_at=timezone.now(),
+        )
+    )
+    assert refused == "signature_in_batch"
 
 
 def test_the_lease_history_is_kept(run):

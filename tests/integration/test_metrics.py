@@ -20,11 +20,10 @@ from prometheus_client.samples import Sample
 from keyring.models import KeyLease, SigningKey
 from keyring.services import GrantedLease, release_lease
 from records.models import Record, Signature
-from records.selectors import batch_records
 from signing.dispatch import cancel_run, plan_run, return_batch
 from signing.metrics import BATCH_DURATION_BUCKETS, metrics_view
 from signing.models import Batch, SigningRun
-from signing.services import sign_batch
+from signing.services import LeaseHint, sign_batch
 from tests.conftest import seed
 from tests.integration.factories import lease_batch
 
@@ -61,15 +60,13 @@ def buckets(samples: dict[str, list[Sample]]) -> dict[str, float]:
 def sign(batch: Batch, lease: GrantedLease, *, seconds: float) -> None:
     """Sign a leased batch for real, release its lease, and pin its duration to `seconds`."""
     sign_batch(
-        batch_id=batch.pk,
-        lease_id=lease.id,
-        token=lease.token,
-        key_id=lease.key_id,
-        kid=lease.kid,
-        public_key_pem=lease.public_key_pem,
-        records=batch_records(
-            first_record_id=batch.first_record_id, last_record_id=batch.last_record_id
-        ),
+        LeaseHint(
+            lease_id=lease.id,
+            token=lease.token,
+            batch_id=batch.pk,
+            key_id=lease.key_id,
+            kid=lease.kid,
+        )
     )
     release_lease(lease_id=lease.id, outcome=KeyLease.Outcome.COMPLETED)
     leased_at = timezone.now() - timedelta(minutes=1)

@@ -13,8 +13,8 @@ from records.services import StoreOutcome
 from signing.dispatch import fill_run, plan_run, recover
 from signing.models import Batch, SigningRun
 from signing.reaper import REAPER_LOCK_ID, reap_once
-from signing.services import sign_batch
-from tests.conftest import seed
+from signing.services import sign_batch, take_up_batch
+from tests.conftest import hint_of, seed
 
 
 @pytest.fixture
@@ -35,10 +35,7 @@ def expire_now(lease_id: int) -> None:
 
 
 def sign(message) -> StoreOutcome:
-    kwargs = dict(message.kwargs)
-    kwargs.pop("run_id")
-    kwargs["records"] = [tuple(r) for r in kwargs["records"]]
-    return sign_batch(**kwargs).outcome
+    return sign_batch(hint_of(message)).outcome
 
 
 def test_an_expired_lease_is_closed_and_its_batch_dispatched_again(
@@ -56,7 +53,18 @@ def test_an_expired_lease_is_closed_and_its_batch_dispatched_again(
     again = sent.named("signing_triggered")[-1]
     assert again.kwargs["batch_id"] == first.kwargs["batch_id"]
     assert again.kwargs["lease_id"] != first.kwargs["lease_id"]
-    assert Batch.objects.get(pk=first.kwargs["batch_id"]).attempts == 2
+    # no worker took the first lease up (its message was lost, say): not an attempt
+    assert Batch.objects.get(pk=first.kwargs["batch_id"]).attempts == 0
+
+
+def test_an_attempt_is_counted_once_when_a_worker_takes_its_lease_up(run, sent):
+    first = sent.named("signing_triggered")[0]
+    assert take_up_batch(hint_of(first)) is not None
+    assert take_up_batch(hint_of(first)) is not None  # a redelivery: the same attempt
+    lease = KeyLease.objects.get(pk=first.kwargs["lease_id"])
+    assert lease.started_at is not None
+    assert lease.expires_at > lease.started_at
+    assert Batch.objects.get(pk=first.kwargs["batch_id"]).attempts == 1
 
 
 def test_a_worker_whose_lease_expired_writes_nothing_even_before_the_reaper_runs(run, sent):
@@ -74,6 +82,10 @@ def test_a_batch_that_keeps_expiring_fails_and_the_run_says_why(
     batch_id = sent.named("signing_triggered")[0].kwargs["batch_id"]
     for _ in range(2):
         lease = KeyLease.objects.get(batch_id=batch_id, released_at=None)
+        message = next(
+            m for m in sent.named("signing_triggered") if m.kwargs["lease_id"] == lease.pk
+        )
+        assert take_up_batch(hint_of(message)) is not None  # a worker starts, then stalls
         expire_now(lease.pk)
         with django_capture_on_commit_callbacks(execute=True):
             recover()
@@ -124,7 +136,13 @@ def test_a_batch_that_loses_its_lease_while_signing_stops_and_writes_nothing(
     monkeypatch.setattr("signing.services.HEARTBEAT_EVERY_RECORDS", 1)
     settings.SIGNING_LEASE_TTL = 1e-6  # every chunk is "a third of a TTL" later: beat each time
     message = sent.named("signing_triggered")[0]
-    release_lease(lease_id=message.kwargs["lease_id"], outcome=KeyLease.Outcome.EXPIRED)
+
+    def take_up_then_lose_the_lease(hint):
+        taken = take_up_batch(hint)
+        release_lease(lease_id=hint.lease_id, outcome=KeyLease.Outcome.EXPIRED)
+        return taken
+
+    monkeypatch.setattr("signing.services.take_up_batch", take_up_then_lose_the_lease)
     with caplog.at_level("WARNING", logger="keyring.services"):
         assert sign(message) is StoreOutcome.LEASE_LOST
     assert f"lease.lost lease_id={message.kwargs['lease_id']}" in caplog.text

@@ -1,4 +1,5 @@
-"""manage.py flush, which also empties embedded mode's keyring (used by the test suite).
+"""manage.py flush, which also empties embedded mode's keyring (used by the test suite), and
+never restarts ids: a message from before the flush must not name a row made after it.
 
 On SQLite a lease may be deleted only once its key is gone (keyring migration 0006), and
 Django's flush deletes tables in name order, leases before keys; so on SQLite, a flush
@@ -15,6 +16,7 @@ from signing.vendor import SQLITE
 
 class Command(FlushCommand):
     def handle(self, **options) -> None:
+        options["reset_sequences"] = False
         if connections[options["database"]].vendor == SQLITE and not options["interactive"]:
             reset_all(using=options["database"])
         super().handle(**options)
