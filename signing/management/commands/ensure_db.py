@@ -14,10 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         if settings.SIGNING_EMBEDDED:  # settings made the SQLite file's folder
-            self.stdout.write(
-                f"embedded mode ({settings.SIGNING_BACKENDS.reason}): SQLite at "
-                f"{settings.DATABASES['default']['NAME']}, in-process broker"
-            )
+            self.stdout.write(settings.SIGNING_BACKENDS.announcement())
             return
         db = settings.DATABASES["default"]
         params = {
