@@ -90,7 +90,7 @@ TEMPLATES = [
 ]
 
 # The servers, or embedded mode (SQLite and an in-process broker): signing_site.backends
-# says how it is decided; SIGNING_BACKENDS.announcement() is the line commands print.
+# says how it is decided. manage.py prints SIGNING_BACKENDS.announcement() on stderr.
 SIGNING_BACKENDS = backends.choose(
     _GIVEN_ENVIRONMENT,
     base_dir=BASE_DIR,

@@ -77,15 +77,17 @@ def test_make_demo_with_no_servers_reachable_says_so_and_runs_embedded(tmp_path)
         check=False,
     )
 
-    # Then its first command says why it runs embedded and writes that down, and every
-    # record is signed and audited
+    # Then its first command says why it runs embedded and writes that down, the next ones
+    # (migrate, demo) say they read it, and every record is signed and audited
     output = demo.stdout + demo.stderr
     assert demo.returncode == 0, output
-    [why] = [line for line in output.splitlines() if line.startswith("embedded mode")]
-    assert why == (
-        f"embedded mode ({NOTHING_ANSWERS}; recorded as SIGNING_EMBEDDED=1 in {env_file}): "
-        f"SQLite at {database}, in-process broker"
-    )
+    why = [line for line in demo.stderr.splitlines() if line.startswith("embedded mode")]
+    where = f"SQLite at {database}, in-process broker"
+    assert why == [
+        f"embedded mode ({NOTHING_ANSWERS}; recorded as SIGNING_EMBEDDED=1 in {env_file}): {where}",
+        *[f"embedded mode (SIGNING_EMBEDDED=1 in {env_file}): {where}"] * 2,
+    ]
+    assert not [line for line in demo.stdout.splitlines() if line.startswith("embedded mode")]
     assert env_file.read_text().endswith(f": {NOTHING_ANSWERS}\nSIGNING_EMBEDDED=1\n")
     assert "worker threads in this process (embedded mode)" in output
     assert "100,000 of 100,000 signed" in output
@@ -150,6 +152,30 @@ def test_the_first_command_writes_down_embedded_mode_and_the_next_keep_it_once_s
     assert "Audit PASSED" in later[1].stdout
     assert env_file.read_text() == decided
     assert scalar(database, "SELECT count(*) FROM django_migrations") > 0
+
+
+@pytest.mark.parametrize("set_in", ["the environment", "the env file"])
+def test_every_command_in_embedded_mode_says_so_once_on_stderr_and_why(tmp_path, set_in):
+    # Given embedded mode set in the environment, or in the env file (as a probe records it)
+    database, env_file = tmp_path / "signing.sqlite3", tmp_path / ".env"
+    if set_in == "the env file":
+        env_file.write_text("SIGNING_EMBEDDED=1\n")
+        env = user_environment(tmp_path, SIGNING_EMBEDDED_DB=str(database))
+    else:
+        env = embedded_environment(tmp_path)
+
+    # When commands run, ensure_db (which said so on stdout) among them
+    done = [manage(env, *command) for command in (["ensure_db"], ["migrate", "-v", "0"], ["audit"])]
+
+    # Then each says it on stderr once, with where SIGNING_EMBEDDED=1 was set
+    where = "the environment" if set_in == "the environment" else env_file
+    for command in done:
+        assert command.returncode == 0, command.stdout + command.stderr
+        assert command.stderr.splitlines()[0] == (
+            f"embedded mode (SIGNING_EMBEDDED=1 in {where}): SQLite at {database}, "
+            "in-process broker"
+        )
+        assert (command.stdout + command.stderr).count("embedded mode") == 1
 
 
 @pytest.fixture(scope="module")
