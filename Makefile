@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
+# The file settings reads (and where `kek` and the embedded-mode decision are written).
+ENV_FILE := $(or $(SIGNING_ENV_FILE),.env)
 
 .PHONY: demo test install kek db lint format workers serve chaos browser compose-cli clean
 
@@ -24,9 +26,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 kek: install  ## write a random SIGNING_KEK to .env unless one is set already
-	@if [ -n "$$SIGNING_KEK" ] || grep -qs '^SIGNING_KEK=' .env; then :; else \
-		umask 077; echo "SIGNING_KEK=$$($(PY) -c 'from keyring.sealing import generate_kek; print(generate_kek())')" >> .env; \
-		echo "wrote a random SIGNING_KEK to .env (keep it: it opens the private keys)"; fi
+	@if [ -n "$$SIGNING_KEK" ] || grep -qs '^SIGNING_KEK=' "$(ENV_FILE)"; then :; else \
+		umask 077; echo "SIGNING_KEK=$$($(PY) -c 'from keyring.sealing import generate_kek; print(generate_kek())')" >> "$(ENV_FILE)"; \
+		echo "wrote a random SIGNING_KEK to $(ENV_FILE) (keep it: it opens the private keys)"; fi
 
 db: install  ## create the database if missing, then migrate
 	$(MANAGE) ensure_db

@@ -2,25 +2,36 @@
 
 Embedded mode is for a laptop with no PostgreSQL and no Redis: SQLite (WAL, every
 transaction BEGIN IMMEDIATE) and Dramatiq's in-process broker, with the workers as threads
-of the process that starts a run. The decision, in order:
+of the process that starts a run. The decision reads the environment the process was given,
+then the project's env file (`.env`, as settings loads it; an empty value counts as not set):
 
 1. ``SIGNING_EMBEDDED=1`` forces embedded mode; ``SIGNING_EMBEDDED=0`` forbids it.
 2. ``DATABASE_URL`` or ``BROKER_URL`` set: the servers, as configured. An explicit URL
    that does not answer is an error where it is first used, never a quiet fall-back: an
    operator who named a server must not find the records signed somewhere else.
-3. Neither set: the default local servers, if both accept a connection now; embedded
-   mode otherwise, with the reason in one line (`reason`) for commands to print.
+3. None of the three set: the default local servers if both accept a connection now,
+   embedded mode otherwise. That probe runs once: settings calls `record`, which writes
+   ``SIGNING_EMBEDDED=0`` or ``=1`` to the env file, so every later process decides by
+   rule 1. A Redis restarting at the wrong instant must not make `keys disable` or `cancel`
+   act on a SQLite file instead of the servers that hold the data.
 
-Kept free of Django so settings can import it, and tests can call `choose` directly.
+Kept free of Django so settings can import it, and tests can call `choose` and `record`.
 """
 
 from __future__ import annotations
 
+import fcntl
+import io
+import os
 import socket
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
+
+from dotenv import dotenv_values
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/signing"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -30,27 +41,46 @@ PROBE_TIMEOUT_SECONDS = 0.5
 @dataclass(frozen=True)
 class Backends:
     embedded: bool
-    # Why embedded mode was chosen (empty when it was not): one line for the user.
+    # Why this mode, one line for the user: set in embedded mode and when a probe decided.
     reason: str = ""
     database_url: str = DEFAULT_DATABASE_URL
     broker_url: str = DEFAULT_BROKER_URL
     sqlite_path: Path | None = None
+    # Nothing configured the mode, so this process probed the default servers: the
+    # decision is this process's to record (`record`).
+    probed: bool = False
+
+    def announcement(self) -> str:
+        """The line a command says on stderr: always in embedded mode, and in the one
+        process whose probe chose the servers; nothing when configuration chose them."""
+        if self.embedded:
+            return f"embedded mode ({self.reason}): SQLite at {self.sqlite_path}, in-process broker"
+        return f"the servers ({self.reason})" if self.probed else ""
 
 
-def choose(environ: Mapping[str, str], *, base_dir: Path) -> Backends:
-    """Decide from the environment (and, when nothing is configured, a TCP probe)."""
-    sqlite_path = Path(
-        environ.get("SIGNING_EMBEDDED_DB") or base_dir / ".embedded" / "signing.sqlite3"
-    )
-    forced = environ.get("SIGNING_EMBEDDED", "").strip()
+def choose(
+    environ: Mapping[str, str],
+    *,
+    base_dir: Path,
+    env_file: Path | None = None,
+    env_file_values: Mapping[str, str | None] | None = None,
+) -> Backends:
+    """Decide from the environment, then the env file's values; probe only when neither
+    configures anything (`probed` is then set, and the caller records the decision)."""
+    env_file = env_file or base_dir / ".env"
+    given = _set_values(environ)
+    setting = {**_set_values(env_file_values or {}), **given}.get
+    sqlite_path = Path(setting("SIGNING_EMBEDDED_DB") or base_dir / ".embedded" / "signing.sqlite3")
+    forced = setting("SIGNING_EMBEDDED", "")
     if forced not in {"", "0", "1"}:
         raise SystemExit(f"SIGNING_EMBEDDED must be 0 or 1, got {forced!r}")
     if forced == "1":
+        where = "the environment" if "SIGNING_EMBEDDED" in given else env_file
         return Backends(
-            embedded=True, reason="SIGNING_EMBEDDED=1 forces it", sqlite_path=sqlite_path
+            embedded=True, reason=f"SIGNING_EMBEDDED=1 in {where}", sqlite_path=sqlite_path
         )
-    database_url = environ.get("DATABASE_URL", "").strip()
-    broker_url = environ.get("BROKER_URL", "").strip()
+    database_url = setting("DATABASE_URL", "")
+    broker_url = setting("BROKER_URL", "")
     if urlparse(database_url).scheme.startswith("sqlite"):
         # Without embedded mode's settings (BEGIN IMMEDIATE, WAL), leasing on SQLite would
         # not be serialized; with them, only embedded mode's broker makes sense.
@@ -63,17 +93,67 @@ def choose(environ: Mapping[str, str], *, base_dir: Path) -> Backends:
             embedded=False,
             database_url=database_url or DEFAULT_DATABASE_URL,
             broker_url=broker_url or DEFAULT_BROKER_URL,
+            sqlite_path=sqlite_path,
         )
     defaults = (("PostgreSQL", DEFAULT_DATABASE_URL), ("Redis", DEFAULT_BROKER_URL))
     silent = [(name, url) for name, url in defaults if not answers(url)]
     if not silent:
-        return Backends(embedded=False)
+        both = " and ".join(f"{name} at {_address(url)}" for name, url in defaults)
+        return Backends(
+            embedded=False, reason=f"{both} answered", sqlite_path=sqlite_path, probed=True
+        )
     where = " and ".join(f"{name} at {_address(url)}" for name, url in silent)
     verb = "is" if len(silent) == 1 else "are"
     return Backends(
         embedded=True,
-        reason=f"{where} {verb} not reachable and neither DATABASE_URL nor BROKER_URL is set",
+        reason=(
+            f"{where} {verb} not reachable and neither SIGNING_EMBEDDED, DATABASE_URL nor "
+            "BROKER_URL is set"
+        ),
         sqlite_path=sqlite_path,
+        probed=True,
+    )
+
+
+def record(chosen: Backends, env_file: Path, *, by: str, now: datetime) -> Backends:
+    """Append a probe's decision to the env file, with a comment saying when and why, so
+    that every later process reads it and never probes again.
+
+    The lines already there are kept; a new file is made readable by its owner only (it
+    holds the KEK too). Under an exclusive lock, so of two processes that probed at once
+    the second finds the first one's decision and takes it. A file that cannot be written
+    costs one line on stderr: the decision then holds for this process only.
+    """
+    value = int(chosen.embedded)
+    try:
+        descriptor = os.open(env_file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(descriptor, "r+", encoding="utf-8") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)  # released when the file is closed
+            text = file.read()
+            earlier = (
+                dotenv_values(stream=io.StringIO(text)).get("SIGNING_EMBEDDED") or ""
+            ).strip()
+            if earlier in {"0", "1"}:
+                return replace(
+                    chosen,
+                    embedded=earlier == "1",
+                    reason=f"SIGNING_EMBEDDED={earlier} in {env_file}",
+                    probed=False,
+                )
+            file.write(
+                ("\n" if text and not text.endswith("\n") else "")
+                + f"# decided by {by} on {now:%Y-%m-%d %H:%M} UTC: {chosen.reason}\n"
+                + f"SIGNING_EMBEDDED={value}\n"
+            )
+    except OSError as error:
+        print(
+            f"could not record SIGNING_EMBEDDED={value} in {env_file} "
+            f"({error.strerror or error}): it holds for this process only",
+            file=sys.stderr,
+        )
+        return replace(chosen, reason=f"{chosen.reason}; not recorded: for this process only")
+    return replace(
+        chosen, reason=f"{chosen.reason}; recorded as SIGNING_EMBEDDED={value} in {env_file}"
     )
 
 
@@ -85,6 +165,11 @@ def answers(url: str, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
             return True
     except OSError:
         return False
+
+
+def _set_values(values: Mapping[str, str | None]) -> dict[str, str]:
+    """The variables that are set: an empty value (or a bare name in .env) is not."""
+    return {name: value.strip() for name, value in values.items() if value and value.strip()}
 
 
 def _address(url: str) -> str:

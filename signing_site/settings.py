@@ -1,21 +1,26 @@
 """Settings for the signing service, every one read from the environment (12-factor).
 
-A `.env` file at the project root (written by `make demo`, git-ignored) is read first;
-variables already in the environment win over it.
+A `.env` file at the project root (written by `make demo` and by the first process that
+decides on embedded mode, git-ignored) is read first; variables already in the environment
+win over it. SIGNING_ENV_FILE names another file (the tests use their own).
 """
 
 import os
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from dotenv import load_dotenv
+from dotenv import dotenv_values, load_dotenv
 
 from signing_site import backends
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-load_dotenv(BASE_DIR / ".env", override=False)
+ENV_FILE = Path(os.environ.get("SIGNING_ENV_FILE") or BASE_DIR / ".env")
+_GIVEN_ENVIRONMENT = dict(os.environ)  # before .env: commands say where a setting came from
+load_dotenv(ENV_FILE, override=False)
 
 
 def env_int(name: str, default: int) -> int:
@@ -85,8 +90,22 @@ TEMPLATES = [
 ]
 
 # The servers, or embedded mode (SQLite and an in-process broker): signing_site.backends
-# says how it is decided. SIGNING_BACKENDS.reason is the one line commands print.
-SIGNING_BACKENDS = backends.choose(os.environ, base_dir=BASE_DIR)
+# says how it is decided. manage.py prints SIGNING_BACKENDS.announcement() on stderr.
+SIGNING_BACKENDS = backends.choose(
+    _GIVEN_ENVIRONMENT,
+    base_dir=BASE_DIR,
+    env_file=ENV_FILE,
+    env_file_values=dotenv_values(ENV_FILE),
+)
+if SIGNING_BACKENDS.probed:
+    # Nothing configured it, so this process probed: written down once, for every later
+    # process to read, so that a server silent at the wrong instant is never a switch.
+    SIGNING_BACKENDS = backends.record(
+        SIGNING_BACKENDS,
+        ENV_FILE,
+        by=" ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "python",
+        now=datetime.now(UTC),
+    )
 SIGNING_EMBEDDED = SIGNING_BACKENDS.embedded
 DATABASE_URL = SIGNING_BACKENDS.database_url
 # Every transaction here is short. One left idle (its process paused or wedged) would keep

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -69,3 +70,18 @@ def test_the_rabbitmq_profile_adds_a_broker_and_workers_scale():
     assert "rabbitmq:3" in checked.stdout
     assert "BROKER_URL: amqp://guest:guest@rabbitmq:5672/%2F" in checked.stdout
     assert "container_name" not in COMPOSE.read_text()  # --scale worker=N needs none
+
+
+@needs_compose
+def test_every_app_service_runs_on_the_servers_whatever_a_copied_env_file_says():
+    # `COPY . .` takes the project's .env into the image, and on a laptop without servers
+    # that .env says SIGNING_EMBEDDED=1: the environment must win over it.
+    env = {**os.environ, "SIGNING_KEK": "x" * 44}
+    checked = compose("config", env=env)
+    assert checked.returncode == 0, checked.stderr
+    services = yaml.safe_load(checked.stdout)["services"]
+    apps = {name: service for name, service in services.items() if "build" in service}
+    assert set(apps) == {"migrate", "seeder", "web", "worker", "executor"}
+    assert {name: app["environment"]["SIGNING_EMBEDDED"] for name, app in apps.items()} == (
+        dict.fromkeys(apps, "0")
+    )

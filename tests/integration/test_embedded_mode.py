@@ -1,17 +1,22 @@
-"""Embedded mode as a user meets it: `make demo` on a machine with no servers, what an
-explicit, unreachable server URL does instead (an error, never a fall-back), the commands
-it refuses, `serve` signing a run started through the API, a run whose process was killed,
-and two processes on one database.
+"""Embedded mode as a user meets it: `make demo` on a machine with no servers, the decision
+written down by the first command and kept by the next ones (a recorded choice of the
+servers is an error when they do not answer, never a switch to SQLite), what an explicit,
+unreachable server URL does (an error, never a fall-back), the commands it refuses, `serve`
+signing a run started through the API, a run whose process was killed, and two processes
+on one database.
 
 "No servers" is made real, not mocked: the command runs in a network namespace of its own
-(`unshare --net`), where nothing listens on 127.0.0.1.
+(`unshare --net`), where nothing listens on 127.0.0.1. Every command here reads and writes
+its own env file (SIGNING_ENV_FILE under tmp_path), never the project's `.env`.
 """
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -26,16 +31,22 @@ ROOT = Path(__file__).resolve().parents[2]
 MANAGE = str(ROOT / "manage.py")
 
 
-def user_environment(**settings: str) -> dict[str, str]:
+CHOSEN_SETTINGS = ("DATABASE_URL", "BROKER_URL", "SIGNING_EMBEDDED", "SIGNING_EMBEDDED_DB")
+NOTHING_ANSWERS = (
+    "PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 are not reachable and neither "
+    "SIGNING_EMBEDDED, DATABASE_URL nor BROKER_URL is set"
+)
+
+
+def user_environment(tmp_path: Path, **settings: str) -> dict[str, str]:
     """The environment of a user who configured nothing but what is given here.
 
-    Empty values hide the test run's own settings (python-dotenv leaves a variable that is
-    set, even to "", alone), and an empty value counts as not set.
+    The test run's own settings are left out, and the env file is `tmp_path/.env`: what a
+    command decides is written there, and only what a test put there is read.
     """
-    hidden = dict.fromkeys(("DATABASE_URL", "BROKER_URL", "SIGNING_EMBEDDED"), "")
     return {
-        **os.environ,
-        **hidden,
+        **{name: value for name, value in os.environ.items() if name not in CHOSEN_SETTINGS},
+        "SIGNING_ENV_FILE": str(tmp_path / ".env"),
         "DJANGO_SETTINGS_MODULE": "signing_site.settings",
         "COLUMNS": "200",
         **settings,
@@ -51,8 +62,9 @@ def without_network_works() -> bool:
 
 @pytest.mark.skipif(not without_network_works(), reason="cannot unshare the network here")
 def test_make_demo_with_no_servers_reachable_says_so_and_runs_embedded(tmp_path):
-    # Given a machine where nothing answers on 127.0.0.1, and no URL configured
-    env = user_environment(SIGNING_EMBEDDED_DB=str(tmp_path / "signing.sqlite3"))
+    # Given a machine where nothing answers on 127.0.0.1, and nothing configured
+    database, env_file = tmp_path / "signing.sqlite3", tmp_path / ".env"
+    env = user_environment(tmp_path, SIGNING_EMBEDDED_DB=str(database))
 
     # When the user runs `make demo`
     demo = subprocess.run(
@@ -65,15 +77,18 @@ def test_make_demo_with_no_servers_reachable_says_so_and_runs_embedded(tmp_path)
         check=False,
     )
 
-    # Then one line says why it runs embedded, and every record is signed and audited
+    # Then its first command says why it runs embedded and writes that down, the next ones
+    # (migrate, demo) say they read it, and every record is signed and audited
     output = demo.stdout + demo.stderr
     assert demo.returncode == 0, output
-    [why] = [line for line in output.splitlines() if line.startswith("embedded mode")]
-    assert why == (
-        "embedded mode (PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 are not "
-        "reachable and neither DATABASE_URL nor BROKER_URL is set): SQLite at "
-        f"{tmp_path / 'signing.sqlite3'}, in-process broker"
-    )
+    why = [line for line in demo.stderr.splitlines() if line.startswith("embedded mode")]
+    where = f"SQLite at {database}, in-process broker"
+    assert why == [
+        f"embedded mode ({NOTHING_ANSWERS}; recorded as SIGNING_EMBEDDED=1 in {env_file}): {where}",
+        *[f"embedded mode (SIGNING_EMBEDDED=1 in {env_file}): {where}"] * 2,
+    ]
+    assert not [line for line in demo.stdout.splitlines() if line.startswith("embedded mode")]
+    assert env_file.read_text().endswith(f": {NOTHING_ANSWERS}\nSIGNING_EMBEDDED=1\n")
     assert "worker threads in this process (embedded mode)" in output
     assert "100,000 of 100,000 signed" in output
     assert "Audit PASSED" in output
@@ -85,7 +100,7 @@ def test_an_explicit_database_url_that_does_not_answer_is_an_error_not_a_fallbac
         ["make", "-s", "demo"],
         cwd=ROOT,
         env=user_environment(
-            DATABASE_URL=nobody, SIGNING_EMBEDDED_DB=str(tmp_path / "unused.sqlite3")
+            tmp_path, DATABASE_URL=nobody, SIGNING_EMBEDDED_DB=str(tmp_path / "unused.sqlite3")
         ),
         capture_output=True,
         text=True,
@@ -96,23 +111,127 @@ def test_an_explicit_database_url_that_does_not_answer_is_an_error_not_a_fallbac
     assert "cannot reach PostgreSQL at DATABASE_URL" in demo.stderr
     assert "embedded" not in demo.stdout + demo.stderr
     assert not (tmp_path / "unused.sqlite3").exists()
+    assert not (tmp_path / ".env").exists()  # configured: nothing probed, nothing written
 
 
-def embedded_environment(tmp_path: Path, **settings: str) -> dict[str, str]:
-    return user_environment(
-        SIGNING_EMBEDDED="1", SIGNING_EMBEDDED_DB=str(tmp_path / "signing.sqlite3"), **settings
-    )
-
-
-def manage_embedded(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess:
+def manage(env: dict[str, str], *args: str, network: bool = True) -> subprocess.CompletedProcess:
+    """Run `manage.py`; without the network, in a namespace where nothing answers."""
     return subprocess.run(
-        [sys.executable, MANAGE, *args],
-        env=embedded_environment(tmp_path, **settings),
+        [*([] if network else ["unshare", "--net"]), sys.executable, MANAGE, *args],
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+@pytest.mark.skipif(not without_network_works(), reason="cannot unshare the network here")
+def test_the_first_command_writes_down_embedded_mode_and_the_next_keep_it_once_servers_answer(
+    tmp_path,
+):
+    # Given nothing configured, and a first command started where no server answers
+    database, env_file = tmp_path / "signing.sqlite3", tmp_path / ".env"
+    env = user_environment(tmp_path, SIGNING_EMBEDDED_DB=str(database))
+    first = manage(env, "migrate", "-v", "0", network=False)
+    assert first.returncode == 0, first.stderr
+
+    # When the next commands start where PostgreSQL and Redis answer (they run here)
+    decided = env_file.read_text()
+    later = [manage(env, "migrate", "-v", "0"), manage(env, "audit")]
+
+    # Then the first wrote down when and why, and the others stayed on its SQLite file
+    assert re.fullmatch(
+        rf"# decided by manage\.py migrate on \d{{4}}-\d\d-\d\d \d\d:\d\d UTC: "
+        rf"{NOTHING_ANSWERS}\nSIGNING_EMBEDDED=1\n",
+        decided,
+    )
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    for command in later:
+        assert command.returncode == 0, command.stdout + command.stderr
+    assert "Audit PASSED" in later[1].stdout
+    assert env_file.read_text() == decided
+    assert scalar(database, "SELECT count(*) FROM django_migrations") > 0
+
+
+@pytest.mark.parametrize("set_in", ["the environment", "the env file"])
+def test_every_command_in_embedded_mode_says_so_once_on_stderr_and_why(tmp_path, set_in):
+    # Given embedded mode set in the environment, or in the env file (as a probe records it)
+    database, env_file = tmp_path / "signing.sqlite3", tmp_path / ".env"
+    if set_in == "the env file":
+        env_file.write_text("SIGNING_EMBEDDED=1\n")
+        env = user_environment(tmp_path, SIGNING_EMBEDDED_DB=str(database))
+    else:
+        env = embedded_environment(tmp_path)
+
+    # When commands run, ensure_db (which said so on stdout) among them
+    done = [manage(env, *command) for command in (["ensure_db"], ["migrate", "-v", "0"], ["audit"])]
+
+    # Then each says it on stderr once, with where SIGNING_EMBEDDED=1 was set
+    where = "the environment" if set_in == "the environment" else env_file
+    for command in done:
+        assert command.returncode == 0, command.stdout + command.stderr
+        assert command.stderr.splitlines()[0] == (
+            f"embedded mode (SIGNING_EMBEDDED=1 in {where}): SQLite at {database}, "
+            "in-process broker"
+        )
+        assert (command.stdout + command.stderr).count("embedded mode") == 1
+
+
+@pytest.fixture(scope="module")
+def sqlite_with_keys(tmp_path_factory) -> Path:
+    """A migrated SQLite database with two keys, made in embedded mode."""
+    folder = tmp_path_factory.mktemp("sqlite-with-keys")
+    for command in (["migrate", "-v", "0"], ["seed", "--records", "100", "--keys", "2"]):
+        done = manage_embedded(folder, *command)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return folder / "signing.sqlite3"
+
+
+@pytest.mark.skipif(not without_network_works(), reason="cannot unshare the network here")
+@pytest.mark.parametrize("command", [("keys", "disable", "KID"), ("cancel",), ("audit",)])
+def test_a_recorded_choice_of_the_servers_fails_when_they_are_silent_never_uses_sqlite(
+    tmp_path, sqlite_with_keys, command
+):
+    # Given the servers recorded in .env, and a SQLite file that a fall-back would find
+    env_file = tmp_path / ".env"
+    env_file.write_text("# decided by manage.py migrate on …: … answered\nSIGNING_EMBEDDED=0\n")
+    before = sqlite_state(sqlite_with_keys)
+    kid = before["keys"][0][0]
+
+    # When a command that changes state (or judges it) runs while no server answers
+    args = [kid if arg == "KID" else arg for arg in command]
+    done = manage(
+        user_environment(tmp_path, SIGNING_EMBEDDED_DB=str(sqlite_with_keys)), *args, network=False
+    )
+
+    # Then it fails on PostgreSQL, and the SQLite file is left as it was
+    assert done.returncode != 0
+    assert 'connection to server at "127.0.0.1", port 5432 failed' in done.stderr
+    assert "embedded mode" not in done.stdout + done.stderr
+    assert sqlite_state(sqlite_with_keys) == before
+    assert env_file.read_text().count("SIGNING_EMBEDDED") == 1
+
+
+def sqlite_state(database: Path) -> dict[str, list[tuple]]:
+    return {
+        "keys": rows(database, "SELECT kid, enabled FROM keyring_signingkey ORDER BY id"),
+        "signatures": rows(database, "SELECT count(*) FROM records_signature"),
+        "runs": rows(database, "SELECT id, status FROM signing_signingrun"),
+    }
+
+
+def embedded_environment(tmp_path: Path, **settings: str) -> dict[str, str]:
+    return user_environment(
+        tmp_path,
+        SIGNING_EMBEDDED="1",
+        SIGNING_EMBEDDED_DB=str(tmp_path / "signing.sqlite3"),
+        **settings,
+    )
+
+
+def manage_embedded(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess:
+    return manage(embedded_environment(tmp_path, **settings), *args)
 
 
 def test_embedded_mode_refuses_what_needs_worker_processes(tmp_path):
@@ -217,8 +336,12 @@ def test_a_run_whose_process_was_killed_is_resumed_by_the_next_sign(tmp_path):
 
 
 def scalar(database: Path, query: str) -> int:
+    return rows(database, query)[0][0]
+
+
+def rows(database: Path, query: str) -> list[tuple]:
     with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection:
-        return connection.execute(query).fetchone()[0]
+        return connection.execute(query).fetchall()
 
 
 def test_two_sign_processes_on_one_embedded_database_share_the_run_and_keep_the_rules(tmp_path):

@@ -1,11 +1,23 @@
-"""How a process picks the servers or embedded mode (signing_site.backends.choose)."""
+"""How a process picks the servers or embedded mode (signing_site.backends), and keeps the
+decision once a probe made it."""
 
+import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
 from signing.sandbox import free_port
-from signing_site.backends import DEFAULT_BROKER_URL, DEFAULT_DATABASE_URL, answers, choose
+from signing_site import backends
+from signing_site.backends import (
+    DEFAULT_BROKER_URL,
+    DEFAULT_DATABASE_URL,
+    Backends,
+    answers,
+    choose,
+    record,
+)
 
 BASE = Path("/srv/signing")
 NOBODY = f"postgres://postgres@127.0.0.1:{free_port()}/signing"
@@ -14,7 +26,7 @@ NOBODY = f"postgres://postgres@127.0.0.1:{free_port()}/signing"
 def test_signing_embedded_1_forces_embedded_mode_whatever_is_configured():
     chosen = choose({"SIGNING_EMBEDDED": "1", "DATABASE_URL": DEFAULT_DATABASE_URL}, base_dir=BASE)
     assert chosen.embedded
-    assert chosen.reason == "SIGNING_EMBEDDED=1 forces it"
+    assert chosen.reason == "SIGNING_EMBEDDED=1 in the environment"
     assert chosen.sqlite_path == BASE / ".embedded" / "signing.sqlite3"
 
 
@@ -22,6 +34,7 @@ def test_an_explicit_url_is_used_even_when_nothing_answers_there():
     chosen = choose({"DATABASE_URL": NOBODY}, base_dir=BASE)
     assert not answers(NOBODY)
     assert not chosen.embedded
+    assert not chosen.probed
     assert chosen.database_url == NOBODY
     assert chosen.broker_url == DEFAULT_BROKER_URL
 
@@ -53,3 +66,192 @@ def test_an_unknown_signing_embedded_value_is_refused(value):
 def test_a_sqlite_database_url_is_refused_with_the_way_to_embedded_mode():
     with pytest.raises(SystemExit, match="set SIGNING_EMBEDDED=1"):
         choose({"DATABASE_URL": "sqlite:///signing.db"}, base_dir=BASE)
+
+
+# --- Decided once: nothing configured, the probe decides and `record` writes it down ---
+
+NOW = datetime(2026, 11, 27, 15, 46, tzinfo=UTC)
+NONE_SET = "neither SIGNING_EMBEDDED, DATABASE_URL nor BROKER_URL is set"
+
+
+class Probes:
+    """Stands in for the TCP probe: the default servers answer or not; each probe is kept."""
+
+    def __init__(self) -> None:
+        self.servers_answer = False
+        self.urls: list[str] = []
+
+    def __call__(self, url: str, **_: object) -> bool:
+        self.urls.append(url)
+        return self.servers_answer
+
+
+@pytest.fixture
+def probes(monkeypatch) -> Probes:
+    probes = Probes()
+    monkeypatch.setattr(backends, "answers", probes)
+    return probes
+
+
+def choose_as_settings_does(env_file: Path, environ: dict[str, str] | None = None) -> Backends:
+    """Like settings: the given environment, then the env file; record what a probe decided."""
+    chosen = choose(
+        environ or {}, base_dir=BASE, env_file=env_file, env_file_values=dotenv_values(env_file)
+    )
+    if chosen.probed:
+        chosen = record(chosen, env_file, by="manage.py seed", now=NOW)
+    return chosen
+
+
+def test_with_nothing_configured_the_probe_decides_and_asks_to_be_recorded(probes, tmp_path):
+    chosen = choose({}, base_dir=BASE, env_file=tmp_path / ".env")
+
+    assert probes.urls == [DEFAULT_DATABASE_URL, DEFAULT_BROKER_URL]
+    assert chosen.embedded
+    assert chosen.probed
+    assert chosen.reason == (
+        "PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 are not reachable and " + NONE_SET
+    )
+    assert not (tmp_path / ".env").exists()  # choose only decides: settings records
+
+
+def test_the_decision_is_written_to_a_new_env_file_that_only_its_owner_reads(probes, tmp_path):
+    env_file = tmp_path / ".env"
+
+    chosen = choose_as_settings_does(env_file)
+
+    assert env_file.read_text() == (
+        "# decided by manage.py seed on 2026-11-27 15:46 UTC: PostgreSQL at 127.0.0.1:5432 and "
+        f"Redis at 127.0.0.1:6379 are not reachable and {NONE_SET}\n"
+        "SIGNING_EMBEDDED=1\n"
+    )
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert chosen.embedded
+    assert chosen.reason.endswith(f"; recorded as SIGNING_EMBEDDED=1 in {env_file}")
+
+
+def test_the_decision_is_appended_after_the_lines_already_there(probes, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("SIGNING_KEK=kept\n# a comment of the user's\nSIGNING_LOG_LEVEL=INFO")
+    probes.servers_answer = True
+
+    chosen = choose_as_settings_does(env_file)
+
+    assert not chosen.embedded
+    assert env_file.read_text() == (
+        "SIGNING_KEK=kept\n# a comment of the user's\nSIGNING_LOG_LEVEL=INFO\n"
+        "# decided by manage.py seed on 2026-11-27 15:46 UTC: PostgreSQL at 127.0.0.1:5432 and "
+        "Redis at 127.0.0.1:6379 answered\n"
+        "SIGNING_EMBEDDED=0\n"
+    )
+
+
+def test_a_later_process_reads_the_recorded_decision_and_never_probes(probes, tmp_path):
+    # Given a first process that found no server and recorded embedded mode
+    env_file = tmp_path / ".env"
+    choose_as_settings_does(env_file)
+    recorded = env_file.read_text()
+
+    # When the servers answer now, and another process starts
+    probes.servers_answer = True
+    probes.urls.clear()
+    later = choose_as_settings_does(env_file)
+
+    # Then it stays embedded, says why, and neither probes nor writes
+    assert later.embedded
+    assert not later.probed
+    assert later.reason == f"SIGNING_EMBEDDED=1 in {env_file}"
+    assert probes.urls == []
+    assert env_file.read_text() == recorded
+
+
+def test_once_the_servers_are_recorded_a_silent_server_is_never_a_switch_to_sqlite(
+    probes, tmp_path
+):
+    # Given a first process that found both servers and recorded them
+    env_file = tmp_path / ".env"
+    probes.servers_answer = True
+    assert not choose_as_settings_does(env_file).embedded
+
+    # When Redis restarts (nothing answers) just as `manage.py keys disable` starts
+    probes.servers_answer = False
+    probes.urls.clear()
+    later = choose_as_settings_does(env_file)
+
+    # Then it uses the servers all the same (and fails there if they stay down)
+    assert not later.embedded
+    assert (later.database_url, later.broker_url) == (DEFAULT_DATABASE_URL, DEFAULT_BROKER_URL)
+    assert probes.urls == []
+
+
+def test_a_decision_recorded_meanwhile_by_another_process_is_the_one_kept(probes, tmp_path):
+    # Given this process probed and found nothing, but another one recorded the servers first
+    env_file = tmp_path / ".env"
+    chosen = choose({}, base_dir=BASE, env_file=env_file)
+    env_file.write_text("# decided by manage.py serve on …: … answered\nSIGNING_EMBEDDED=0\n")
+
+    # When this process records its decision
+    kept = record(chosen, env_file, by="manage.py seed", now=NOW)
+
+    # Then it takes the one already written, and writes nothing
+    assert not kept.embedded
+    assert kept.reason == f"SIGNING_EMBEDDED=0 in {env_file}"
+    assert env_file.read_text().count("SIGNING_EMBEDDED") == 1
+
+
+def test_a_decision_that_cannot_be_written_holds_for_this_process_only(probes, tmp_path, capsys):
+    env_file = tmp_path / "no-such-folder" / ".env"
+
+    chosen = choose_as_settings_does(env_file)
+
+    assert chosen.embedded
+    assert chosen.reason.endswith("; not recorded: for this process only")
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"could not record SIGNING_EMBEDDED=1 in {env_file} (")
+    assert not env_file.exists()
+
+
+def test_the_environment_wins_over_the_env_file_and_says_where_the_setting_is(probes, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("SIGNING_EMBEDDED=0\n")
+
+    from_environment = choose_as_settings_does(env_file, {"SIGNING_EMBEDDED": "1"})
+    env_file.write_text("SIGNING_EMBEDDED=1\n")
+    from_file = choose_as_settings_does(env_file)
+    configured = choose_as_settings_does(env_file, {"BROKER_URL": DEFAULT_BROKER_URL})
+
+    assert from_environment.reason == "SIGNING_EMBEDDED=1 in the environment"
+    assert from_file.reason == f"SIGNING_EMBEDDED=1 in {env_file}"
+    assert from_file.embedded
+    assert configured.embedded  # SIGNING_EMBEDDED=1 forces it, wherever it is set
+    assert probes.urls == []
+
+
+def test_an_empty_value_in_the_environment_leaves_the_recorded_decision_in_force(probes, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("SIGNING_EMBEDDED=1\n")
+
+    chosen = choose_as_settings_does(env_file, {"SIGNING_EMBEDDED": "", "DATABASE_URL": " "})
+
+    assert chosen.embedded
+    assert probes.urls == []
+
+
+def test_a_configured_process_never_probes_so_never_writes(probes, tmp_path):
+    # tests/settings.py sets BROKER_URL; docker-compose.yml sets both URLs
+    for configured in ({"BROKER_URL": "redis://127.0.0.1:6379/15"}, {"DATABASE_URL": NOBODY}):
+        assert not choose_as_settings_does(tmp_path / ".env", configured).probed
+    assert probes.urls == []
+    assert not (tmp_path / ".env").exists()
+
+
+def test_what_a_command_says_on_stderr(tmp_path):
+    embedded = choose({"SIGNING_EMBEDDED": "1"}, base_dir=BASE)
+    probed = Backends(embedded=False, reason="both answered; recorded", probed=True)
+
+    assert embedded.announcement() == (
+        "embedded mode (SIGNING_EMBEDDED=1 in the environment): SQLite at "
+        "/srv/signing/.embedded/signing.sqlite3, in-process broker"
+    )
+    assert probed.announcement() == "the servers (both answered; recorded)"
+    assert choose({"DATABASE_URL": NOBODY}, base_dir=BASE).announcement() == ""

@@ -1,6 +1,7 @@
 """Create the configured PostgreSQL database if it does not exist yet (used by `make`).
 
-In embedded mode, say in one line why, and where the SQLite file is.
+In embedded mode there is nothing to create: settings made the SQLite file's folder, and
+manage.py has said on stderr why, and where the file is.
 """
 
 import psycopg
@@ -13,11 +14,7 @@ class Command(BaseCommand):
     help = "Create the database named by DATABASE_URL when it is missing; do nothing otherwise."
 
     def handle(self, *args, **options) -> None:
-        if settings.SIGNING_EMBEDDED:  # settings made the SQLite file's folder
-            self.stdout.write(
-                f"embedded mode ({settings.SIGNING_BACKENDS.reason}): SQLite at "
-                f"{settings.DATABASES['default']['NAME']}, in-process broker"
-            )
+        if settings.SIGNING_EMBEDDED:
             return
         db = settings.DATABASES["default"]
         params = {
