@@ -34,7 +34,12 @@ TRIAL_ENV = {
     "SIGNING_LEASE_TTL": "3",
     "SIGNING_REAPER_INTERVAL": "1",
     "SIGNING_LOG_LEVEL": "INFO",
+    # A lost audit_run is sent again after 5 s instead of 10 minutes.
+    "SIGNING_AUDIT_RESEND_SECONDS": "5",
 }
+# How long the broker outages last in `manage.py chaos` (the tests pass shorter ones).
+REDIS_PAUSE_SECONDS = 60.0
+REDIS_DOWN_SECONDS = 300.0
 RUN_DEADLINE_SECONDS = 120.0
 
 
@@ -148,6 +153,15 @@ class Trial:
     def finished(self) -> bool:
         return self.run_status() in SigningRun.FINISHED_STATUSES
 
+    def audited(self) -> bool:
+        """Whether the last run's audit, by a worker, is recorded."""
+        return bool(
+            self.query(
+                "SELECT count(*) FROM signing_runaudit a JOIN signing_signingrun r"
+                " ON r.id = a.run_id WHERE r.id = (SELECT max(id) FROM signing_signingrun)"
+            )[0]
+        )
+
     # --- the flow --------------------------------------------------------------------
     def seed(self, keys: int = 50) -> None:
         """Start from nothing: no run left active, no message left queued, fresh records."""
@@ -207,6 +221,13 @@ class Trial:
         )
         recovery = time.monotonic() - started
         self.result.recovery_seconds = max(self.result.recovery_seconds or 0.0, recovery)
+
+    def outage(self, begin: Callable[[], None], end: Callable[[], None], *, seconds: float) -> None:
+        """A fault that lasts: begin it, keep it for `seconds` (the outage is the trial's
+        point, not a wait for something), end it; recovery is timed from its end."""
+        begin()
+        time.sleep(seconds)
+        self.fault(end)
 
     def wait_for_the_run(self) -> None:
         wait_for(self.finished, what="the run to finish", timeout=RUN_DEADLINE_SECONDS, every=0.05)
@@ -338,6 +359,75 @@ def trial_restart_redis(sandbox: Sandbox) -> TrialResult:
     )
 
 
+def trial_pause_redis(sandbox: Sandbox, *, seconds: float = REDIS_PAUSE_SECONDS) -> TrialResult:
+    """Redis frozen (SIGSTOP) mid-run for many lease TTLs, then thawed with its queue intact:
+    every lease open then expires unused, and the stale messages it kept are refused."""
+    trial = Trial(sandbox, name=f"Redis paused {seconds:.0f} s", records=20_000, batch_size=100)
+    trial.seed()
+    trial.start_pool(0)
+    trial.start_pool(1)
+    try:
+        trial.start_run()
+        if trial.at_fraction(0.4):
+            trial.outage(sandbox.redis.pause, sandbox.redis.resume, seconds=seconds)
+        trial.wait_for_the_run()
+    finally:
+        with contextlib.suppress(AssertionError):
+            sandbox.redis.resume()
+        trial.stop_pools()
+    return trial.conclude()
+
+
+def trial_redis_down(sandbox: Sandbox, *, seconds: float = REDIS_DOWN_SECONDS) -> TrialResult:
+    """Redis killed mid-run and started again, empty, only after many lease TTLs."""
+    trial = Trial(sandbox, name=f"Redis down {seconds:.0f} s", records=20_000, batch_size=100)
+    trial.seed()
+    trial.start_pool(0)
+    trial.start_pool(1)
+    try:
+        trial.start_run()
+        if trial.at_fraction(0.4):
+            trial.outage(sandbox.redis.kill, sandbox.redis.start, seconds=seconds)
+        trial.wait_for_the_run()
+    finally:
+        if sandbox.redis.process is None:
+            sandbox.redis.start()
+        trial.stop_pools()
+    return trial.conclude()
+
+
+def trial_audit_lost(sandbox: Sandbox) -> TrialResult:
+    """The run's audit_run lost: every worker frozen the instant the run finishes (so none
+    can have audited it yet), Redis restarted empty, the workers killed and new ones
+    started. The reaper must send audit_run again, and the audit be recorded."""
+    trial = Trial(sandbox, name="audit_run lost", records=20_000, batch_size=100)
+    trial.seed()
+    trial.start_pool(0)
+    trial.start_pool(1)
+    try:
+        trial.start_run()
+        wait_for(
+            trial.finished, what="the run to finish", timeout=RUN_DEADLINE_SECONDS, every=0.005
+        )
+        started = time.monotonic()
+        for pool in trial.pools:
+            assert pool is not None
+            os.killpg(pool.pid, signal.SIGSTOP)
+        if trial.audited():
+            trial.result.notes.append("the audit was recorded before the workers froze")
+        sandbox.redis.restart_empty()
+        for index, pool in enumerate(trial.pools):
+            assert pool is not None
+            os.killpg(pool.pid, signal.SIGKILL)
+            pool.stop()
+            trial.start_pool(index)
+        wait_for(trial.audited, what="the audit to be recorded", timeout=RUN_DEADLINE_SECONDS)
+        trial.result.recovery_seconds = time.monotonic() - started
+    finally:
+        trial.stop_pools()
+    return trial.conclude()
+
+
 def trial_restart_postgres(sandbox: Sandbox) -> TrialResult:
     """PostgreSQL stopped as a crash would (immediate) and started again mid-run."""
     return _trial_with_one_fault(
@@ -451,18 +541,22 @@ TRIALS: dict[str, Callable[[Sandbox], TrialResult]] = {
     "kill-every-worker": trial_kill_every_worker,
     "sigterm-every-worker": trial_sigterm_every_worker,
     "restart-redis": trial_restart_redis,
+    "pause-redis": trial_pause_redis,
+    "redis-down": trial_redis_down,
+    "audit-lost": trial_audit_lost,
     "restart-postgres": trial_restart_postgres,
     "pause-worker": trial_pause_worker,
     "late-delivery": trial_late_delivery,
 }
 
 
-def run_trial(name: str, sandbox: Sandbox) -> TrialResult:
-    """Run one trial; a trial that cannot finish is a failed result, not a crash."""
+def run_trial(name: str, sandbox: Sandbox, **options: float) -> TrialResult:
+    """Run one trial (options: a broker outage's `seconds`); a trial that cannot finish is
+    a failed result, not a crash."""
     started = time.monotonic()
     started_at = time.time()
     try:
-        result = TRIALS[name](sandbox)
+        result = TRIALS[name](sandbox, **options)
     except (SandboxError, subprocess.TimeoutExpired) as error:
         result = TrialResult(name=name, records=0, notes=[f"did not finish: {error}"])
         result.notes.extend(_worker_log_tails(sandbox, since=started_at))

@@ -277,11 +277,18 @@ def recover() -> int:
     Messages are hints and the tables are the truth: whatever was lost (a SigningTriggered
     in a restarted Redis, a SigningCompleted from a killed worker, an audit_run), an expired
     lease frees its key and batch here, every running run is filled again or finished, and
-    a finished run still waiting for its audit gets its audit_run again. While the broker
-    does not answer, nothing is dispatched: a claim whose message cannot leave would only
-    churn leases. Returns how many leases expired.
+    a finished run still waiting for its audit gets its audit_run again. Returns how many
+    leases expired.
     """
-    with transaction.atomic():  # a batch is never left leased with its lease closed
+    expired = reclaim_expired_leases()
+    resume_runs()
+    return expired
+
+
+def reclaim_expired_leases() -> int:
+    """Close every overdue lease and give its batch back, in one transaction (a batch is
+    never left leased with its lease closed); return how many expired."""
+    with transaction.atomic():
         expired = expire_leases()
         for lease_id, batch_id in expired:
             return_batch(
@@ -290,16 +297,28 @@ def recover() -> int:
                 lease_id=lease_id,
             )
         _return_orphaned_batches()
+    return len(expired)
+
+
+def resume_runs() -> bool:
+    """Fill or finish every running run, and ask again for audits that never came; False,
+    doing nothing, while the broker does not answer.
+
+    A claim whose message cannot leave would only churn leases (each is given back at once,
+    but stamps its key), so an outage is waited out here. Run outside any transaction: the
+    broker check may take seconds, and a transaction left idle that long is cut off
+    (idle_in_transaction_session_timeout).
+    """
     try:
         check_broker()
     except Exception as error:  # whatever the client raises, no message could leave now
         log.warning("reaper.broker_unreachable", error=error)
-        return len(expired)
+        return False
     running = SigningRun.objects.filter(status=SigningRun.Status.RUNNING)
     for run_id in running.values_list("id", flat=True):
         advance_run(run_id)
     resend_lost_audits()
-    return len(expired)
+    return True
 
 
 def resend_lost_audits() -> int:

@@ -25,10 +25,11 @@ _embedded_reaper = threading.Lock()
 def reap_once() -> bool:
     """Run one recovery pass unless another process is running one; return whether it ran.
 
-    The whole pass is one transaction under a transaction-scoped advisory lock, so the lock
-    can never outlive the pass: a worker paused in the middle (SIGSTOP) is cut off by
-    PostgreSQL's idle_in_transaction_session_timeout, and its lock goes with it. The lock
-    only saves work: recover() is safe to run from several processes at once.
+    The expiry is one transaction under a transaction-scoped advisory lock, so the lock can
+    never outlive it: a worker paused in the middle (SIGSTOP) is cut off by PostgreSQL's
+    idle_in_transaction_session_timeout, and its lock goes with it. The process that got
+    the lock then resumes the runs, outside the transaction. The lock only saves work:
+    every step is safe to run from several processes at once.
     """
     # Imported here: this module is loaded with the broker, before Django's apps are ready.
     from django.db import close_old_connections
@@ -50,7 +51,7 @@ def reap_once() -> bool:
 def _reap(*, advisory_lock: bool) -> bool:
     from django.db import connection, transaction
 
-    from signing.dispatch import recover
+    from signing.dispatch import reclaim_expired_leases, resume_runs
 
     try:
         with transaction.atomic():
@@ -59,7 +60,10 @@ def _reap(*, advisory_lock: bool) -> bool:
                     cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [REAPER_LOCK_ID])
                     if not cursor.fetchone()[0]:
                         return False
-            expired = recover()
+            expired = reclaim_expired_leases()
+        # After the commit (and the lock's release): resuming waits on the broker, for
+        # seconds when it does not answer, and is safe in several processes at once.
+        resume_runs()
     except Exception:
         # The next tick tries again; a broken connection is dropped.
         log.warning("reaper.tick_failed", exc_info=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -102,6 +103,15 @@ class PrivateRedis:
         """Kill -9 and start again on the same port: every queued message is gone."""
         self.kill()
         self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers (a hung or frozen host)."""
+        assert self.process is not None, "start() first"
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None, "start() first"
+        self.process.send_signal(signal.SIGCONT)
 
 
 class PrivatePostgres:

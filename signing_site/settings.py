@@ -9,7 +9,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -167,11 +167,28 @@ _scheme = urlparse(BROKER_URL).scheme
 if _scheme not in _BROKER_CLASSES:
     raise SystemExit(f"BROKER_URL must start with redis:// or amqp://, got {BROKER_URL!r}")
 
+# A Redis that stops answering (paused, its host gone) must fail a send or a fetch within
+# seconds, not hang the thread for good: redis-py waits without limit unless told. A send
+# that fails gives its batch back at once, and the reaper dispatches again once Redis
+# answers (docs/reliability.md). Values already in BROKER_URL win.
+BROKER_TIMEOUT_SECONDS = 5
+
+
+def _with_redis_timeouts(url: str) -> str:
+    parsed = urlparse(url)
+    if not parsed.scheme.startswith("redis"):
+        return url
+    query = dict(parse_qsl(parsed.query))
+    for option in ("socket_timeout", "socket_connect_timeout"):
+        query.setdefault(option, str(BROKER_TIMEOUT_SECONDS))
+    return urlunparse(parsed._replace(query=urlencode(query)))
+
+
 DRAMATIQ_BROKER = {
     # Embedded: the broker lives in the process, and so do the workers that consume it
     # (signing.workers.EmbeddedWorkers).
     "BROKER": "dramatiq.brokers.stub.StubBroker" if SIGNING_EMBEDDED else _BROKER_CLASSES[_scheme],
-    "OPTIONS": {} if SIGNING_EMBEDDED else {"url": BROKER_URL},
+    "OPTIONS": {} if SIGNING_EMBEDDED else {"url": _with_redis_timeouts(BROKER_URL)},
     # No AdminMiddleware: it writes a row per message, and the tables of record here are
     # the leases and batches. DbConnectionsMiddleware closes stale connections around
     # each message so a restarted PostgreSQL only costs a retry.

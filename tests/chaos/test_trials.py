@@ -53,6 +53,27 @@ def test_a_redis_restarted_empty_only_delays_the_run(sandbox):
     assert_healed(result)
 
 
+# Outages of several lease TTLs (3 s in the trials); `manage.py chaos` holds them 60 s
+# (paused) and 300 s (down).
+OUTAGE_SECONDS = 20
+
+
+def test_a_redis_paused_past_many_lease_ttls_only_delays_the_run(sandbox):
+    result = run_trial("pause-redis", sandbox, seconds=OUTAGE_SECONDS)
+    assert_healed(result)  # completed: no batch failed for want of a broker
+
+
+def test_a_redis_down_past_many_lease_ttls_then_back_empty_only_delays_the_run(sandbox):
+    result = run_trial("redis-down", sandbox, seconds=OUTAGE_SECONDS)
+    assert_healed(result)
+
+
+def test_a_lost_audit_run_is_sent_again_and_the_run_audited(sandbox):
+    result = run_trial("audit-lost", sandbox)
+    assert_healed(result)
+    assert not result.notes, result.notes
+
+
 def test_a_postgres_restart_mid_run_heals(sandbox):
     assert_healed(run_trial("restart-postgres", sandbox))
 
