@@ -6,6 +6,7 @@ releases one lease and dispatches again. Nothing here sleeps or polls.
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import Final
 
@@ -38,14 +39,26 @@ log = EventLogger(__name__)
 MAX_BATCH_SIZE: Final = 2_147_483_647
 
 
+# A decimal string as a user types it: one optional sign, then ASCII digits only. Not
+# str.isdigit(), which also says yes to "²" and fullwidth digits, nor a strip of every
+# sign, which let "--5" through to int().
+_DECIMAL: Final = re.compile(r"[+-]?([0-9]+)")
+
+
 def parse_batch_size(raw: object) -> int:
     """Accept a whole number from 1 to MAX_BATCH_SIZE (or its decimal string), nothing else."""
     if isinstance(raw, bool):
         raise InvalidBatchSize("batch size must be a whole number, not a boolean")
     if isinstance(raw, str):
         text = raw.strip()
-        if not text.lstrip("+-").isdigit():
+        decimal = _DECIMAL.fullmatch(text)
+        if decimal is None:
             raise InvalidBatchSize(f"batch size must be a whole number, got {raw!r}")
+        digits = decimal[1].lstrip("0")
+        if len(digits) > len(str(MAX_BATCH_SIZE)):  # and int() refuses past 4,300 digits
+            raise InvalidBatchSize(
+                f"batch size must be from 1 to {MAX_BATCH_SIZE}, got a {len(digits)}-digit number"
+            )
         raw = int(text)
     if not isinstance(raw, int):
         raise InvalidBatchSize(f"batch size must be a whole number, got {raw!r}")

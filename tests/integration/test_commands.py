@@ -34,7 +34,9 @@ def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
-@pytest.mark.parametrize("bad", ["0", "-1", "abc", "1.5", "", "1e3", str(10**12), "2147483648"])
+@pytest.mark.parametrize(
+    "bad", ["0", "-1", "abc", "1.5", "", "1e3", str(10**12), "2147483648", "--5", "+-5", "²"]
+)
 def test_sign_refuses_a_bad_batch_size_in_one_line_with_exit_2_and_creates_nothing(bad, worker_env):
     result = run_command("sign", f"--batch-size={bad}", env=worker_env)
     assert result.returncode == 2
