@@ -107,7 +107,10 @@ def test_export_public_gives_every_key_also_the_disabled_ones():
     pem = keys("export-public")
 
     assert {jwk["kid"] for jwk in jwks["keys"]} == {ed.kid, p256.kid}
-    assert {jwk["kty"] for jwk in jwks["keys"]} == {"OKP", "EC"}
+    assert {jwk["kid"]: (jwk["kty"], jwk.get("alg")) for jwk in jwks["keys"]} == {
+        ed.kid: ("OKP", "EdDSA"),
+        p256.kid: ("EC", None),  # we store DER, not JOSE ES256's raw r||s: no alg claimed
+    }
     assert f"# {ed.kid} (ed25519, disabled)" in pem
     assert f"# {p256.kid} ({crypto.ECDSA_P256_SHA256}, enabled)" in pem
     assert pem.count("-----BEGIN PUBLIC KEY-----") == 2
