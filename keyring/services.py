@@ -52,23 +52,30 @@ def lock_keyring() -> None:
 
 
 def create_keys(*, count: int, algorithm: str = crypto.ED25519, kek: bytes) -> list[SigningKey]:
-    """Generate keys, sealing each private key under the KEK before it reaches the database."""
-    keys = []
-    start = SigningKey.objects.count()
-    for number in range(start + 1, start + count + 1):
-        private_key = crypto.generate_private_key(algorithm)
-        kid = f"key-{number:04d}-{_short_fingerprint(private_key)}"
-        keys.append(
-            SigningKey(
-                kid=kid,
-                algorithm=algorithm,
-                public_key_pem=crypto.public_key_pem(private_key),
-                encrypted_private_key=sealing.seal(
-                    kek, kid, crypto.private_key_to_der(private_key)
-                ),
+    """Generate keys, sealing each private key under the KEK before it reaches the database.
+
+    Refuses (KekMismatch, nothing created) a KEK that does not open every key already in
+    the keyring: one sealed under two KEKs fails the readiness check of every run, and
+    rotate-kek cannot open it whole.
+    """
+    with transaction.atomic():
+        check_kek_opens_keyring(kek)
+        keys = []
+        start = SigningKey.objects.count()
+        for number in range(start + 1, start + count + 1):
+            private_key = crypto.generate_private_key(algorithm)
+            kid = f"key-{number:04d}-{_short_fingerprint(private_key)}"
+            keys.append(
+                SigningKey(
+                    kid=kid,
+                    algorithm=algorithm,
+                    public_key_pem=crypto.public_key_pem(private_key),
+                    encrypted_private_key=sealing.seal(
+                        kek, kid, crypto.private_key_to_der(private_key)
+                    ),
+                )
             )
-        )
-    return SigningKey.objects.bulk_create(keys)
+        return SigningKey.objects.bulk_create(keys)
 
 
 def set_keys_enabled(keys: QuerySet[SigningKey], *, enabled: bool) -> int:
@@ -268,9 +275,15 @@ def forget_private_keys() -> None:
         _open_keys.clear()
 
 
-def check_kek_opens_keyring() -> None:
-    """Raise a KekError unless SIGNING_KEK opens the keyring's keys (tries the first one)."""
-    kek = sealing.kek_from_environment()
-    key = SigningKey.objects.only("kid", "encrypted_private_key").order_by("id").first()
-    if key is not None:
-        sealing.unseal(kek, key.kid, bytes(key.encrypted_private_key))
+def check_kek_opens_keyring(kek: bytes | None = None) -> None:
+    """Raise a KekError unless the KEK (SIGNING_KEK when not given) opens every key.
+
+    Every key, not the first alone: a key sealed under another KEK would otherwise pass
+    here and fail each batch leased to it, in a worker, until the run fails. The
+    KekMismatch names the first kid (by id) that does not open, and nothing secret.
+    """
+    if kek is None:
+        kek = sealing.kek_from_environment()
+    sealed_keys = SigningKey.objects.order_by("id").values_list("kid", "encrypted_private_key")
+    for kid, sealed in sealed_keys.iterator(chunk_size=1000):
+        sealing.unseal(kek, kid, bytes(sealed))

@@ -54,6 +54,21 @@ def test_add_without_a_kek_says_how_to_set_one(monkeypatch):
         keys("add")
 
 
+def test_add_refuses_a_kek_that_does_not_open_the_keys_already_there(monkeypatch):
+    first, _ = seed(records=0, keys=2)
+    other_kek = sealing.generate_kek()
+    monkeypatch.setenv("SIGNING_KEK", other_kek)
+
+    refused = f"does not open the private key of {first.kid}:"
+    with pytest.raises(CommandError, match=refused) as error:
+        keys("add", "--count", "3")
+
+    assert error.value.returncode == 1
+    assert "\n" not in str(error.value)
+    assert other_kek not in str(error.value)
+    assert SigningKey.objects.count() == 2
+
+
 def test_a_disabled_key_is_never_leased_again():
     first, second = seed(records=30, keys=2)
     run = plan_run(batch_size=10)

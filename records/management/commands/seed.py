@@ -53,7 +53,10 @@ class Command(BaseCommand):
                 raise CommandError("a run is active: wait for it or cancel it before seeding")
             if reset:
                 reset_all()
-            created_keys = create_keys(count=keys, algorithm=algorithm, kek=kek) if keys else []
+            try:
+                created_keys = create_keys(count=keys, algorithm=algorithm, kek=kek) if keys else []
+            except KekError as error:  # the KEK does not open the keys already there
+                raise CommandError(str(error)) from None
             loaded = load_records(random_payloads(records, rng=random.Random(options["seed"])))
         seconds = time.perf_counter() - started
         self.stdout.write(
