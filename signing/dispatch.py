@@ -21,6 +21,7 @@ from keyring.services import (
     GrantedLease,
     check_kek_opens_keyring,
     expire_leases,
+    lock_keyring,
     log_granted,
     release_lease,
 )
@@ -326,9 +327,14 @@ def cancel_run(run_id: int) -> bool:
     """Stop an active run: release its open leases (their writers then store nothing).
 
     Returns False if the run had already finished. Its signed batches stay signed; the
-    records it did not reach are planned again by the next run.
+    records it did not reach are planned again by the next run. Under the keyring lock,
+    taken before the run changes: a dispatch (signing_claim_batches) reads the run's
+    status under that lock, so a lease it grants either commits before the cancel, which
+    then sees and releases it, or comes after and finds the run cancelled. Without it a
+    lease claimed in that instant stayed open on a cancelled run.
     """
     with transaction.atomic():
+        lock_keyring()
         cancelled = SigningRun.objects.filter(
             pk=run_id, status__in=SigningRun.ACTIVE_STATUSES
         ).update(status=SigningRun.Status.CANCELLED, finished_at=Now())

@@ -1,0 +1,120 @@
+"""What changes a run or the keyring while leases are granted waits its turn, so nothing
+slips between a check and a change: cancel and `keys add` wait for the keyring lock, and
+rotate-kek for any run being started.
+
+PostgreSQL only: a second session holds the lock, and pg_stat_activity shows the waiter.
+On SQLite (embedded mode) every transaction is BEGIN IMMEDIATE, so every writer already
+waits for the one before it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from keyring.models import KeyLease
+from signing.dispatch import cancel_run, plan_run
+from signing.models import Batch, SigningRun
+from tests.conftest import seed, wait_until
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(settings.SIGNING_EMBEDDED, reason="BEGIN IMMEDIATE serializes SQLite"),
+]
+
+
+@pytest.fixture
+def other_session() -> Iterator[psycopg.Connection]:
+    """A second session on the test database, autocommit off: the test decides when its
+    transaction, and every lock taken in it, ends."""
+    db = connection.settings_dict
+    session = psycopg.connect(
+        dbname=db["NAME"],
+        user=db["USER"] or "postgres",
+        password=db["PASSWORD"] or None,
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+    )
+    yield session
+    session.rollback()  # before the test database is flushed, which would wait for it
+    session.close()
+
+
+class Background:
+    """A call running in a thread of its own, with its own database connection."""
+
+    def __init__(self, function: Callable[[], object]) -> None:
+        self._result: object = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._result = function()
+            except BaseException as error:
+                self._error = error
+            finally:
+                connection.close()
+
+        self._thread = threading.Thread(target=run)
+        self._thread.start()
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self, timeout: float = 30.0) -> object:
+        """Wait for the call to end; return what it returned, or raise what it raised."""
+        self._thread.join(timeout)
+        assert self.done, f"still running after {timeout}s"
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def someone_waits_for(lock: str) -> bool:
+    """Whether a session of the test database waits for a lock of this kind: 'advisory'
+    (the keyring lock) or 'relation' (a table lock)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND wait_event = %s",
+            [lock],
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def waits_for(lock: str, call: Background) -> bool:
+    """Poll until `call` waits for the lock (True) or has ended without waiting (False)."""
+    wait_until(lambda: someone_waits_for(lock) or call.done)
+    return not call.done
+
+
+def clock(session: psycopg.Connection) -> datetime:
+    return session.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def test_cancel_waits_for_the_keyring_lock_and_releases_a_lease_claimed_meanwhile(other_session):
+    seed(records=10, keys=2)
+    run = plan_run(batch_size=5)
+    # A completion's dispatch, caught inside its turn of the keyring lock: it has read the
+    # run as running and leased keys to both batches, and has not committed yet.
+    claimed = other_session.execute(
+        "SELECT lease_id FROM signing_claim_batches(%s, 30, NULL)", [run.pk]
+    ).fetchall()
+    assert len(claimed) == 2
+
+    cancelling = Background(lambda: cancel_run(run.pk))
+
+    assert waits_for("advisory", cancelling), "cancel_run did not wait for the keyring lock"
+    assert SigningRun.objects.get(pk=run.pk).status == SigningRun.Status.RUNNING
+    other_session.commit()
+    assert cancelling.result() is True
+    assert SigningRun.objects.get(pk=run.pk).status == SigningRun.Status.CANCELLED
+    assert not KeyLease.objects.filter(released_at=None).exists()
+    assert set(Batch.objects.values_list("status", flat=True)) == {Batch.Status.PENDING}
