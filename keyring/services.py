@@ -57,13 +57,21 @@ def create_keys(*, count: int, algorithm: str = crypto.ED25519, kek: bytes) -> l
     Refuses (KekMismatch, nothing created) a KEK that does not open every key already in
     the keyring: one sealed under two KEKs fails the readiness check of every run, and
     rotate-kek cannot open it whole.
+
+    The keys are inserted under the keyring lock, in one transaction, with `created_at`
+    read from the keyring clock under that lock. The audit's replay counts a key as a
+    candidate for rule 4 from its `created_at`; stamped earlier (this process's clock,
+    before the commit), a lease granted in between, which could not see the key yet,
+    would look like one that skipped it.
     """
+    private_keys = [crypto.generate_private_key(algorithm) for _ in range(count)]
     with transaction.atomic():
+        lock_keyring()
         check_kek_opens_keyring(kek)
-        keys = []
+        created_at = keyring_clock()
         start = SigningKey.objects.count()
-        for number in range(start + 1, start + count + 1):
-            private_key = crypto.generate_private_key(algorithm)
+        keys = []
+        for number, private_key in enumerate(private_keys, start=start + 1):
             kid = f"key-{number:04d}-{_short_fingerprint(private_key)}"
             keys.append(
                 SigningKey(
@@ -73,6 +81,7 @@ def create_keys(*, count: int, algorithm: str = crypto.ED25519, kek: bytes) -> l
                     encrypted_private_key=sealing.seal(
                         kek, kid, crypto.private_key_to_der(private_key)
                     ),
+                    created_at=created_at,
                 )
             )
         return SigningKey.objects.bulk_create(keys)

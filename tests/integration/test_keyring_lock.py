@@ -16,12 +16,16 @@ from datetime import datetime
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
-from keyring.models import KeyLease
+from keyring import sealing
+from keyring.models import KeyLease, SigningKey
+from keyring.services import create_keys
+from signing.audit import audit
 from signing.dispatch import cancel_run, plan_run
 from signing.models import Batch, SigningRun
 from tests.conftest import seed, wait_until
+from tests.integration.factories import lease_batch, sign_and_release
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -118,3 +122,50 @@ def test_cancel_waits_for_the_keyring_lock_and_releases_a_lease_claimed_meanwhil
     assert SigningRun.objects.get(pk=run.pk).status == SigningRun.Status.CANCELLED
     assert not KeyLease.objects.filter(released_at=None).exists()
     assert set(Batch.objects.values_list("status", flat=True)) == {Batch.Status.PENDING}
+
+
+def test_keys_add_waits_for_the_keyring_lock_and_stamps_created_at_by_its_clock(other_session):
+    other_session.execute("SELECT keyring_lock()")
+    kek = sealing.kek_from_environment()
+
+    adding = Background(lambda: create_keys(count=3, kek=kek))
+
+    assert waits_for("advisory", adding), "create_keys did not wait for the keyring lock"
+    assert not SigningKey.objects.exists()
+    lock_released_at = clock(other_session)
+    other_session.commit()
+    adding.result()
+    read_after = clock(other_session)
+    [created_at] = set(SigningKey.objects.values_list("created_at", flat=True))
+    assert lock_released_at < created_at < read_after
+
+
+def test_a_key_added_while_a_lease_is_granted_makes_no_false_lru_breach():
+    [used] = seed(records=10, keys=1)
+    run = plan_run(batch_size=5)
+    first, second = run.batches.order_by("seq")
+    sign_and_release(lease_batch(first).id)  # the only key is used now: a new one goes first
+    added, commit = threading.Event(), threading.Event()
+
+    def add_a_key_then_wait_to_commit() -> SigningKey:
+        # The instant between stamping a key and committing it, which `keys add` has too,
+        # held open until the lease below has started.
+        with transaction.atomic():
+            [key] = create_keys(count=1, kek=sealing.kek_from_environment())
+            added.set()
+            assert commit.wait(30), "never told to commit"
+        return key
+
+    adding = Background(add_a_key_then_wait_to_commit)
+    assert added.wait(30)
+    leasing = Background(lambda: lease_batch(second))
+    waits_for("advisory", leasing)  # as it should; without the lock, it leases at once
+    commit.set()
+    new = adding.result()
+    lease = leasing.result()
+
+    # Without the lock the lease does not see the key, uncommitted, and takes `used` at a
+    # time after the key's created_at: the replay of rule 4 then calls that a breach.
+    lru = next(c for c in audit(run_id=run.pk, processes=1).checks if c.name == "lru_order")
+    assert lru.passed, lru.breaches
+    assert lease.key_id == new.pk != used.pk

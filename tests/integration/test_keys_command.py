@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from keyring import sealing
 from keyring.exceptions import KekMismatch
 from keyring.models import KeyLease, SigningKey
-from keyring.services import lease_lru_key
+from keyring.services import keyring_clock, lease_lru_key
 from signing import crypto
 from signing.dispatch import plan_run
 from tests.conftest import seed
@@ -38,6 +38,14 @@ def test_add_generates_sealed_keys_of_the_algorithm_asked():
     assert [key.algorithm for key in added] == [crypto.ECDSA_P256_SHA256] * 2
     assert all(f"added {key.kid} ({crypto.ECDSA_P256_SHA256})" in output for key in added)
     assert all(opens(sealing.kek_from_environment(), key) for key in added)
+
+
+def test_add_stamps_the_new_keys_with_one_time_read_from_the_keyring_clock():
+    before = keyring_clock()
+    keys("add", "--count", "3")
+    after = keyring_clock()
+    [created_at] = set(SigningKey.objects.values_list("created_at", flat=True))
+    assert before < created_at < after
 
 
 def test_add_refuses_a_count_below_one_and_an_unknown_algorithm():
