@@ -151,10 +151,14 @@ def rotate_kek(*, old_kek: bytes, new_kek: bytes) -> int:
     """Re-seal every private key under a new KEK, all or none; return how many.
 
     Every key is opened with the old KEK first (KekMismatch if one does not open, and then
-    nothing changes), in one transaction that holds the key rows. Processes still running
-    with the old KEK keep the keys they already opened; any other must get the new one.
+    nothing changes), in one transaction that holds the key rows and the keyring lock: a
+    `keys add` checks its KEK under that lock, so it never seals a new key under the KEK
+    being retired. Processes still running with the old KEK keep the keys they already
+    opened; any other must get the new one. signing.dispatch.rotate_kek_between_runs
+    calls this when no run is active.
     """
     with transaction.atomic():
+        lock_keyring()
         keys = list(
             SigningKey.objects.select_for_update().only("id", "kid", "encrypted_private_key")
         )

@@ -24,6 +24,7 @@ from keyring.services import (
     lock_keyring,
     log_granted,
     release_lease,
+    rotate_kek,
 )
 from records.selectors import batch_records
 from signing import sql
@@ -321,6 +322,28 @@ def _record_failure_reason(run_id: int) -> None:
                 f"first, batch #{first['seq']}: {first['last_error']}"
             )[:2000]
         )
+
+
+def rotate_kek_between_runs(*, old_kek: bytes, new_kek: bytes) -> int:
+    """Re-seal every private key under a new KEK while no run is active; return how many.
+
+    An active run's workers may still need the current KEK, so this raises
+    RunAlreadyActive while one is. The check and the rotation are one transaction in
+    which no run starts or changes status: on PostgreSQL it holds signing_signingrun in
+    SHARE mode, so a start not yet committed makes it wait, then refuse, and a start
+    after it waits for the rotation; on SQLite BEGIN IMMEDIATE holds the one write lock.
+    The keyring lock comes first, as in cancel_run (keyring lock, then the run), so the
+    two cannot wait for each other.
+    """
+    with transaction.atomic():
+        lock_keyring()
+        if not is_sqlite():
+            with connection.cursor() as cursor:
+                cursor.execute(sql.BLOCK_RUN_CHANGES)
+        active = SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).first()
+        if active is not None:
+            raise RunAlreadyActive(active.pk)
+        return rotate_kek(old_kek=old_kek, new_kek=new_kek)
 
 
 def cancel_run(run_id: int) -> bool:

@@ -9,6 +9,7 @@ waits for the one before it.
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -16,6 +17,7 @@ from datetime import datetime
 import psycopg
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
 from keyring import sealing
@@ -103,6 +105,24 @@ def clock(session: psycopg.Connection) -> datetime:
     return session.execute("SELECT clock_timestamp()").fetchone()[0]
 
 
+def key_added_not_committed() -> tuple[Background, threading.Event]:
+    """Start `keys add` of one key in a thread, and once the key is in, hold its transaction
+    open until the event returned is set: the instant between stamping a key and committing
+    it that every `keys add` has, made long."""
+    added, commit = threading.Event(), threading.Event()
+
+    def add_a_key_then_wait_to_commit() -> SigningKey:
+        with transaction.atomic():
+            [key] = create_keys(count=1, kek=sealing.kek_from_environment())
+            added.set()
+            assert commit.wait(30), "never told to commit"
+        return key
+
+    adding = Background(add_a_key_then_wait_to_commit)
+    assert added.wait(30), "the key was never added"
+    return adding, commit
+
+
 def test_cancel_waits_for_the_keyring_lock_and_releases_a_lease_claimed_meanwhile(other_session):
     seed(records=10, keys=2)
     run = plan_run(batch_size=5)
@@ -145,19 +165,7 @@ def test_a_key_added_while_a_lease_is_granted_makes_no_false_lru_breach():
     run = plan_run(batch_size=5)
     first, second = run.batches.order_by("seq")
     sign_and_release(lease_batch(first).id)  # the only key is used now: a new one goes first
-    added, commit = threading.Event(), threading.Event()
-
-    def add_a_key_then_wait_to_commit() -> SigningKey:
-        # The instant between stamping a key and committing it, which `keys add` has too,
-        # held open until the lease below has started.
-        with transaction.atomic():
-            [key] = create_keys(count=1, kek=sealing.kek_from_environment())
-            added.set()
-            assert commit.wait(30), "never told to commit"
-        return key
-
-    adding = Background(add_a_key_then_wait_to_commit)
-    assert added.wait(30)
+    adding, commit = key_added_not_committed()
     leasing = Background(lambda: lease_batch(second))
     waits_for("advisory", leasing)  # as it should; without the lock, it leases at once
     commit.set()
@@ -169,3 +177,40 @@ def test_a_key_added_while_a_lease_is_granted_makes_no_false_lru_breach():
     lru = next(c for c in audit(run_id=run.pk, processes=1).checks if c.name == "lru_order")
     assert lru.passed, lru.breaches
     assert lease.key_id == new.pk != used.pk
+
+
+def test_rotate_kek_waits_for_a_run_being_started_then_refuses(other_session, monkeypatch):
+    seed(records=0, keys=2)
+    sealed_before = {k.kid: bytes(k.encrypted_private_key) for k in SigningKey.objects.all()}
+    monkeypatch.setenv("SIGNING_NEW_KEK", sealing.generate_kek())
+    other_session.execute(  # a run being started: inserted, not committed yet
+        "INSERT INTO signing_signingrun (batch_size, status, record_count, batch_count, "
+        "max_in_flight, created_at, started_at, failure_reason) "
+        "VALUES (5, 'running', 0, 0, 1, now(), now(), '')"
+    )
+
+    rotating = Background(lambda: call_command("keys", "rotate-kek", stdout=io.StringIO()))
+
+    assert waits_for("relation", rotating), "rotate-kek did not wait for the run's start"
+    other_session.commit()
+    with pytest.raises(CommandError, match="a run is active"):
+        rotating.result()
+    sealed_after = {k.kid: bytes(k.encrypted_private_key) for k in SigningKey.objects.all()}
+    assert sealed_after == sealed_before
+
+
+def test_a_key_added_as_the_kek_rotates_is_resealed_with_the_others(monkeypatch):
+    seed(records=0, keys=2)
+    new_kek = sealing.generate_kek()
+    monkeypatch.setenv("SIGNING_NEW_KEK", new_kek)
+    adding, commit = key_added_not_committed()
+
+    rotating = Background(lambda: call_command("keys", "rotate-kek", stdout=io.StringIO()))
+
+    waits_for("advisory", rotating)  # as it should; without the lock, it rotates at once
+    commit.set()
+    adding.result()
+    rotating.result()
+    for key in SigningKey.objects.all():  # raises KekMismatch for a key left on the old KEK
+        sealing.unseal(sealing.parse_kek(new_kek), key.kid, bytes(key.encrypted_private_key))
+    assert SigningKey.objects.count() == 3
