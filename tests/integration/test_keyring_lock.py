@@ -214,3 +214,20 @@ def test_a_key_added_as_the_kek_rotates_is_resealed_with_the_others(monkeypatch)
     for key in SigningKey.objects.all():  # raises KekMismatch for a key left on the old KEK
         sealing.unseal(sealing.parse_kek(new_kek), key.kid, bytes(key.encrypted_private_key))
     assert SigningKey.objects.count() == 3
+
+
+def test_seed_reset_waits_for_the_keyring_lock_before_it_truncates(other_session):
+    # A dispatch in its turn of the keyring lock (a late completion, say) that reads the
+    # runs next. Had the reset truncated first, each would wait for the other: a deadlock.
+    other_session.execute("SET lock_timeout = '10s'")
+    other_session.execute("SELECT keyring_lock()")
+
+    seeding = Background(
+        lambda: call_command("seed", records=5, keys=2, reset=True, stdout=io.StringIO())
+    )
+
+    assert waits_for("advisory", seeding), "seed did not wait for the keyring lock"
+    other_session.execute("SELECT status FROM signing_signingrun WHERE id = 1").fetchall()
+    other_session.commit()
+    seeding.result()
+    assert SigningKey.objects.count() == 2
