@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from keyring import sealing
 from keyring.models import KeyLease, SigningKey
 from keyring.services import create_keys
+from signing import sql
 from signing.audit import audit
 from signing.dispatch import cancel_run, plan_run
 from signing.models import Batch, SigningRun
@@ -128,9 +129,8 @@ def test_cancel_waits_for_the_keyring_lock_and_releases_a_lease_claimed_meanwhil
     run = plan_run(batch_size=5)
     # A completion's dispatch, caught inside its turn of the keyring lock: it has read the
     # run as running and leased keys to both batches, and has not committed yet.
-    claimed = other_session.execute(
-        "SELECT lease_id FROM signing_claim_batches(%s, 30, NULL)", [run.pk]
-    ).fetchall()
+    claim = {"run_id": run.pk, "ttl_seconds": 30, "release_lease_id": None}
+    claimed = other_session.execute(sql.CLAIM_BATCHES, claim).fetchall()
     assert len(claimed) == 2
 
     cancelling = Background(lambda: cancel_run(run.pk))
