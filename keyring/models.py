@@ -32,7 +32,10 @@ class SigningKey(models.Model):
     # clock leases use, so the audit's replay knows exactly when it stopped being a candidate.
     # NULL for an enabled key (and for one disabled before this column existed).
     disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Stamped by create_keys under the keyring lock by the clock leases use: the audit's
+    # replay counts a key as a candidate from this instant. No default, so no other path
+    # can stamp it by another clock (auto_now_add took this process's, before the commit).
+    created_at = models.DateTimeField(editable=False)
     # The open lease holding the key, NULL when free: the seed's "locked flag". Set and
     # cleared with the lease under the keyring lock; the leases stay the proof (their
     # exclusion constraint refuses a second holder whatever this says). It saves the LRU

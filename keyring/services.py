@@ -53,23 +53,39 @@ def lock_keyring() -> None:
 
 
 def create_keys(*, count: int, algorithm: str = crypto.ED25519, kek: bytes) -> list[SigningKey]:
-    """Generate keys, sealing each private key under the KEK before it reaches the database."""
-    keys = []
-    start = SigningKey.objects.count()
-    for number in range(start + 1, start + count + 1):
-        private_key = crypto.generate_private_key(algorithm)
-        kid = f"key-{number:04d}-{_short_fingerprint(private_key)}"
-        keys.append(
-            SigningKey(
-                kid=kid,
-                algorithm=algorithm,
-                public_key_pem=crypto.public_key_pem(private_key),
-                encrypted_private_key=sealing.seal(
-                    kek, kid, crypto.private_key_to_der(private_key)
-                ),
+    """Generate keys, sealing each private key under the KEK before it reaches the database.
+
+    Refuses (KekMismatch, nothing created) a KEK that does not open every key already in
+    the keyring: one sealed under two KEKs fails the readiness check of every run, and
+    rotate-kek cannot open it whole.
+
+    The keys are inserted under the keyring lock, in one transaction, with `created_at`
+    read from the keyring clock under that lock. The audit's replay counts a key as a
+    candidate for rule 4 from its `created_at`; stamped earlier (this process's clock,
+    before the commit), a lease granted in between, which could not see the key yet,
+    would look like one that skipped it.
+    """
+    private_keys = [crypto.generate_private_key(algorithm) for _ in range(count)]
+    with transaction.atomic():
+        lock_keyring()
+        check_kek_opens_keyring(kek)
+        created_at = keyring_clock()
+        start = SigningKey.objects.count()
+        keys = []
+        for number, private_key in enumerate(private_keys, start=start + 1):
+            kid = f"key-{number:04d}-{_short_fingerprint(private_key)}"
+            keys.append(
+                SigningKey(
+                    kid=kid,
+                    algorithm=algorithm,
+                    public_key_pem=crypto.public_key_pem(private_key),
+                    encrypted_private_key=sealing.seal(
+                        kek, kid, crypto.private_key_to_der(private_key)
+                    ),
+                    created_at=created_at,
+                )
             )
-        )
-    return SigningKey.objects.bulk_create(keys)
+        return SigningKey.objects.bulk_create(keys)
 
 
 def set_keys_enabled(keys: QuerySet[SigningKey], *, enabled: bool) -> int:
@@ -136,10 +152,14 @@ def rotate_kek(*, old_kek: bytes, new_kek: bytes) -> int:
     """Re-seal every private key under a new KEK, all or none; return how many.
 
     Every key is opened with the old KEK first (KekMismatch if one does not open, and then
-    nothing changes), in one transaction that holds the key rows. Processes still running
-    with the old KEK keep the keys they already opened; any other must get the new one.
+    nothing changes), in one transaction that holds the key rows and the keyring lock: a
+    `keys add` checks its KEK under that lock, so it never seals a new key under the KEK
+    being retired. Processes still running with the old KEK keep the keys they already
+    opened; any other must get the new one. signing.dispatch.rotate_kek_between_runs
+    calls this when no run is active.
     """
     with transaction.atomic():
+        lock_keyring()
         keys = list(
             SigningKey.objects.select_for_update().only("id", "kid", "encrypted_private_key")
         )
@@ -275,9 +295,15 @@ def forget_private_keys() -> None:
         _open_keys.clear()
 
 
-def check_kek_opens_keyring() -> None:
-    """Raise a KekError unless SIGNING_KEK opens the keyring's keys (tries the first one)."""
-    kek = sealing.kek_from_environment()
-    key = SigningKey.objects.only("kid", "encrypted_private_key").order_by("id").first()
-    if key is not None:
-        sealing.unseal(kek, key.kid, bytes(key.encrypted_private_key))
+def check_kek_opens_keyring(kek: bytes | None = None) -> None:
+    """Raise a KekError unless the KEK (SIGNING_KEK when not given) opens every key.
+
+    Every key, not the first alone: a key sealed under another KEK would otherwise pass
+    here and fail each batch leased to it, in a worker, until the run fails. The
+    KekMismatch names the first kid (by id) that does not open, and nothing secret.
+    """
+    if kek is None:
+        kek = sealing.kek_from_environment()
+    sealed_keys = SigningKey.objects.order_by("id").values_list("kid", "encrypted_private_key")
+    for kid, sealed in sealed_keys.iterator(chunk_size=1000):
+        sealing.unseal(kek, kid, bytes(sealed))

@@ -108,7 +108,15 @@ def sign_records(private_key: PrivateKey, records: list[tuple[int, str]]) -> lis
 
 
 def public_jwk(public_key: PublicKey, kid: str) -> dict[str, str]:
-    """The public key as a JWK (RFC 8037 OKP for Ed25519, RFC 7518 EC for P-256)."""
+    """The public key as a JWK (RFC 8037 OKP for Ed25519, RFC 7518 EC for P-256).
+
+    `alg` says how a signature is encoded, not only which curve made it. Ed25519's is
+    `EdDSA`: JOSE's EdDSA signature is the raw 64 bytes, which is what we store. A P-256
+    key has none: we store DER-encoded ECDSA signatures (a public contract, README
+    "Signing input"), while JOSE's `ES256` means the 64 bytes of r||s, so a JOSE library
+    told ES256 would refuse every signature we made. `alg` is optional (RFC 7517 4.4);
+    without it the key claims no encoding, and verifiers take the DER the README shows.
+    """
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return {
@@ -127,7 +135,6 @@ def public_jwk(public_key: PublicKey, kid: str) -> dict[str, str]:
         "y": _b64url(numbers.y.to_bytes(32, "big")),
         "kid": kid,
         "use": "sig",
-        "alg": "ES256",
     }
 
 

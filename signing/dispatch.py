@@ -6,6 +6,7 @@ releases one lease and dispatches again. Nothing here sleeps or polls.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from functools import partial
 from typing import Final
@@ -22,8 +23,10 @@ from keyring.services import (
     GrantedLease,
     check_kek_opens_keyring,
     expire_leases,
+    lock_keyring,
     log_granted,
     release_lease,
+    rotate_kek,
 )
 from signing import sql
 from signing import sqlite as embedded
@@ -39,14 +42,26 @@ log = EventLogger(__name__)
 MAX_BATCH_SIZE: Final = 2_147_483_647
 
 
+# A decimal string as a user types it: one optional sign, then ASCII digits only. Not
+# str.isdigit(), which also says yes to "²" and fullwidth digits, nor a strip of every
+# sign, which let "--5" through to int().
+_DECIMAL: Final = re.compile(r"[+-]?([0-9]+)")
+
+
 def parse_batch_size(raw: object) -> int:
     """Accept a whole number from 1 to MAX_BATCH_SIZE (or its decimal string), nothing else."""
     if isinstance(raw, bool):
         raise InvalidBatchSize("batch size must be a whole number, not a boolean")
     if isinstance(raw, str):
         text = raw.strip()
-        if not text.lstrip("+-").isdigit():
+        decimal = _DECIMAL.fullmatch(text)
+        if decimal is None:
             raise InvalidBatchSize(f"batch size must be a whole number, got {raw!r}")
+        digits = decimal[1].lstrip("0")
+        if len(digits) > len(str(MAX_BATCH_SIZE)):  # and int() refuses past 4,300 digits
+            raise InvalidBatchSize(
+                f"batch size must be from 1 to {MAX_BATCH_SIZE}, got a {len(digits)}-digit number"
+            )
         raw = int(text)
     if not isinstance(raw, int):
         raise InvalidBatchSize(f"batch size must be a whole number, got {raw!r}")
@@ -401,13 +416,40 @@ def _record_failure_reason(run_id: int) -> None:
         )
 
 
+def rotate_kek_between_runs(*, old_kek: bytes, new_kek: bytes) -> int:
+    """Re-seal every private key under a new KEK while no run is active; return how many.
+
+    An active run's workers may still need the current KEK, so this raises
+    RunAlreadyActive while one is. The check and the rotation are one transaction in
+    which no run starts or changes status: on PostgreSQL it holds signing_signingrun in
+    SHARE mode, so a start not yet committed makes it wait, then refuse, and a start
+    after it waits for the rotation; on SQLite BEGIN IMMEDIATE holds the one write lock.
+    The keyring lock comes first, as in cancel_run (keyring lock, then the run), so the
+    two cannot wait for each other.
+    """
+    with transaction.atomic():
+        lock_keyring()
+        if not is_sqlite():
+            with connection.cursor() as cursor:
+                cursor.execute(sql.BLOCK_RUN_CHANGES)
+        active = SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).first()
+        if active is not None:
+            raise RunAlreadyActive(active.pk)
+        return rotate_kek(old_kek=old_kek, new_kek=new_kek)
+
+
 def cancel_run(run_id: int) -> bool:
     """Stop an active run: release its open leases (their writers then store nothing).
 
     Returns False if the run had already finished. Its signed batches stay signed; the
-    records it did not reach are planned again by the next run.
+    records it did not reach are planned again by the next run. Under the keyring lock,
+    taken before the run changes: a dispatch (signing_claim_batches) reads the run's
+    status under that lock, so a lease it grants either commits before the cancel, which
+    then sees and releases it, or comes after and finds the run cancelled. Without it a
+    lease claimed in that instant stayed open on a cancelled run.
     """
     with transaction.atomic():
+        lock_keyring()
         cancelled = SigningRun.objects.filter(
             pk=run_id, status__in=SigningRun.ACTIVE_STATUSES
         ).update(status=SigningRun.Status.CANCELLED, finished_at=Now())

@@ -24,6 +24,11 @@ SELECT COUNT(*), COALESCE(SUM(size), 0) FROM planned
 
 ANALYZE_BATCHES = "ANALYZE signing_batch"
 
+# Until the transaction ends, no run is inserted or changes status: SHARE conflicts with
+# the ROW EXCLUSIVE lock of INSERT and UPDATE, and with itself with neither. A run being
+# started makes this wait for its commit; a run started after this waits for ours.
+BLOCK_RUN_CHANGES = "LOCK TABLE signing_signingrun IN SHARE MODE"
+
 # Release a lease (if given, and only if its batch is signed), then claim the run's next
 # batches and lease each a key, in one turn of the keyring lock (signing_claim_batches_v2,
 # migration 0007). The columns come in the order of keyring.leases.GrantedLease.

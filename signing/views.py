@@ -28,12 +28,16 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("only staff can start runs")
     form = StartRunForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        error = _start_run_error(form.cleaned_data["batch_size"])
-        if error is None:
-            run = active_run()
-            messages.success(request, f"Run {run.pk} started.")
+        try:
+            check_ready_to_sign()
+            # The run start_run returns, not active_run(): a run with nothing to sign is
+            # completed at once, and is no longer active by the time this page answers.
+            run = start_run(batch_size=form.cleaned_data["batch_size"])
+        except (NotReadyToSign, RunAlreadyActive) as error:
+            form.add_error(None, f"{str(error)[0].upper()}{str(error)[1:]}.")
+        else:
+            messages.success(request, _started(run))
             return redirect("run-detail", run_id=run.pk)
-        form.add_error(None, error)
     totals = record_totals()
     context = {
         "form": form,
@@ -48,14 +52,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "signing/dashboard.html", context, status=status)
 
 
-def _start_run_error(batch_size: int) -> str | None:
-    """Start a run; return why it could not start, in words for the form."""
-    try:
-        check_ready_to_sign()
-        start_run(batch_size=batch_size)
-    except (NotReadyToSign, RunAlreadyActive) as error:
-        return f"{str(error)[0].upper()}{str(error)[1:]}."
-    return None
+def _started(run: SigningRun) -> str:
+    """The message the run's page opens with."""
+    if run.status == SigningRun.Status.COMPLETED and run.batch_count == 0:
+        return f"Run {run.pk} had nothing to sign: every record is already signed."
+    return f"Run {run.pk} started."
 
 
 @login_required

@@ -1,10 +1,15 @@
-"""Small builders for integration tests: leases granted by hand, as dispatch grants them."""
+"""Small builders for integration tests: leases granted by hand, as dispatch grants them,
+and batches signed as workers sign them."""
 
 from __future__ import annotations
 
 from django.db import transaction
 
-from keyring.services import GrantedLease, lease_lru_key
+from keyring.models import KeyLease
+from keyring.services import GrantedLease, lease_lru_key, open_private_key, release_lease
+from records.selectors import batch_records
+from records.services import StoreOutcome, store_signatures
+from signing import crypto
 from signing.models import Batch
 
 
@@ -15,3 +20,21 @@ def lease_batch(batch: Batch, *, ttl_seconds: int = 30) -> GrantedLease:
         assert lease is not None, "no free key"
         Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.LEASED)
     return lease
+
+
+def sign_and_release(lease_id: int) -> None:
+    """What a worker and SigningCompleted do for a leased batch: sign, store, release."""
+    lease = KeyLease.objects.select_related("key", "batch").get(pk=lease_id)
+    key = open_private_key(key_id=lease.key_id, kid=lease.key.kid)
+    records = batch_records(
+        first_record_id=lease.batch.first_record_id, last_record_id=lease.batch.last_record_id
+    )
+    outcome, conflicts = store_signatures(
+        lease_id=lease.pk,
+        token=lease.token,
+        batch_id=lease.batch_id,
+        key_id=lease.key_id,
+        signatures=crypto.sign_records(key.private_key, records),
+    )
+    assert (outcome, conflicts) == (StoreOutcome.STORED, 0)
+    release_lease(lease_id=lease.pk, outcome=KeyLease.Outcome.COMPLETED)

@@ -15,15 +15,14 @@ from django.urls import reverse
 
 from keyring import sealing
 from keyring.models import KeyDisabledPeriod, KeyLease, SigningKey
-from keyring.services import create_keys, open_private_key, release_lease
+from keyring.services import create_keys
 from records.models import Record, Signature
-from records.selectors import batch_records
-from records.services import StoreOutcome, load_records, random_payloads, store_signatures
+from records.services import load_records, random_payloads
 from signing import crypto
 from signing.dispatch import plan_run
 from signing.models import Batch, SigningRun
 from tests.conftest import seed
-from tests.integration.factories import lease_batch
+from tests.integration.factories import lease_batch, sign_and_release
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -60,24 +59,6 @@ class History:
             "signing.signingrun": lambda: self.run,
             "signing.batch": lambda: self.signed_batch,
         }[model]()
-
-
-def sign_and_release(lease_id: int) -> None:
-    """What a worker and SigningCompleted do for a leased batch: sign, store, release."""
-    lease = KeyLease.objects.select_related("key", "batch").get(pk=lease_id)
-    key = open_private_key(key_id=lease.key_id, kid=lease.key.kid)
-    records = batch_records(
-        first_record_id=lease.batch.first_record_id, last_record_id=lease.batch.last_record_id
-    )
-    outcome, conflicts = store_signatures(
-        lease_id=lease.pk,
-        token=lease.token,
-        batch_id=lease.batch_id,
-        key_id=lease.key_id,
-        signatures=crypto.sign_records(key.private_key, records),
-    )
-    assert (outcome, conflicts) == (StoreOutcome.STORED, 0)
-    release_lease(lease_id=lease.pk, outcome=KeyLease.Outcome.COMPLETED)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from keyring import sealing
 from keyring.models import KeyLease, SigningKey
 from records.models import Record, Signature
 from signing import crypto
@@ -34,7 +35,9 @@ def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
-@pytest.mark.parametrize("bad", ["0", "-1", "abc", "1.5", "", "1e3", str(10**12), "2147483648"])
+@pytest.mark.parametrize(
+    "bad", ["0", "-1", "abc", "1.5", "", "1e3", str(10**12), "2147483648", "--5", "+-5", "²"]
+)
 def test_sign_refuses_a_bad_batch_size_in_one_line_with_exit_2_and_creates_nothing(bad, worker_env):
     result = run_command("sign", f"--batch-size={bad}", env=worker_env)
     assert result.returncode == 2
@@ -83,6 +86,25 @@ def test_sign_with_a_wrong_kek_is_a_clear_error(worker_env):
     assert not SigningRun.objects.exists()
 
 
+@pytest.mark.django_db
+def test_sign_refuses_a_kek_that_opens_the_first_key_but_not_every_one():
+    first, second, third = seed(records=5, keys=3)
+    kek, other_kek = sealing.kek_from_environment(), sealing.generate_kek()
+    for key in (second, third):  # sealed under another KEK, as if added with it
+        secret = sealing.unseal(kek, key.kid, bytes(key.encrypted_private_key))
+        SigningKey.objects.filter(pk=key.pk).update(
+            encrypted_private_key=sealing.seal(sealing.parse_kek(other_kek), key.kid, secret)
+        )
+
+    refused = f"does not open the private key of {second.kid}:"
+    with pytest.raises(CommandError, match=refused) as error:
+        call_command("sign", no_wait=True)
+
+    assert first.kid not in str(error.value)
+    assert other_kek not in str(error.value)
+    assert not SigningRun.objects.exists()
+
+
 def test_sign_with_an_unreachable_broker_is_a_clear_error_and_starts_nothing(worker_env):
     seed(records=20, keys=2)
     nobody = f"redis://127.0.0.1:{free_port()}/0"
@@ -124,6 +146,15 @@ def test_seed_loads_varied_printable_payloads_and_sealed_keys():
         sealed = bytes(key.encrypted_private_key)
         assert b"PRIVATE KEY" not in sealed
         assert crypto.load_public_key(key.public_key_pem)
+
+
+@pytest.mark.django_db
+def test_seed_adding_keys_under_another_kek_is_a_clear_error_and_adds_nothing(monkeypatch):
+    [key] = seed(records=3, keys=1)
+    monkeypatch.setenv("SIGNING_KEK", sealing.generate_kek())
+    with pytest.raises(CommandError, match=f"does not open the private key of {key.kid}:"):
+        call_command("seed", records=2, keys=1, stdout=io.StringIO())
+    assert (Record.objects.count(), SigningKey.objects.count()) == (3, 1)
 
 
 @pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from keyring import sealing
 from keyring.exceptions import KekMismatch
 from keyring.models import KeyLease, SigningKey
-from keyring.services import lease_lru_key
+from keyring.services import keyring_clock, lease_lru_key
 from signing import crypto
 from signing.dispatch import plan_run
 from tests.conftest import seed
@@ -40,6 +40,14 @@ def test_add_generates_sealed_keys_of_the_algorithm_asked():
     assert all(opens(sealing.kek_from_environment(), key) for key in added)
 
 
+def test_add_stamps_the_new_keys_with_one_time_read_from_the_keyring_clock():
+    before = keyring_clock()
+    keys("add", "--count", "3")
+    after = keyring_clock()
+    [created_at] = set(SigningKey.objects.values_list("created_at", flat=True))
+    assert before < created_at < after
+
+
 def test_add_refuses_a_count_below_one_and_an_unknown_algorithm():
     with pytest.raises(CommandError, match="whole number"):
         keys("add", "--count", "0")
@@ -52,6 +60,21 @@ def test_add_without_a_kek_says_how_to_set_one(monkeypatch):
     monkeypatch.delenv("SIGNING_KEK")
     with pytest.raises(CommandError, match="SIGNING_KEK is not set"):
         keys("add")
+
+
+def test_add_refuses_a_kek_that_does_not_open_the_keys_already_there(monkeypatch):
+    first, _ = seed(records=0, keys=2)
+    other_kek = sealing.generate_kek()
+    monkeypatch.setenv("SIGNING_KEK", other_kek)
+
+    refused = f"does not open the private key of {first.kid}:"
+    with pytest.raises(CommandError, match=refused) as error:
+        keys("add", "--count", "3")
+
+    assert error.value.returncode == 1
+    assert "\n" not in str(error.value)
+    assert other_kek not in str(error.value)
+    assert SigningKey.objects.count() == 2
 
 
 def test_a_disabled_key_is_never_leased_again():
@@ -107,7 +130,10 @@ def test_export_public_gives_every_key_also_the_disabled_ones():
     pem = keys("export-public")
 
     assert {jwk["kid"] for jwk in jwks["keys"]} == {ed.kid, p256.kid}
-    assert {jwk["kty"] for jwk in jwks["keys"]} == {"OKP", "EC"}
+    assert {jwk["kid"]: (jwk["kty"], jwk.get("alg")) for jwk in jwks["keys"]} == {
+        ed.kid: ("OKP", "EdDSA"),
+        p256.kid: ("EC", None),  # we store DER, not JOSE ES256's raw r||s: no alg claimed
+    }
     assert f"# {ed.kid} (ed25519, disabled)" in pem
     assert f"# {p256.kid} ({crypto.ECDSA_P256_SHA256}, enabled)" in pem
     assert pem.count("-----BEGIN PUBLIC KEY-----") == 2

@@ -5,10 +5,10 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from keyring.models import SigningKey
-from signing.dispatch import plan_run
+from signing.dispatch import finish_run_if_done, plan_run
 from signing.models import SigningRun
 from tests.conftest import seed
-from tests.integration.factories import lease_batch
+from tests.integration.factories import lease_batch, sign_and_release
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
@@ -77,6 +77,22 @@ def test_an_operator_starts_a_run_and_is_taken_to_it(operator):
     assert response.url == reverse("run-detail", args=[run.pk])
     assert run.batch_size == 7
     assert run.batch_count == 3
+
+
+def test_a_run_with_nothing_to_sign_takes_the_operator_to_it_completed(operator):
+    seed(records=5, keys=2)
+    earlier = plan_run(batch_size=5)
+    sign_and_release(lease_batch(earlier.batches.get()).id)
+    assert finish_run_if_done(earlier.pk)
+
+    response = operator.post(reverse("dashboard"), {"batch_size": "5"}, follow=True)
+
+    run = SigningRun.objects.exclude(pk=earlier.pk).get()
+    assert (run.status, run.batch_count) == (SigningRun.Status.COMPLETED, 0)
+    assert response.redirect_chain == [(reverse("run-detail", args=[run.pk]), 302)]
+    assert f"Run {run.pk} had nothing to sign: every record is already signed." in (
+        response.content.decode()
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,14 @@
 """signing.crypto: the signing-input contract and sign/verify, with no database."""
 
+import base64
+
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -71,6 +79,36 @@ def test_sign_records_signs_each_record_on_its_own():
 def test_unknown_algorithm_is_refused():
     with pytest.raises(crypto.UnknownAlgorithm):
         crypto.generate_private_key("rsa-512")
+
+
+def test_an_ed25519_jwk_says_eddsa_whose_signatures_are_the_64_raw_bytes_we_store():
+    key = _keys[crypto.ED25519]
+    jwk = crypto.public_jwk(key.public_key(), "key-1")
+    raw_x = base64.urlsafe_b64decode(jwk["x"] + "==")
+    signature = crypto.sign(key, b"message")
+
+    assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["use"]) == ("OKP", "Ed25519", "EdDSA", "sig")
+    assert len(signature) == 64  # RFC 8037: the raw signature, as EdDSA in JOSE expects
+    ed25519.Ed25519PublicKey.from_public_bytes(raw_x).verify(signature, b"message")
+
+
+def test_a_p256_jwk_claims_no_alg_since_we_store_der_and_jose_es256_means_raw_r_and_s():
+    key = _keys[crypto.ECDSA_P256_SHA256]
+    jwk = crypto.public_jwk(key.public_key(), "key-2")
+    signature = crypto.sign(key, b"message")
+
+    # A JOSE library told "ES256" expects r||s in 64 bytes (RFC 7518 3.4) and would refuse
+    # every signature we store; without "alg" (optional, RFC 7517 4.4) it claims nothing.
+    assert "alg" not in jwk
+    assert (jwk["kty"], jwk["crv"], jwk["use"]) == ("EC", "P-256", "sig")
+    r, s = decode_dss_signature(signature)  # what we store is DER: SEQUENCE { r, s }
+    assert encode_dss_signature(r, s) == signature
+    point = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(base64.urlsafe_b64decode(jwk["x"] + "=="), "big"),
+        int.from_bytes(base64.urlsafe_b64decode(jwk["y"] + "=="), "big"),
+        ec.SECP256R1(),
+    )
+    point.public_key().verify(signature, b"message", ec.ECDSA(hashes.SHA256()))
 
 
 _keys = {algorithm: crypto.generate_private_key(algorithm) for algorithm in crypto.ALGORITHMS}

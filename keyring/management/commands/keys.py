@@ -10,10 +10,11 @@ from keyring import sealing
 from keyring.exceptions import KekError
 from keyring.models import SigningKey
 from keyring.selectors import keys_in_lru_order, public_jwks
-from keyring.services import create_keys, disable_key, enable_key, rotate_kek
+from keyring.services import create_keys, disable_key, enable_key
 from signing import crypto
 from signing.cli import whole_number
-from signing.models import SigningRun
+from signing.dispatch import rotate_kek_between_runs
+from signing.exceptions import RunAlreadyActive
 
 NEW_KEK_ENV = "SIGNING_NEW_KEK"
 
@@ -86,16 +87,17 @@ class Command(BaseCommand):
             self.stdout.write(key.public_key_pem.strip())
 
     def rotate_kek(self, **_) -> None:
-        if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
-            raise CommandError(
-                "a run is active: its workers may still need the current KEK; wait for it or "
-                "cancel it, then rotate"
-            )
         old_kek = sealing.kek_from_environment()
         new_kek = sealing.parse_kek(os.environ.get(NEW_KEK_ENV), name=NEW_KEK_ENV)
         if new_kek == old_kek:
             raise CommandError(f"{NEW_KEK_ENV} is the current SIGNING_KEK: nothing to rotate")
-        count = rotate_kek(old_kek=old_kek, new_kek=new_kek)
+        try:
+            count = rotate_kek_between_runs(old_kek=old_kek, new_kek=new_kek)
+        except RunAlreadyActive:
+            raise CommandError(
+                "a run is active: its workers may still need the current KEK; wait for it or "
+                "cancel it, then rotate"
+            ) from None
         self.stdout.write(
             f"re-sealed {count} private keys under {NEW_KEK_ENV}. Set SIGNING_KEK to that value "
             "(in .env or your secret store) and restart the workers and the web server."

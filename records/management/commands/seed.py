@@ -8,7 +8,7 @@ from django.db import transaction
 
 from keyring import sealing
 from keyring.exceptions import KekError
-from keyring.services import create_keys
+from keyring.services import create_keys, lock_keyring
 from records.models import Record
 from records.services import load_records, random_payloads, reset_all
 from signing import crypto
@@ -49,11 +49,18 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         started = time.perf_counter()
         with transaction.atomic():
+            # The keyring lock before the reset's TRUNCATE: create_keys takes it, and a
+            # dispatch holding it that then reads a truncated table would wait for us as we
+            # waited for it. Keyring lock first, as everywhere (docs/architecture.md).
+            lock_keyring()
             if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
                 raise CommandError("a run is active: wait for it or cancel it before seeding")
             if reset:
                 reset_all()
-            created_keys = create_keys(count=keys, algorithm=algorithm, kek=kek) if keys else []
+            try:
+                created_keys = create_keys(count=keys, algorithm=algorithm, kek=kek) if keys else []
+            except KekError as error:  # the KEK does not open the keys already there
+                raise CommandError(str(error)) from None
             loaded = load_records(random_payloads(records, rng=random.Random(options["seed"])))
         seconds = time.perf_counter() - started
         self.stdout.write(
