@@ -4,13 +4,19 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
+# demo and serve use a database of their own (and in embedded mode a file of its
+# own), so that the demo's reset never reaches the database real work is done in:
+# `manage.py` commands use DATABASE_URL's (signing by default). `make demo
+# DEMO_DATABASE=name` picks another.
+DEMO_DATABASE ?= signing_demo
+DEMO := SIGNING_DATABASE_NAME=$(DEMO_DATABASE)
 # The file settings reads (and where `kek` and the embedded-mode decision are written).
 ENV_FILE := $(or $(SIGNING_ENV_FILE),.env)
 
 .PHONY: demo test install kek db lint format workers serve chaos browser compose-cli clean
 
-demo: install kek db  ## seed, sign 100k records with 2 workers, audit, summarize
-	$(MANAGE) demo
+demo: install kek db  ## in its own database: seed, sign 100k records with 2 workers, audit
+	$(DEMO) $(MANAGE) demo --reset
 
 test: install browser compose-cli  ## the whole suite on the servers, then the backend tests again embedded
 	$(VENV)/bin/pytest
@@ -30,14 +36,16 @@ kek: install  ## write a random SIGNING_KEK to .env unless one is set already
 		umask 077; echo "SIGNING_KEK=$$($(PY) -c 'from keyring.sealing import generate_kek; print(generate_kek())')" >> "$(ENV_FILE)"; \
 		echo "wrote a random SIGNING_KEK to $(ENV_FILE) (keep it: it opens the private keys)"; fi
 
-db: install  ## create the database if missing, then migrate
+db: install  ## create the demo's database if missing, then migrate
+	$(DEMO) $(MANAGE) ensure_db
+	$(DEMO) $(MANAGE) migrate --noinput -v 0
+
+serve: install kek db  ## the demo's dashboard on http://127.0.0.1:8000/ and 2 workers; Ctrl-C stops both
+	$(DEMO) $(MANAGE) serve
+
+workers: install kek  ## 2 worker processes in the foreground, on DATABASE_URL's database (for manage.py sign)
 	$(MANAGE) ensure_db
 	$(MANAGE) migrate --noinput -v 0
-
-serve: install kek db  ## the dashboard on http://127.0.0.1:8000/ and 2 workers; Ctrl-C stops both
-	$(MANAGE) serve
-
-workers: install kek db  ## run 2 worker processes in the foreground
 	$(MANAGE) rundramatiq --processes 2 --threads 4
 
 chaos: install  ## kill and restart workers, Redis and PostgreSQL mid-run; print a table

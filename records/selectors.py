@@ -1,9 +1,11 @@
 """Reads of records and signatures."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from django.db import connection
 
+from keyring.models import SigningKey
 from records import sql
 from records.models import Record, Signature
 
@@ -49,3 +51,34 @@ def batch_records(*, first_record_id: int, last_record_id: int) -> list[tuple[in
 
 def record_totals() -> dict[str, int]:
     return {"records": Record.objects.count(), "signed": Signature.objects.count()}
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """What a reset would delete, counted: commands show it before they delete anything."""
+
+    records: int
+    signatures: int
+    keys: int
+
+    @property
+    def empty(self) -> bool:
+        return not (self.records or self.signatures or self.keys)
+
+    def __str__(self) -> str:
+        return (
+            f"{_count(self.records, 'record')}, {_count(self.signatures, 'signature')} and "
+            f"{_count(self.keys, 'key')} (private keys with them)"
+        )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def inventory() -> Inventory:
+    return Inventory(
+        records=Record.objects.count(),
+        signatures=Signature.objects.count(),
+        keys=SigningKey.objects.count(),
+    )

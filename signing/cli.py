@@ -1,6 +1,12 @@
-"""Argument types shared by the management commands (argparse names them in its errors)."""
+"""What the management commands share: argument types (argparse names them in its errors)
+and the question asked before a command deletes data."""
 
+import sys
 from collections.abc import Callable
+
+from django.core.management.base import BaseCommand, CommandError
+
+from records.selectors import Inventory, inventory
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:
@@ -12,3 +18,24 @@ def whole_number(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = f"whole number (at least {minimum})"
     return parse
+
+
+def confirm_reset(command: BaseCommand, *, reset: bool, verb: str) -> Inventory:
+    """Go on only if this invocation said to delete what the database holds; return what
+    that is (for the caller to say, once it is done).
+
+    Nothing to delete, or `--reset` given: go on. On a terminal: ask, and go on only on
+    "yes". Otherwise refuse, saying what would have been deleted.
+    """
+    held = inventory()
+    if held.empty or reset:
+        return held
+    if sys.stdin.isatty():
+        command.stdout.write(f"This database holds {held}: {verb} deletes them all.")
+        if input("Type yes to delete them: ").strip().lower() == "yes":
+            return held
+        raise CommandError("nothing deleted")
+    raise CommandError(
+        f"this database holds {held}: {verb} would delete them all. Give --reset to delete "
+        "them, or point DATABASE_URL (or SIGNING_DATABASE_NAME) at another database"
+    )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import re
 import socket
 import sys
 from collections.abc import Mapping
@@ -33,7 +34,8 @@ from urllib.parse import urlparse
 
 from dotenv import dotenv_values
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/signing"
+DEFAULT_DATABASE_NAME = "signing"
+DEFAULT_DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DEFAULT_DATABASE_NAME}"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 PROBE_TIMEOUT_SECONDS = 0.5
 
@@ -70,7 +72,8 @@ def choose(
     env_file = env_file or base_dir / ".env"
     given = _set_values(environ)
     setting = {**_set_values(env_file_values or {}), **given}.get
-    sqlite_path = Path(setting("SIGNING_EMBEDDED_DB") or base_dir / ".embedded" / "signing.sqlite3")
+    name = database_name(setting("SIGNING_DATABASE_NAME"))
+    sqlite_path = Path(setting("SIGNING_EMBEDDED_DB") or base_dir / ".embedded" / f"{name}.sqlite3")
     forced = setting("SIGNING_EMBEDDED", "")
     if forced not in {"", "0", "1"}:
         raise SystemExit(f"SIGNING_EMBEDDED must be 0 or 1, got {forced!r}")
@@ -155,6 +158,20 @@ def record(chosen: Backends, env_file: Path, *, by: str, now: datetime) -> Backe
     return replace(
         chosen, reason=f"{chosen.reason}; recorded as SIGNING_EMBEDDED={value} in {env_file}"
     )
+
+
+def database_name(configured: str | None) -> str:
+    """SIGNING_DATABASE_NAME, checked: the name of the database (and of embedded mode's
+    file) instead of the one DATABASE_URL names. `make demo` signs in its own, signing_demo,
+    so the demo's resets never reach the database real work is done in."""
+    if not configured:
+        return DEFAULT_DATABASE_NAME
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", configured):
+        raise SystemExit(
+            "SIGNING_DATABASE_NAME must be lower-case letters, digits and underscores "
+            f"(at most 63, not starting with a digit), got {configured!r}"
+        )
+    return configured
 
 
 def answers(url: str, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:

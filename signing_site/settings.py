@@ -142,6 +142,8 @@ else:
         f"-c idle_in_transaction_session_timeout={SIGNING_IDLE_TRANSACTION_TIMEOUT * 1000}"
     )
     DATABASES["default"].setdefault("TEST", {})
+    if os.environ.get("SIGNING_DATABASE_NAME"):  # checked by backends.database_name
+        DATABASES["default"]["NAME"] = backends.database_name(os.environ["SIGNING_DATABASE_NAME"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

@@ -9,8 +9,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from keyring import sealing
+from keyring.exceptions import KekError
 from signing import bench
-from signing.cli import whole_number
+from signing.cli import confirm_reset, whole_number
+from signing.dispatch import check_broker_reachable
+from signing.exceptions import NotReadyToSign
 from signing.models import SigningRun
 
 
@@ -27,7 +31,8 @@ batch_sizes.__name__ = "comma-separated list of batch sizes"
 class Command(BaseCommand):
     help = (
         "Measure raw signing throughput (1 and N processes, no database or broker), seeding, "
-        "and a full audited run per batch size with real workers. RESETS THE DATABASE."
+        "and a full audited run per batch size with real workers. Deletes what the database "
+        "holds: refused, unless --reset (or a yes at a terminal), when it holds anything."
     )
 
     def add_arguments(self, parser) -> None:
@@ -37,15 +42,28 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=whole_number(1), default=2, help="worker processes")
         parser.add_argument("--threads", type=whole_number(1), default=4, help="threads each")
         parser.add_argument("--json", type=Path, help="write the figures to this file")
+        parser.add_argument(
+            "--reset",
+            action="store_true",
+            help="delete the records, signatures, runs and keys the database holds",
+        )
 
     def handle(self, *args, **options) -> None:
         if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
             raise CommandError("a run is active: the benchmark resets the database")
+        try:  # before anything is deleted: a benchmark that cannot run must change nothing
+            sealing.kek_from_environment()
+            check_broker_reachable()
+        except (KekError, NotReadyToSign) as error:
+            raise CommandError(str(error)) from None
+        held = confirm_reset(self, reset=options["reset"], verb="the benchmark")
         out = self.stdout._out
         console = Console(file=out, soft_wrap=True, width=None if out.isatty() else 150)
         records, keys, workers = options["records"], options["keys"], options["workers"]
         with console.status("seeding"):
             seed_seconds = bench.seed_fresh(records=records, keys=keys)
+        if not held.empty:
+            console.print(f"deleted {held}")
         console.print(f"seeded {records:,} records and {keys} keys in {seed_seconds:.2f} s")
         with console.status("raw signing, 1 process"):
             raw_one = bench.raw_signing_rate(processes=1)

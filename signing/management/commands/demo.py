@@ -1,7 +1,13 @@
-"""manage.py demo: seed, start workers, sign everything, audit, stop, summarize."""
+"""manage.py demo: seed, start workers, sign everything, audit, stop, summarize.
+
+The demo starts from nothing, so it deletes what the database holds: only with --reset, or
+a "yes" typed at a terminal. `make demo` gives --reset, on a database of the demo's own
+(signing_demo), never the one real work is done in.
+"""
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -9,11 +15,15 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from keyring import sealing
+from keyring.exceptions import KekError
+from records.models import Record
 from records.selectors import record_totals
-from signing.cli import whole_number
+from signing.cli import confirm_reset, whole_number
 from signing.dispatch import check_broker_reachable
-from signing.exceptions import NotReadyToSign
+from signing.exceptions import NotReadyToSign, RunAlreadyActive
 from signing.models import SigningRun
+from signing.seeding import seed_database
 from signing.selectors import progress_of
 from signing.workers import interrupt_on_termination, workers_for_this_mode
 
@@ -32,14 +42,37 @@ class Command(BaseCommand):
         )
         parser.add_argument("--processes", type=whole_number(1), default=2)
         parser.add_argument("--threads", type=whole_number(1), default=4)
+        parser.add_argument(
+            "--reset",
+            action="store_true",
+            help="delete the records, signatures, runs and keys the database holds (needed "
+            "when it holds any, unless you answer yes at a terminal)",
+        )
 
     def handle(self, *args, **options) -> None:
         try:  # before the reset: a demo that cannot sign must not empty the database
+            sealing.kek_from_environment()
             check_broker_reachable()
-        except NotReadyToSign as error:
+        except (KekError, NotReadyToSign) as error:
             raise CommandError(str(error)) from None
+        held = confirm_reset(self, reset=options["reset"], verb="the demo")
         login = ensure_admin_user()
-        call_command("seed", records=options["records"], keys=options["keys"], reset=True)
+        started = time.perf_counter()
+        try:
+            seeded = seed_database(
+                records=options["records"],
+                keys=options["keys"],
+                kek=sealing.kek_from_environment(),
+                reset=True,
+            )
+        except RunAlreadyActive as error:
+            raise CommandError(str(error)) from None
+        if not held.empty:
+            self.stdout.write(f"deleted {held}")
+        self.stdout.write(
+            f"seeded {seeded.records:,} records and {seeded.keys:,} keys in "
+            f"{time.perf_counter() - started:.2f} s"
+        )
         log_file = Path(settings.BASE_DIR) / ".demo" / "workers.log"
         log_file.parent.mkdir(exist_ok=True)
         workers = workers_for_this_mode(
@@ -57,7 +90,12 @@ class Command(BaseCommand):
         except SystemExit:
             audit_passed = False
         self.print_summary(audit_passed)
-        self.stdout.write(f"  dashboard      make serve, then http://127.0.0.1:8000/ ({login})")
+        serve = (
+            "make serve"
+            if os.environ.get("SIGNING_DATABASE_NAME") == MAKE_DEMO_DATABASE
+            else f"{_in_this_database()}.venv/bin/python manage.py serve"
+        )
+        self.stdout.write(f"  dashboard      {serve}, then http://127.0.0.1:8000/ ({login})")
         if not audit_passed:
             raise CommandError("the audit found breaches (listed above)")
 
@@ -76,10 +114,21 @@ class Command(BaseCommand):
             f"  time           {progress.seconds:.2f} s "
             f"({progress.records_per_second:,.0f} records/s)",
             f"  audit          {'passed' if audit_passed else 'FAILED'}",
-            "  verify one     .venv/bin/python manage.py export_signature 1 --out /tmp/sig "
-            "(prints an openssl command)",
+            f"  verify one     {_in_this_database()}.venv/bin/python manage.py export_signature "
+            f"{Record.objects.order_by('id').values_list('id', flat=True).first()} "
+            "--out /tmp/sig (prints an openssl command)",
         ]
         self.stdout.write("\n".join(lines))
+
+
+# The database `make demo` and `make serve` use (the Makefile's DEMO_DATABASE).
+MAKE_DEMO_DATABASE = "signing_demo"
+
+
+def _in_this_database() -> str:
+    """What to put before a command so that it reads the database the demo signed."""
+    name = os.environ.get("SIGNING_DATABASE_NAME")
+    return f"SIGNING_DATABASE_NAME={name} " if name else ""
 
 
 ADMIN_USERNAME = "admin"
