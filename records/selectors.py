@@ -15,7 +15,7 @@ PAGE_SIZE = 10_000
 
 
 def unsigned_record_pages(
-    *, first_record_id: int, last_record_id: int, page_size: int = PAGE_SIZE
+    *, first_record_id: int, last_record_id: int, page_size: int | None = None
 ) -> Iterator[list[tuple[int, str]]]:
     """The (id, payload) pairs still unsigned in a batch's range, in id order, a page at a time.
 
@@ -23,6 +23,7 @@ def unsigned_record_pages(
     that an earlier run signed are skipped here, not signed again. Named SQL, not the ORM:
     it runs once per batch, and building the query cost the workers more than running it.
     """
+    page_size = page_size or PAGE_SIZE
     after_id = first_record_id - 1
     while True:
         with connection.cursor() as cursor:

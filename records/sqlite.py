@@ -8,6 +8,7 @@ release or expiry cannot slip between the lease check and the insert.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from itertools import islice
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
@@ -51,15 +52,7 @@ def store_signatures(
     """STORE_SIGNATURES: (lease still held?, batch claimed?, signatures inserted)."""
     with transaction.atomic():
         now = timezone.now()
-        leased = KeyLease.objects.filter(
-            pk=lease_id,
-            token=token,
-            batch_id=batch_id,
-            key_id=key_id,
-            released_at=None,
-            expires_at__gt=now,
-        ).exists()
-        if not leased:
+        if not _leased(lease_id=lease_id, token=token, batch_id=batch_id, key_id=key_id, now=now):
             return 0, 0, 0
         claimed = Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
             status=Batch.Status.SIGNED, signed_at=now
@@ -76,6 +69,66 @@ def store_signatures(
                 ],
             )
             return 1, 1, cursor.rowcount
+
+
+STAGE = "temp.signing_staged_signature"
+
+
+def open_stage() -> None:
+    """CREATE_STAGE and CLEAR_STAGE: this connection's temporary table, emptied."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE.removeprefix('temp.')} "
+            "(record_id INTEGER NOT NULL, signature BLOB NOT NULL)"
+        )
+        cursor.execute(f"DELETE FROM {STAGE}")
+
+
+def stage(record_ids: list[int], signatures: list[bytes]) -> None:
+    """STAGE_SIGNATURES."""
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {STAGE} (record_id, signature) VALUES (%s, %s)",
+            list(zip(record_ids, signatures, strict=True)),
+        )
+
+
+def store_staged_signatures(
+    *, lease_id: int, token: int, batch_id: int, key_id: int, staged: int
+) -> tuple[int, int, int]:
+    """STORE_STAGED_SIGNATURES: store_signatures, from the stage, if it holds `staged`."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        now = timezone.now()
+        if not _leased(lease_id=lease_id, token=token, batch_id=batch_id, key_id=key_id, now=now):
+            return 0, 0, 0
+        cursor.execute(f"SELECT count(*) FROM {STAGE}")
+        if cursor.fetchone()[0] != staged:
+            return 1, 0, 0
+        claimed = Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
+            status=Batch.Status.SIGNED, signed_at=now
+        )
+        if not claimed:
+            return 1, 0, 0
+        cursor.execute(
+            "INSERT INTO records_signature "
+            "(record_id, key_id, batch_id, lease_id, signature, signed_at) "
+            f"SELECT record_id, %s, %s, %s, signature, %s FROM {STAGE} WHERE true "
+            "ON CONFLICT (record_id) DO NOTHING",
+            [key_id, batch_id, lease_id, connection.ops.adapt_datetimefield_value(now)],
+        )
+        return 1, 1, cursor.rowcount
+
+
+def _leased(*, lease_id: int, token: int, batch_id: int, key_id: int, now: datetime) -> bool:
+    """The fence: the lease is open, unexpired, under this token, of this batch and key."""
+    return KeyLease.objects.filter(
+        pk=lease_id,
+        token=token,
+        batch_id=batch_id,
+        key_id=key_id,
+        released_at=None,
+        expires_at__gt=now,
+    ).exists()
 
 
 def load_records(payloads: Iterable[str]) -> int:

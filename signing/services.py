@@ -10,14 +10,21 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 from django.conf import settings
 from django.db import connection
 
+from keyring.exceptions import LeaseLost
 from keyring.services import UnsealedKey, extend_lease, open_private_key
 from records.models import Signature
 from records.selectors import unsigned_record_pages
-from records.services import StoreOutcome, store_signatures
+from records.services import (
+    SignatureStage,
+    StoreOutcome,
+    store_signatures,
+    store_staged_signatures,
+)
 from signing import crypto, sql
 from signing import sqlite as embedded
 from signing.audit import audit
@@ -89,66 +96,103 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
     """Sign every record of the batch on its own with the leased key, then store them all.
 
     What is signed is what the database holds: the records still unsigned in the batch's
-    range, read under the lease, with the key the lease names (loaded by the lease's key id
-    and kid, both checked). Signing happens before any lock is taken. A long batch extends
-    its lease as it goes (every third of a TTL) and stops as soon as the lease is gone; the
-    store checks the lease and token again, so an attempt that lost its lease writes nothing.
+    range, read under the lease a page at a time, with the key the lease names (loaded by
+    the lease's key id and kid, both checked). Signing happens before any lock is taken. A
+    long batch extends its lease as it goes (every third of a TTL) and stops as soon as the
+    lease is gone; the store checks the lease and token again, so an attempt that lost its
+    lease writes nothing. A batch of one page is stored from memory; a bigger one is staged
+    page by page in the database (records.services.SignatureStage), so however big the
+    batch, a worker holds one page of it.
     """
     started = time.perf_counter()
+    signed = 0
     taken = take_up_batch(hint)
     if taken is None:
-        outcome, signatures, conflicts = StoreOutcome.LEASE_LOST, None, 0
+        outcome, conflicts = StoreOutcome.LEASE_LOST, 0
     elif taken.status != "leased":
         # Stored already under this very lease (a redelivered message): report it again.
-        outcome, signatures, conflicts = StoreOutcome.ALREADY_STORED, None, 0
+        outcome, conflicts = StoreOutcome.ALREADY_STORED, 0
     else:
         key = open_private_key(key_id=hint.key_id, kid=hint.kid)
         pages = unsigned_record_pages(
             first_record_id=taken.first_record_id, last_record_id=taken.last_record_id
         )
-        signatures = _sign_with_heartbeat(key, pages, hint=hint)
-        if signatures is None:
+        try:
+            outcome, conflicts, signed = _sign_and_store(key, pages, hint=hint)
+        except LeaseLost:
             outcome, conflicts = StoreOutcome.LEASE_LOST, 0
-        else:
-            outcome, conflicts = store_signatures(
-                lease_id=hint.lease_id,
-                token=hint.token,
-                batch_id=hint.batch_id,
-                key_id=hint.key_id,
-                signatures=signatures,
-            )
     seconds = time.perf_counter() - started
     log.info(
         f"batch.{outcome.value}",
         batch_id=hint.batch_id,
         lease_id=hint.lease_id,
         kid=hint.kid,
-        records=len(signatures) if signatures is not None else 0,
+        records=signed,
         seconds=round(seconds, 4),
     )
     if outcome is not StoreOutcome.STORED:
         return BatchSummary(outcome=outcome, signed=0, conflicts=0, seconds=seconds)
-    signed = len(signatures) - conflicts
-    return BatchSummary(outcome=outcome, signed=signed, conflicts=conflicts, seconds=seconds)
+    return BatchSummary(
+        outcome=outcome, signed=signed - conflicts, conflicts=conflicts, seconds=seconds
+    )
 
 
-def _sign_with_heartbeat(
+def _sign_and_store(
     key: UnsealedKey, pages: Iterator[list[tuple[int, str]]], *, hint: LeaseHint
-) -> list[crypto.SignedRecord] | None:
-    """Sign page by page, in chunks, extending the lease every third of a TTL; None once it
-    is lost."""
-    ttl = settings.SIGNING_LEASE_TTL
-    last_heartbeat = time.perf_counter()
+) -> tuple[StoreOutcome, int, int]:
+    """Sign page by page and store: (outcome, conflicts, signatures written). Raises
+    LeaseLost as soon as a heartbeat finds the lease gone."""
+    heartbeat = Heartbeat(hint)
+    signed_pages = (_sign_page(key, page, heartbeat) for page in pages)
+    first = next(signed_pages, [])
+    second = next(signed_pages, None)
+    fence = {
+        "lease_id": hint.lease_id,
+        "token": hint.token,
+        "batch_id": hint.batch_id,
+        "key_id": hint.key_id,
+    }
+    if second is None:
+        outcome, conflicts = store_signatures(**fence, signatures=first)
+        return outcome, conflicts, len(first)
+    with SignatureStage() as stage:
+        for signatures in chain([first, second], signed_pages):
+            stage.add(signatures)
+        heartbeat.beat()  # the store of a big stage takes a while: start it with a fresh TTL
+        outcome, conflicts = store_staged_signatures(**fence, stage=stage)
+        return outcome, conflicts, stage.count
+
+
+def _sign_page(
+    key: UnsealedKey, page: list[tuple[int, str]], heartbeat: Heartbeat
+) -> list[crypto.SignedRecord]:
+    """Sign a page in chunks, with a heartbeat after each when one is due."""
     signatures: list[crypto.SignedRecord] = []
-    for page in pages:
-        for first in range(0, len(page), HEARTBEAT_EVERY_RECORDS):
-            chunk = page[first : first + HEARTBEAT_EVERY_RECORDS]
-            signatures.extend(crypto.sign_records(key.private_key, chunk))
-            if time.perf_counter() - last_heartbeat >= ttl / 3:
-                if not extend_lease(lease_id=hint.lease_id, token=hint.token, ttl_seconds=ttl):
-                    return None
-                last_heartbeat = time.perf_counter()
+    for first in range(0, len(page), HEARTBEAT_EVERY_RECORDS):
+        chunk = page[first : first + HEARTBEAT_EVERY_RECORDS]
+        signatures.extend(crypto.sign_records(key.private_key, chunk))
+        heartbeat.beat_if_due()
     return signatures
+
+
+class Heartbeat:
+    """Extends a lease every third of a TTL while its batch is worked on; LeaseLost once the
+    lease is gone (released, expired, re-tokened): the work must stop and write nothing."""
+
+    def __init__(self, hint: LeaseHint) -> None:
+        self.hint = hint
+        self.ttl = settings.SIGNING_LEASE_TTL
+        self.last = time.perf_counter()
+
+    def beat_if_due(self) -> None:
+        if time.perf_counter() - self.last >= self.ttl / 3:
+            self.beat()
+
+    def beat(self) -> None:
+        lease_id, token = self.hint.lease_id, self.hint.token
+        if not extend_lease(lease_id=lease_id, token=token, ttl_seconds=self.ttl):
+            raise LeaseLost(f"lease {lease_id} (token {token}) is gone")
+        self.last = time.perf_counter()
 
 
 def audit_and_record(run_id: int) -> RunAudit | None:
