@@ -359,41 +359,60 @@ def trial_restart_redis(sandbox: Sandbox) -> TrialResult:
     )
 
 
-def trial_pause_redis(sandbox: Sandbox, *, seconds: float = REDIS_PAUSE_SECONDS) -> TrialResult:
-    """Redis frozen (SIGSTOP) mid-run for many lease TTLs, then thawed with its queue intact:
-    every lease open then expires unused, and the stale messages it kept are refused."""
-    trial = Trial(sandbox, name=f"Redis paused {seconds:.0f} s", records=20_000, batch_size=100)
+def _trial_with_an_outage(
+    sandbox: Sandbox,
+    *,
+    name: str,
+    begin: Callable[[], None],
+    end: Callable[[], None],
+    seconds: float,
+) -> TrialResult:
+    """Two pools sign 20,000 records in batches of 100; at 40% the outage begins, lasts
+    `seconds`, and ends (however the trial stops, it is ended)."""
+    trial = Trial(sandbox, name=name, records=20_000, batch_size=100)
     trial.seed()
     trial.start_pool(0)
     trial.start_pool(1)
+    ended = False
+
+    def end_once() -> None:
+        nonlocal ended
+        end()
+        ended = True
+
     try:
         trial.start_run()
         if trial.at_fraction(0.4):
-            trial.outage(sandbox.redis.pause, sandbox.redis.resume, seconds=seconds)
+            trial.outage(begin, end_once, seconds=seconds)
         trial.wait_for_the_run()
     finally:
-        with contextlib.suppress(AssertionError):
-            sandbox.redis.resume()
+        if not ended:
+            end_once()
         trial.stop_pools()
     return trial.conclude()
+
+
+def trial_pause_redis(sandbox: Sandbox, *, seconds: float = REDIS_PAUSE_SECONDS) -> TrialResult:
+    """Redis frozen (SIGSTOP) mid-run for many lease TTLs, then thawed with its queue intact:
+    every lease open then expires unused, and the stale messages it kept are refused."""
+    return _trial_with_an_outage(
+        sandbox,
+        name=f"Redis paused {seconds:.0f} s",
+        begin=sandbox.redis.pause,
+        end=sandbox.redis.resume,
+        seconds=seconds,
+    )
 
 
 def trial_redis_down(sandbox: Sandbox, *, seconds: float = REDIS_DOWN_SECONDS) -> TrialResult:
     """Redis killed mid-run and started again, empty, only after many lease TTLs."""
-    trial = Trial(sandbox, name=f"Redis down {seconds:.0f} s", records=20_000, batch_size=100)
-    trial.seed()
-    trial.start_pool(0)
-    trial.start_pool(1)
-    try:
-        trial.start_run()
-        if trial.at_fraction(0.4):
-            trial.outage(sandbox.redis.kill, sandbox.redis.start, seconds=seconds)
-        trial.wait_for_the_run()
-    finally:
-        if sandbox.redis.process is None:
-            sandbox.redis.start()
-        trial.stop_pools()
-    return trial.conclude()
+    return _trial_with_an_outage(
+        sandbox,
+        name=f"Redis down {seconds:.0f} s",
+        begin=sandbox.redis.kill,
+        end=sandbox.redis.start,
+        seconds=seconds,
+    )
 
 
 def trial_audit_lost(sandbox: Sandbox) -> TrialResult:

@@ -102,10 +102,8 @@ def test_a_signature_must_name_its_lease_key_and_batch(run):
     assert constraint_refusing(sign_with_the_wrong_key) == "signature_matches_lease"
 
 
-def test_a_signature_cannot_be_moved_to_another_key(run):
-    lease = lease_batch(run.batches.get(seq=1))
-    other = lease_batch(run.batches.get(seq=2))
-    record = Record.objects.order_by("id").first()
+def store_one_signature(lease, record: Record) -> None:
+    """A signature of `record` under `lease`, written as the store writes it."""
     Signature.objects.create(
         record=record,
         key_id=lease.key_id,
@@ -114,6 +112,13 @@ def test_a_signature_cannot_be_moved_to_another_key(run):
         signature=b"x",
         signed_at=timezone.now(),
     )
+
+
+def test_a_signature_cannot_be_moved_to_another_key(run):
+    lease = lease_batch(run.batches.get(seq=1))
+    other = lease_batch(run.batches.get(seq=2))
+    record = Record.objects.order_by("id").first()
+    store_one_signature(lease, record)
     refused = constraint_refusing(
         lambda: Signature.objects.filter(pk=record.pk).update(key_id=other.key_id)
     )
@@ -123,14 +128,7 @@ def test_a_signature_cannot_be_moved_to_another_key(run):
 def test_a_signature_is_never_changed_nor_deleted(run):
     lease = lease_batch(run.batches.get(seq=1))
     record = Record.objects.order_by("id").first()
-    Signature.objects.create(
-        record=record,
-        key_id=lease.key_id,
-        batch_id=lease.batch_id,
-        lease_id=lease.id,
-        signature=b"x",
-        signed_at=timezone.now(),
-    )
+    store_one_signature(lease, record)
     rewrites = [
         lambda: Signature.objects.filter(pk=record.pk).update(signature=b"y"),
         lambda: Signature.objects.filter(pk=record.pk).update(signed_at=timezone.now()),
@@ -155,16 +153,7 @@ def test_a_record_is_never_changed_nor_deleted(run):
 def test_a_signature_cannot_name_a_batch_that_does_not_hold_its_record(run):
     lease = lease_batch(run.batches.get(seq=1))
     outside = Record.objects.get(pk=run.batches.get(seq=2).first_record_id)
-    refused = constraint_refusing(
-        lambda: Signature.objects.create(
-            record=outside,
-            key_id=lease.key_id,
-            batch_id=lease.batch_id,
-            lease_id=lease.id,
-            signature=b"x",
-            signed_at=timezone.now(),
-        )
-    )
+    refused = constraint_refusing(lambda: store_one_signature(lease, outside))
     assert refused == "signature_in_batch"
 
 
