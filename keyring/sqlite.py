@@ -10,10 +10,10 @@ the two alike.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
 from keyring.leases import GrantedLease
@@ -65,6 +65,21 @@ def release_lease(*, lease_id: int, outcome: str) -> int | None:
         held.update(released_at=released_at, outcome=outcome)
         SigningKey.objects.filter(pk=key_id).update(last_used_at=released_at, held_by=None)
     return batch_id
+
+
+def live_lease(
+    *, lease_id: int, token: int, batch_id: int, key_id: int, now: datetime
+) -> QuerySet[KeyLease]:
+    """The fence, as the SQL statements write it: this lease, if it is still open and
+    unexpired, under this token, for this batch and key."""
+    return KeyLease.objects.filter(
+        pk=lease_id,
+        token=token,
+        batch_id=batch_id,
+        key_id=key_id,
+        released_at=None,
+        expires_at__gt=now,
+    )
 
 
 def extend_lease(*, lease_id: int, token: int, ttl_seconds: float) -> bool:

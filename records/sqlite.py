@@ -8,13 +8,12 @@ release or expiry cannot slip between the lease check and the insert.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from itertools import islice
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
-from keyring.models import KeyLease
+from keyring.sqlite import live_lease
 from signing.models import Batch
 
 INSERT_SIGNATURES = """
@@ -52,7 +51,8 @@ def store_signatures(
     """STORE_SIGNATURES: (lease still held?, batch claimed?, signatures inserted)."""
     with transaction.atomic():
         now = timezone.now()
-        if not _leased(lease_id=lease_id, token=token, batch_id=batch_id, key_id=key_id, now=now):
+        fence = {"lease_id": lease_id, "token": token, "batch_id": batch_id, "key_id": key_id}
+        if not live_lease(**fence, now=now).exists():
             return 0, 0, 0
         claimed = Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
             status=Batch.Status.SIGNED, signed_at=now
@@ -99,7 +99,8 @@ def store_staged_signatures(
     """STORE_STAGED_SIGNATURES: store_signatures, from the stage, if it holds `staged`."""
     with transaction.atomic(), connection.cursor() as cursor:
         now = timezone.now()
-        if not _leased(lease_id=lease_id, token=token, batch_id=batch_id, key_id=key_id, now=now):
+        fence = {"lease_id": lease_id, "token": token, "batch_id": batch_id, "key_id": key_id}
+        if not live_lease(**fence, now=now).exists():
             return 0, 0, 0
         cursor.execute(f"SELECT count(*) FROM {STAGE}")
         if cursor.fetchone()[0] != staged:
@@ -117,18 +118,6 @@ def store_staged_signatures(
             [key_id, batch_id, lease_id, connection.ops.adapt_datetimefield_value(now)],
         )
         return 1, 1, cursor.rowcount
-
-
-def _leased(*, lease_id: int, token: int, batch_id: int, key_id: int, now: datetime) -> bool:
-    """The fence: the lease is open, unexpired, under this token, of this batch and key."""
-    return KeyLease.objects.filter(
-        pk=lease_id,
-        token=token,
-        batch_id=batch_id,
-        key_id=key_id,
-        released_at=None,
-        expires_at__gt=now,
-    ).exists()
 
 
 def load_records(payloads: Iterable[str]) -> int:

@@ -86,15 +86,8 @@ def take_up_batch(
     of the batch, or None when the message names no live lease."""
     with transaction.atomic():
         now = timezone.now()
-        lease = KeyLease.objects.filter(
-            pk=lease_id,
-            token=token,
-            batch_id=batch_id,
-            key_id=key_id,
-            key__kid=kid,
-            released_at=None,
-            expires_at__gt=now,
-        )
+        fence = {"lease_id": lease_id, "token": token, "batch_id": batch_id, "key_id": key_id}
+        lease = keyring_sqlite.live_lease(**fence, now=now).filter(key__kid=kid)
         found = lease.values_list(
             "started_at",
             "expires_at",
