@@ -186,7 +186,11 @@ def _verify_chunk(rows: list[tuple[int, str, int, bytes]]) -> tuple[int, list[in
 
 
 def _check_one_key_per_batch(params: dict[str, Any]) -> Check:
-    check = Check("one_key_per_batch", "3", "each batch was signed by one key under one lease")
+    check = Check(
+        "one_key_per_batch",
+        "3",
+        "each batch was signed by one key under one lease, for the records of its range",
+    )
     for batch_id, keys, leases in _rows(sql.BATCH_MANY_KEYS, params):
         check.add(f"batch {batch_id} was signed with {keys} keys under {leases} leases")
     for record_id, key_id, lease_key_id, batch_id, lease_batch_id in _rows(
@@ -196,6 +200,8 @@ def _check_one_key_per_batch(params: dict[str, Any]) -> Check:
             f"record {record_id} names key {key_id} / batch {batch_id} but its lease was "
             f"for key {lease_key_id} / batch {lease_batch_id}"
         )
+    for record_id, batch_id, first, last in _rows(sql.SIGNATURE_OUTSIDE_BATCH, params):
+        check.add(f"record {record_id} is signed under batch {batch_id}, of records {first}-{last}")
     return check
 
 

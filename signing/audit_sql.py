@@ -66,6 +66,15 @@ WHERE (l.key_id <> s.key_id OR l.batch_id <> s.batch_id)
   AND (CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s)
 """
 
+# Rule 3: signatures filed under a batch whose range does not hold their record.
+SIGNATURE_OUTSIDE_BATCH = """
+SELECT s.record_id, s.batch_id, b.first_record_id, b.last_record_id FROM records_signature s
+JOIN signing_batch b ON b.id = s.batch_id
+WHERE s.record_id NOT BETWEEN b.first_record_id AND b.last_record_id
+  AND (CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s)
+ORDER BY s.record_id
+"""
+
 # Rule 2: pairs of leases of one key whose time ranges overlap.
 OVERLAPPING_LEASES = """
 SELECT a.id, b.id, k.kid FROM keyring_keylease a

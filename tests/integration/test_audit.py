@@ -117,6 +117,21 @@ def test_a_batch_signed_with_two_keys_is_named(signed_run):
     )
 
 
+def test_a_signature_filed_under_a_batch_that_does_not_hold_its_record_is_named(signed_run):
+    tampering_with_signatures()
+    first, second = Batch.objects.filter(run=signed_run).order_by("seq")[:2]
+    stray = Signature.objects.filter(batch=second).order_by("record_id").first()
+    without_trigger("records_signature", "signature_matches_lease_on_update")
+    Signature.objects.filter(pk=stray.pk).update(
+        batch=first, lease_id=Signature.objects.filter(batch=first).first().lease_id
+    )
+    breaches = failed_checks()["one_key_per_batch"]
+    assert (
+        f"record {stray.record_id} is signed under batch {first.pk}, of records "
+        f"{first.first_record_id}-{first.last_record_id}" in breaches
+    )
+
+
 def test_overlapping_leases_are_named_even_without_the_constraint(signed_run):
     tampering_with_signatures()
     without_constraint("keyring_keylease", "keylease_no_overlap_per_key")
