@@ -10,7 +10,7 @@ from records import sql
 from records.models import Record, Signature
 
 # Records read (and signed) per piece of a batch: a batch of any size is read in pages of
-# this many, so a worker holds one page of payloads at a time.
+# this many, so a worker holds a page or two of it at a time, whatever the batch size.
 PAGE_SIZE = 10_000
 
 

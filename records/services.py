@@ -129,7 +129,11 @@ def store_staged_signatures(
             cursor.execute(sql.STORE_STAGED_SIGNATURES, {**fence, "staged": stage.count})
             counts = cursor.fetchone()
     leased, claimed, _ = counts
-    if leased and not claimed and Batch.objects.filter(pk=batch_id, status="leased").exists():
+    if (
+        leased
+        and not claimed
+        and Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).exists()
+    ):
         raise StageIncomplete(f"batch {batch_id}: the stage lost signatures before the store")
     return _outcome(*counts, written=stage.count, batch_id=batch_id, lease_id=lease_id)
 

@@ -29,7 +29,7 @@ from signing import crypto, sql
 from signing import sqlite as embedded
 from signing.audit import audit
 from signing.events import EventLogger
-from signing.models import RunAudit, SigningRun
+from signing.models import Batch, RunAudit, SigningRun
 from signing.vendor import is_sqlite
 
 log = EventLogger(__name__)
@@ -102,17 +102,17 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
     lease is gone; the store checks the lease and token again, so an attempt that lost its
     lease writes nothing. A batch of one page is stored from memory; a bigger one is staged
     page by page in the database (records.services.SignatureStage), so however big the
-    batch, a worker holds one page of it.
+    batch, a worker holds at most two pages of it.
     """
     started = time.perf_counter()
     signed = 0
     taken = take_up_batch(hint)
     if taken is None:
         outcome, conflicts = StoreOutcome.LEASE_LOST, 0
-    elif taken.status != "leased":
+    elif taken.status == Batch.Status.SIGNED:
         # Stored already under this very lease (a redelivered message): report it again.
         outcome, conflicts = StoreOutcome.ALREADY_STORED, 0
-    else:
+    else:  # leased: an open lease holds a batch that is leased, or signed under it
         key = open_private_key(key_id=hint.key_id, kid=hint.kid)
         pages = unsigned_record_pages(
             first_record_id=taken.first_record_id, last_record_id=taken.last_record_id
