@@ -38,8 +38,8 @@ TRIAL_ENV = {
     "SIGNING_AUDIT_RESEND_SECONDS": "5",
 }
 # How long the broker outages last in `manage.py chaos` (the tests pass shorter ones).
-REDIS_PAUSE_SECONDS = 60.0
-REDIS_DOWN_SECONDS = 300.0
+BROKER_PAUSE_SECONDS = 60.0
+BROKER_DOWN_SECONDS = 300.0
 RUN_DEADLINE_SECONDS = 120.0
 
 
@@ -73,12 +73,22 @@ class TrialResult:
 class Trial:
     """One trial's world: the sandbox, the worker pools, and what the trial observed."""
 
-    def __init__(self, sandbox: Sandbox, *, name: str, records: int, batch_size: int) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        *,
+        name: str,
+        records: int,
+        batch_size: int,
+        broker_url: str | None = None,
+    ) -> None:
         self.sandbox = sandbox
         self.name = name
         self.records = records
         self.batch_size = batch_size
         self.env = {**os.environ, **sandbox.env, **TRIAL_ENV, "SIGNING_KEK": sandbox_kek(sandbox)}
+        if broker_url is not None:  # the sandbox's RabbitMQ instead of its Redis
+            self.env["BROKER_URL"] = broker_url
         self.pools: list[WorkerPool | None] = [None, None]
         self.result = TrialResult(name=name, records=records)
         stamp = time.strftime("%H%M%S")
@@ -366,10 +376,11 @@ def _trial_with_an_outage(
     begin: Callable[[], None],
     end: Callable[[], None],
     seconds: float,
+    broker_url: str | None = None,
 ) -> TrialResult:
     """Two pools sign 20,000 records in batches of 100; at 40% the outage begins, lasts
     `seconds`, and ends (however the trial stops, it is ended)."""
-    trial = Trial(sandbox, name=name, records=20_000, batch_size=100)
+    trial = Trial(sandbox, name=name, records=20_000, batch_size=100, broker_url=broker_url)
     trial.seed()
     trial.start_pool(0)
     trial.start_pool(1)
@@ -392,7 +403,7 @@ def _trial_with_an_outage(
     return trial.conclude()
 
 
-def trial_pause_redis(sandbox: Sandbox, *, seconds: float = REDIS_PAUSE_SECONDS) -> TrialResult:
+def trial_pause_redis(sandbox: Sandbox, *, seconds: float = BROKER_PAUSE_SECONDS) -> TrialResult:
     """Redis frozen (SIGSTOP) mid-run for many lease TTLs, then thawed with its queue intact:
     every lease open then expires unused, and the stale messages it kept are refused."""
     return _trial_with_an_outage(
@@ -404,13 +415,74 @@ def trial_pause_redis(sandbox: Sandbox, *, seconds: float = REDIS_PAUSE_SECONDS)
     )
 
 
-def trial_redis_down(sandbox: Sandbox, *, seconds: float = REDIS_DOWN_SECONDS) -> TrialResult:
+def trial_redis_down(sandbox: Sandbox, *, seconds: float = BROKER_DOWN_SECONDS) -> TrialResult:
     """Redis killed mid-run and started again, empty, only after many lease TTLs."""
     return _trial_with_an_outage(
         sandbox,
         name=f"Redis down {seconds:.0f} s",
         begin=sandbox.redis.kill,
         end=sandbox.redis.start,
+        seconds=seconds,
+    )
+
+
+def _trial_on_rabbitmq(
+    sandbox: Sandbox,
+    *,
+    name: str,
+    begin: Callable[[], None],
+    end: Callable[[], None],
+    seconds: float,
+) -> TrialResult:
+    """An outage trial with the workers on the sandbox's own RabbitMQ, started empty for it
+    and stopped after it."""
+    sandbox.rabbitmq.start(empty=True)
+    try:
+        return _trial_with_an_outage(
+            sandbox,
+            name=name,
+            begin=begin,
+            end=end,
+            seconds=seconds,
+            broker_url=sandbox.rabbitmq.url,
+        )
+    finally:
+        sandbox.rabbitmq.kill()
+
+
+def trial_pause_rabbitmq(sandbox: Sandbox, *, seconds: float = BROKER_PAUSE_SECONDS) -> TrialResult:
+    """RabbitMQ frozen (SIGSTOP of its Erlang VM) mid-run for many lease TTLs, then thawed."""
+    rabbitmq = sandbox.rabbitmq
+    return _trial_on_rabbitmq(
+        sandbox,
+        name=f"RabbitMQ paused {seconds:.0f} s",
+        begin=rabbitmq.pause,
+        end=rabbitmq.resume,
+        seconds=seconds,
+    )
+
+
+def trial_restart_rabbitmq(sandbox: Sandbox) -> TrialResult:
+    """RabbitMQ killed mid-run and started again without its data: every message lost."""
+    rabbitmq = sandbox.rabbitmq
+    return _trial_on_rabbitmq(
+        sandbox,
+        name="RabbitMQ restarted empty",
+        begin=rabbitmq.kill,
+        end=lambda: rabbitmq.start(empty=True),
+        seconds=0,
+    )
+
+
+def trial_rabbitmq_down(sandbox: Sandbox, *, seconds: float = BROKER_DOWN_SECONDS) -> TrialResult:
+    """RabbitMQ killed mid-run and started again, with the queue it kept on disk, only after
+    many lease TTLs: the messages it kept name leases long expired."""
+    rabbitmq = sandbox.rabbitmq
+    return _trial_on_rabbitmq(
+        sandbox,
+        name=f"RabbitMQ down {seconds:.0f} s",
+        begin=rabbitmq.kill,
+        end=rabbitmq.start,
         seconds=seconds,
     )
 
@@ -562,6 +634,9 @@ TRIALS: dict[str, Callable[[Sandbox], TrialResult]] = {
     "restart-redis": trial_restart_redis,
     "pause-redis": trial_pause_redis,
     "redis-down": trial_redis_down,
+    "pause-rabbitmq": trial_pause_rabbitmq,
+    "restart-rabbitmq": trial_restart_rabbitmq,
+    "rabbitmq-down": trial_rabbitmq_down,
     "audit-lost": trial_audit_lost,
     "restart-postgres": trial_restart_postgres,
     "pause-worker": trial_pause_worker,

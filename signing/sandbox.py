@@ -1,4 +1,5 @@
-"""Private, throwaway PostgreSQL and Redis servers for the chaos trials and their tests.
+"""Private, throwaway PostgreSQL, Redis and RabbitMQ servers for the chaos trials and their
+tests.
 
 Trials kill and restart servers; doing that to the machine's shared services would break
 everything else running on it. These live in a temporary folder, on free ports, and are
@@ -7,6 +8,7 @@ gone when the sandbox closes. Nothing here imports Django models.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -114,6 +116,90 @@ class PrivateRedis:
         self.process.send_signal(signal.SIGCONT)
 
 
+# Debian's RabbitMQ, without the wrapper in /usr/sbin (which switches to the rabbitmq user and
+# its own folders, and would not pass our environment through).
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of its own (its own name, ports, config and data folder), for the
+    broker trials that use RabbitMQ instead of Redis. Started on first use: it takes a few
+    seconds, and most trials never need it."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.root = root / "rabbitmq"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    @property
+    def env(self) -> dict[str, str]:
+        node = f"chaos{self.port}@localhost"
+        return {
+            **os.environ,
+            "HOME": str(self.root),  # its Erlang cookie
+            "RABBITMQ_NODENAME": node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(self.root / "rabbitmq-env.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.root / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.root / "log"),
+            "RABBITMQ_PID_FILE": str(self.root / "pid"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+
+    def start(self, *, empty: bool = False) -> None:
+        """Start the node; `empty`: without the queues and messages it kept on disk."""
+        if not RABBITMQ_SERVER.exists():
+            raise SandboxError(f"{RABBITMQ_SERVER} not found (install RabbitMQ's package)")
+        if empty:
+            shutil.rmtree(self.root / "mnesia", ignore_errors=True)
+        self.root.mkdir(exist_ok=True)
+        (self.root / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        for name, text in (("rabbitmq-env.conf", ""), ("enabled_plugins", "[].\n")):
+            (self.root / name).write_text(text)
+        self.process = subprocess.Popen(
+            [RABBITMQ_SERVER],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for(self._accepts, what=f"rabbitmq on port {self.port}", timeout=60)
+
+    def _accepts(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return (self.root / "pid").exists()
+
+    def _beam(self) -> int:
+        """The Erlang VM's pid: the process that holds the queues and answers clients."""
+        return int((self.root / "pid").read_text().split()[0])
+
+    def pause(self) -> None:
+        os.kill(self._beam(), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self._beam(), signal.SIGCONT)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError, ValueError):
+                os.kill(self._beam(), signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+            self.process = None
+        (self.root / "pid").unlink(missing_ok=True)
+
+
 class PrivatePostgres:
     """A PostgreSQL cluster of its own (initdb in a temp folder), on a free port."""
 
@@ -201,6 +287,7 @@ class Sandbox:
         self.root = Path(self._tmp.name)
         self.redis = PrivateRedis(self.root)
         self.postgres = PrivatePostgres(self.root)
+        self.rabbitmq = PrivateRabbitMQ(self.root)
 
     @property
     def env(self) -> dict[str, str]:
@@ -225,6 +312,7 @@ class Sandbox:
 
     def close(self) -> None:
         self.redis.kill()
+        self.rabbitmq.kill()
         try:
             if (self.postgres.data / "postmaster.pid").exists():
                 self.postgres.stop("immediate")

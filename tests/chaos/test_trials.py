@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from signing.chaos import TrialResult, prepare, run_trial
-from signing.sandbox import Sandbox
+from signing.sandbox import RABBITMQ_SERVER, Sandbox
 
 pytestmark = pytest.mark.workers
 
@@ -66,6 +66,21 @@ def test_a_redis_paused_past_many_lease_ttls_only_delays_the_run(sandbox):
 def test_a_redis_down_past_many_lease_ttls_then_back_empty_only_delays_the_run(sandbox):
     result = run_trial("redis-down", sandbox, seconds=OUTAGE_SECONDS)
     assert_healed(result)
+
+
+rabbitmq_installed = pytest.mark.skipif(
+    not RABBITMQ_SERVER.exists(), reason="RabbitMQ not installed"
+)
+
+
+@rabbitmq_installed
+def test_a_rabbitmq_paused_past_many_lease_ttls_only_delays_the_run(sandbox):
+    assert_healed(run_trial("pause-rabbitmq", sandbox, seconds=OUTAGE_SECONDS))
+
+
+@rabbitmq_installed
+def test_a_rabbitmq_restarted_empty_only_delays_the_run(sandbox):
+    assert_healed(run_trial("restart-rabbitmq", sandbox))
 
 
 def test_a_lost_audit_run_is_sent_again_and_the_run_audited(sandbox):
