@@ -71,6 +71,7 @@ def store_signatures(
             return 1, 1, cursor.rowcount
 
 
+# CREATE_STAGE's table; `temp.` names it in the connection's own temporary database.
 STAGE = "temp.signing_staged_signature"
 
 
@@ -78,7 +79,7 @@ def open_stage() -> None:
     """CREATE_STAGE and CLEAR_STAGE: this connection's temporary table, emptied."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE.removeprefix('temp.')} "
+            f"CREATE TABLE IF NOT EXISTS {STAGE} "
             "(record_id INTEGER NOT NULL, signature BLOB NOT NULL)"
         )
         cursor.execute(f"DELETE FROM {STAGE}")
