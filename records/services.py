@@ -83,7 +83,7 @@ class SignatureStage:
 
     def __enter__(self) -> SignatureStage:
         if is_sqlite():
-            embedded.open_stage()
+            embedded.empty_stage()
         else:
             with connection.cursor() as cursor:
                 cursor.execute(sql.CREATE_STAGE)
@@ -103,7 +103,7 @@ class SignatureStage:
     def __exit__(self, *exc_info: object) -> None:
         try:
             if is_sqlite():
-                embedded.open_stage()
+                embedded.empty_stage()
             else:
                 with connection.cursor() as cursor:
                     cursor.execute(sql.CLEAR_STAGE)

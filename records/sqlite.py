@@ -75,8 +75,9 @@ def store_signatures(
 STAGE = "temp.signing_staged_signature"
 
 
-def open_stage() -> None:
-    """CREATE_STAGE and CLEAR_STAGE: this connection's temporary table, emptied."""
+def empty_stage() -> None:
+    """CREATE_STAGE and CLEAR_STAGE: this connection's temporary table, made if missing,
+    and emptied (before a big batch is staged, and after it is stored)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TABLE IF NOT EXISTS {STAGE} "

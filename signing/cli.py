@@ -6,7 +6,11 @@ from collections.abc import Callable
 
 from django.core.management.base import BaseCommand, CommandError
 
+from keyring import sealing
+from keyring.exceptions import KekError
 from records.selectors import Inventory, inventory
+from signing.dispatch import check_broker_reachable
+from signing.exceptions import NotReadyToSign
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:
@@ -18,6 +22,17 @@ def whole_number(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = f"whole number (at least {minimum})"
     return parse
+
+
+def kek_once_the_broker_answers() -> bytes:
+    """SIGNING_KEK, checked along with the broker before a command that reseeds deletes
+    anything: one that could not go on must leave the database as it was."""
+    try:
+        kek = sealing.kek_from_environment()
+        check_broker_reachable()
+    except (KekError, NotReadyToSign) as error:
+        raise CommandError(str(error)) from None
+    return kek
 
 
 def confirm_reset(command: BaseCommand, *, reset: bool, verb: str) -> Inventory:

@@ -9,12 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from keyring import sealing
-from keyring.exceptions import KekError
 from signing import bench
-from signing.cli import confirm_reset, whole_number
-from signing.dispatch import check_broker_reachable
-from signing.exceptions import NotReadyToSign
+from signing.cli import confirm_reset, kek_once_the_broker_answers, whole_number
 from signing.models import SigningRun
 
 
@@ -51,11 +47,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
             raise CommandError("a run is active: the benchmark resets the database")
-        try:  # before anything is deleted: a benchmark that cannot run must change nothing
-            sealing.kek_from_environment()
-            check_broker_reachable()
-        except (KekError, NotReadyToSign) as error:
-            raise CommandError(str(error)) from None
+        kek_once_the_broker_answers()  # checked before anything is deleted
         held = confirm_reset(self, reset=options["reset"], verb="the benchmark")
         out = self.stdout._out
         console = Console(file=out, soft_wrap=True, width=None if out.isatty() else 150)

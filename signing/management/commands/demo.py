@@ -15,13 +15,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from keyring import sealing
-from keyring.exceptions import KekError
 from records.models import Record
 from records.selectors import record_totals
-from signing.cli import confirm_reset, whole_number
-from signing.dispatch import check_broker_reachable
-from signing.exceptions import NotReadyToSign, RunAlreadyActive
+from signing.cli import confirm_reset, kek_once_the_broker_answers, whole_number
+from signing.exceptions import RunAlreadyActive
 from signing.models import SigningRun
 from signing.seeding import seed_database
 from signing.selectors import progress_of
@@ -50,11 +47,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        try:  # before the reset: a demo that cannot sign must not empty the database
-            sealing.kek_from_environment()
-            check_broker_reachable()
-        except (KekError, NotReadyToSign) as error:
-            raise CommandError(str(error)) from None
+        kek = kek_once_the_broker_answers()  # before the reset: a demo that cannot run keeps all
         held = confirm_reset(self, reset=options["reset"], verb="the demo")
         login = ensure_admin_user()
         started = time.perf_counter()
@@ -62,7 +55,7 @@ class Command(BaseCommand):
             seeded = seed_database(
                 records=options["records"],
                 keys=options["keys"],
-                kek=sealing.kek_from_environment(),
+                kek=kek,
                 reset=True,
             )
         except RunAlreadyActive as error:
