@@ -315,4 +315,6 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = not SIGNING_COLLECTED_STATIC
+# Files served at the site's root: browsers ask every page's site for /favicon.ico.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 WHITENOISE_AUTOREFRESH = DEBUG or not SIGNING_COLLECTED_STATIC
