@@ -52,3 +52,15 @@ def log_in(page, base_url: str) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(base_url + "/")
+
+
+def start_a_run_and_watch_it_finish(page, *, batch_size: int, records: str) -> None:
+    """From the dashboard: start a run; its page must follow it to the end by itself."""
+    from playwright.sync_api import expect
+
+    page.fill("#id_batch_size", str(batch_size))
+    page.click("text=Start signing")
+    page.wait_for_url("**/runs/*/")
+    expect(page.locator('[data-field="percent"]')).to_have_text("100%", timeout=60_000)
+    expect(page.locator('#run [data-field="status"]')).to_have_text("completed")
+    expect(page.locator('[data-field="signed_records"]')).to_have_text(records)

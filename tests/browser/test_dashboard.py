@@ -4,7 +4,7 @@ import pytest
 
 from records.models import Signature
 from signing.models import SigningRun
-from tests.browser.conftest import SCREENSHOTS, log_in
+from tests.browser.conftest import SCREENSHOTS, log_in, start_a_run_and_watch_it_finish
 from tests.conftest import seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.workers]
@@ -30,12 +30,7 @@ def test_an_operator_starts_a_run_and_watches_it_finish(
     assert not SigningRun.objects.exists()
 
     # A good one starts the run, and the page follows it to the end by itself
-    page.fill("#id_batch_size", "500")
-    page.click("text=Start signing")
-    page.wait_for_url("**/runs/*/")
-    expect(page.locator('[data-field="percent"]')).to_have_text("100%", timeout=60_000)
-    expect(page.locator('#run [data-field="status"]')).to_have_text("completed")
-    expect(page.locator('[data-field="signed_records"]')).to_have_text("5,000")
+    start_a_run_and_watch_it_finish(page, batch_size=500, records="5,000")
     expect(page.get_by_test_id("audit")).to_contain_text("passed", timeout=60_000)
     expect(page.get_by_test_id("audit").locator("li.fail")).to_have_count(0)
 

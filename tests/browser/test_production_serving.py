@@ -24,7 +24,7 @@ import yaml
 from django.conf import settings
 
 from signing.models import SigningRun
-from tests.browser.conftest import SCREENSHOTS, log_in
+from tests.browser.conftest import SCREENSHOTS, log_in, start_a_run_and_watch_it_finish
 from tests.conftest import ARTIFACTS, seed, wait_until
 from tests.integration.test_compose import SECRETS, compose, needs_compose
 from tests.integration.test_docker_context import dockerfile_env, dockerfile_instructions
@@ -129,12 +129,7 @@ def test_the_stack_web_service_serves_the_dashboard_the_live_run_page_and_the_ap
     page.on("response", lambda r: responses.append((r.status, r.url, r.headers)))
 
     log_in(page, web_service.url)
-    page.fill("#id_batch_size", "200")
-    page.click("text=Start signing")
-    page.wait_for_url("**/runs/*/")
-    expect(page.locator('[data-field="percent"]')).to_have_text("100%", timeout=60_000)
-    expect(page.locator('#run [data-field="status"]')).to_have_text("completed")
-    expect(page.locator('[data-field="signed_records"]')).to_have_text("2,000")
+    start_a_run_and_watch_it_finish(page, batch_size=200, records="2,000")
     expect(page.locator("[data-testid=timeline] rect.lease")).to_have_count(10, timeout=10_000)
     page.screenshot(path=SCREENSHOTS / "gunicorn-run-finished.png", full_page=True)
     assert SigningRun.objects.get().status == "completed"
