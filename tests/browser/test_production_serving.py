@@ -147,7 +147,7 @@ def test_the_stack_web_service_serves_the_dashboard_the_live_run_page_and_the_ap
     # The server's own log holds every response, those Chromium makes on its own too.
     access = re.findall(r'"[A-Z]+ (\S+) HTTP/[\d.]+" (\d{3}) ', web_service.log.read_text())
     assert ("/favicon.ico", "200") in access
-    assert [(path, status) for path, status in access if status >= "400"] == []
+    assert [(path, status) for path, status in access if int(status) >= 400] == []
     # The page polled for progress, and its script came from WhiteNoise: hashed, gzipped,
     # cacheable for good.
     assert sum("/progress.json" in url for _, url, _ in responses) >= 2
