@@ -13,7 +13,7 @@ DEMO := SIGNING_DATABASE_NAME=$(DEMO_DATABASE)
 # The file settings reads (and where `kek` and the embedded-mode decision are written).
 ENV_FILE := $(or $(SIGNING_ENV_FILE),.env)
 
-.PHONY: demo test install kek db lint format workers serve chaos browser compose-cli clean
+.PHONY: demo test install kek secrets db lint format workers serve chaos browser compose-cli clean
 
 demo: install kek db  ## in its own database: seed, sign 100k records with 2 workers, audit
 	$(DEMO) $(MANAGE) demo --reset
@@ -33,8 +33,21 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 kek: install  ## write a random SIGNING_KEK to .env unless one is set already
 	@if [ -n "$$SIGNING_KEK" ] || grep -qs '^SIGNING_KEK=' "$(ENV_FILE)"; then :; else \
-		umask 077; echo "SIGNING_KEK=$$($(PY) -c 'from keyring.sealing import generate_kek; print(generate_kek())')" >> "$(ENV_FILE)"; \
+		umask 077; if [ -s "$(ENV_FILE)" ] && [ -n "$$(tail -c 1 "$(ENV_FILE)")" ]; then echo >> "$(ENV_FILE)"; fi; \
+		echo "SIGNING_KEK=$$($(PY) -c 'from keyring.sealing import generate_kek; print(generate_kek())')" >> "$(ENV_FILE)"; \
 		echo "wrote a random SIGNING_KEK to $(ENV_FILE) (keep it: it opens the private keys)"; fi
+
+# Every secret docker-compose.yml needs besides the KEK: random and URL-safe (BROKER_URL
+# carries them), written only when neither the environment nor the env file has one.
+COMPOSE_SECRETS := REDIS_PASSWORD RABBITMQ_PASSWORD
+
+secrets: kek  ## write every secret docker-compose needs (the KEK too) to .env, keeping those set
+	@umask 077; for name in $(COMPOSE_SECRETS); do \
+		if [ -n "$${!name}" ] || grep -qs "^$$name=" "$(ENV_FILE)"; then continue; fi; \
+		if [ -s "$(ENV_FILE)" ] && [ -n "$$(tail -c 1 "$(ENV_FILE)")" ]; then echo >> "$(ENV_FILE)"; fi; \
+		echo "$$name=$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(32))')" >> "$(ENV_FILE)"; \
+		echo "wrote a random $$name to $(ENV_FILE)"; \
+	done
 
 db: install  ## create the demo's database if missing, then migrate
 	$(DEMO) $(MANAGE) ensure_db

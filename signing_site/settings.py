@@ -63,6 +63,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -291,3 +292,29 @@ SPECTACULAR_SETTINGS = {
 }
 # A request body larger than this is refused before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+# --- Production serving -----------------------------------------------------------------
+# gunicorn (gunicorn.conf.py) serves the WSGI app in the image and in compose, and WhiteNoise
+# (the middleware right after SecurityMiddleware) serves /static/ from inside it: no other
+# server is needed, and `make serve` (runserver --insecure) stays the development way.
+STATIC_ROOT = Path(os.environ.get("SIGNING_STATIC_ROOT") or STATIC_ROOT)
+# Set where collectstatic runs (the Dockerfile sets it before running it): hashed, gzipped
+# copies in STATIC_ROOT and a manifest, so browsers may cache each name for good. Unset (a
+# checkout: make serve, the tests), nothing needs collectstatic first: plain names, found in
+# the apps' folders at each request. The manifest storage cannot be the default, because it
+# answers every page with a 500 (a name missing from the manifest) until collectstatic ran.
+SIGNING_COLLECTED_STATIC = os.environ.get("SIGNING_COLLECTED_STATIC", "0") == "1"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if SIGNING_COLLECTED_STATIC
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = not SIGNING_COLLECTED_STATIC
+# Files served at the site's root: browsers ask every page's site for /favicon.ico.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
+WHITENOISE_AUTOREFRESH = DEBUG or not SIGNING_COLLECTED_STATIC
