@@ -5,6 +5,7 @@ decides on embedded mode, git-ignored) is read first; variables already in the e
 win over it. SIGNING_ENV_FILE names another file (the tests use their own).
 """
 
+import ipaddress
 import os
 import sys
 from datetime import UTC, datetime
@@ -291,3 +292,33 @@ SPECTACULAR_SETTINGS = {
 }
 # A request body larger than this is refused before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+# --- Bounded cost per request (issue 15) ---------------------------------------------------
+# /metrics runs a few whole-table aggregates: a scrape answered within this many seconds of
+# the last one gets the same text from the cache (Django's default cache: LocMemCache, one
+# per process, so a burst costs one set of queries per process per interval; point CACHES
+# at a shared cache to make it one per deployment). 0 computes every scrape.
+SIGNING_METRICS_CACHE_SECONDS = int(os.environ.get("SIGNING_METRICS_CACHE_SECONDS", "5") or 0)
+if SIGNING_METRICS_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured("SIGNING_METRICS_CACHE_SECONDS must be 0 or more")
+# Who may scrape /metrics: the client address (REMOTE_ADDR: behind a reverse proxy, the
+# proxy's) must be in one of these networks ("*" for any); loopback and private networks by
+# default, so Prometheus on the host, in the compose network or on a LAN works unchanged
+# and the open internet gets 403. When SIGNING_METRICS_TOKEN is set, a scrape must also
+# send `Authorization: Bearer <token>` (else 401). Refused scrapes run no query.
+SIGNING_METRICS_ALLOWED_NETWORKS = os.environ.get(
+    "SIGNING_METRICS_ALLOWED_NETWORKS",
+    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
+)
+for _network in SIGNING_METRICS_ALLOWED_NETWORKS.split(","):
+    if _network.strip() not in {"", "*"}:
+        try:
+            ipaddress.ip_network(_network.strip(), strict=False)
+        except ValueError as _error:
+            raise ImproperlyConfigured(f"SIGNING_METRICS_ALLOWED_NETWORKS: {_error}") from None
+SIGNING_METRICS_TOKEN = os.environ.get("SIGNING_METRICS_TOKEN", "")
+# A run with more leases than this draws its lease timeline as a summary (one segment per
+# key per slice of the run, at most SIGNING_TIMELINE_MAX_SEGMENTS of them) instead of one
+# bar per lease: a page and its SVG stay the same size however long the run.
+SIGNING_TIMELINE_MAX_LEASES = env_int("SIGNING_TIMELINE_MAX_LEASES", 2000)
+SIGNING_TIMELINE_MAX_SEGMENTS = env_int("SIGNING_TIMELINE_MAX_SEGMENTS", 2000)
