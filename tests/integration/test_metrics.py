@@ -36,6 +36,7 @@ def _every_scrape_computed(settings) -> None:
     the cache (test_metrics_cost.py) switch it back on."""
     settings.SIGNING_METRICS_CACHE_SECONDS = 0
 
+
 # Lets the tests below reach the view through every middleware, as a scraper would.
 urlpatterns = [path("metrics", metrics_view, name="metrics")]
 
