@@ -321,4 +321,6 @@ SIGNING_METRICS_TOKEN = os.environ.get("SIGNING_METRICS_TOKEN", "")
 # key per slice of the run, at most SIGNING_TIMELINE_MAX_SEGMENTS of them) instead of one
 # bar per lease: a page and its SVG stay the same size however long the run.
 SIGNING_TIMELINE_MAX_LEASES = env_int("SIGNING_TIMELINE_MAX_LEASES", 2000)
-SIGNING_TIMELINE_MAX_SEGMENTS = env_int("SIGNING_TIMELINE_MAX_SEGMENTS", 2000)
+SIGNING_TIMELINE_MAX_SEGMENTS = env_int("SIGNING_TIMELINE_MAX_SEGMENTS", 1000)
+# The run page's charts partial (every open page asks every 3 s) is cached per run this long.
+SIGNING_CHARTS_CACHE_SECONDS = int(os.environ.get("SIGNING_CHARTS_CACHE_SECONDS", "2") or 0)
