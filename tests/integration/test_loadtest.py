@@ -81,8 +81,8 @@ def test_every_path_of_the_mix_answers_a_logged_in_client(worker_env, broker):
         assert anonymous.get(f"/api/runs/{run.pk}/") == 401
 
 
-@pytest.mark.parametrize("bad", ["", "-1", "abc", "10,,x", "5000"])
+@pytest.mark.parametrize("bad", ["", "-1", "abc", "10,,x", "5000", "nan"])
 def test_rates_are_checked(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a list of rates"):
         rates(bad)
     assert rates("0, 10,200") == [0, 10, 200]

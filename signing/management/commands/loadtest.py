@@ -14,9 +14,12 @@ from signing.models import SigningRun
 
 
 def rates(text: str) -> list[float]:
-    values = [float(part) for part in text.split(",") if part.strip()]
-    if not values or any(value < 0 or value > 1000 for value in values):
-        raise ValueError(text)
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0 <= value <= 1000 for value in values):
+        raise ValueError(f"not a list of rates: {text!r}")
     return values
 
 
