@@ -7,20 +7,30 @@ five aggregate queries whatever the number of rows: it is scraped every few seco
 run signs 100,000 records. Each query sees the tables at its own instant (read committed), so
 two figures may be a few batches apart; the next scrape catches up.
 
-Only counts leave this module: never a kid, a key, a payload, a signature or a token, so the
-endpoint can be left open to scrapers, which do not log in.
+Only counts leave this module: never a kid, a key, a payload, a signature or a token, so
+scrapers need no login. What a scrape may cost is bounded all the same (issue 15): the text is
+cached for SIGNING_METRICS_CACHE_SECONDS, so a burst of scrapes costs one set of queries per
+process (per deployment with a shared cache) per interval, and a scrape from outside
+SIGNING_METRICS_ALLOWED_NETWORKS, or without SIGNING_METRICS_TOKEN when one is set, is
+refused before any query runs.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, Final
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache
 from django.db.models import Case, Count, DurationField, F, Q, Sum, Value, When
 from django.db.models.functions import Greatest
 from django.http import HttpRequest, HttpResponse
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -202,9 +212,65 @@ registry: Final = CollectorRegistry()
 registry.register(SigningCollector())
 
 
+CACHE_KEY: Final = "signing.metrics.exposition"
+# One scrape at a time computes the text in this process; the others wait for it and read it
+# from the cache, so a burst arriving together still costs one set of queries.
+_computing = threading.Lock()
+
+
 @login_not_required  # scrapers do not log in; only counts are shown
 @require_GET
-@never_cache
+@never_cache  # for the scraper: every scrape asks again (the server's cache is ours)
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """The Prometheus text exposition of `registry`, computed now."""
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    """The Prometheus text exposition of `registry`, at most SIGNING_METRICS_CACHE_SECONDS old."""
+    if not _address_allowed(request.META.get("REMOTE_ADDR", "")):
+        return HttpResponse("403 Forbidden: not an allowed network\n", status=403)
+    if settings.SIGNING_METRICS_TOKEN and not _bearer_matches(request):
+        response = HttpResponse("401 Unauthorized: a bearer token is required\n", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+def exposition() -> bytes:
+    """The metrics text: from the cache when fresh, else computed once and cached."""
+    seconds = settings.SIGNING_METRICS_CACHE_SECONDS
+    if not seconds:
+        return generate_latest(registry)
+    text = cache.get(CACHE_KEY)
+    if text is None:
+        with _computing:
+            text = cache.get(CACHE_KEY)  # another thread may have computed it meanwhile
+            if text is None:
+                text = generate_latest(registry)
+                cache.set(CACHE_KEY, text, timeout=seconds)
+    return text
+
+
+def _address_allowed(address: str) -> bool:
+    networks = _networks(settings.SIGNING_METRICS_ALLOWED_NETWORKS)
+    if networks is None:
+        return True
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # no IPv6 zone id
+    except ValueError:
+        return False  # no address (a unix socket without a proxy header): not allowed
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks if network.version == ip.version)
+
+
+@lru_cache(maxsize=4)
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
+    """The allowed networks, or None when "*" allows any address (checked in settings)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if "*" in parts:
+        return None
+    return tuple(ipaddress.ip_network(part, strict=False) for part in parts)
+
+
+def _bearer_matches(request: HttpRequest) -> bool:
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return scheme.lower() == "bearer" and constant_time_compare(
+        token.strip(), settings.SIGNING_METRICS_TOKEN
+    )

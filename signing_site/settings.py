@@ -5,6 +5,7 @@ decides on embedded mode, git-ignored) is read first; variables already in the e
 win over it. SIGNING_ENV_FILE names another file (the tests use their own).
 """
 
+import ipaddress
 import os
 import sys
 from datetime import UTC, datetime
@@ -23,8 +24,8 @@ _GIVEN_ENVIRONMENT = dict(os.environ)  # before .env: commands say where a setti
 load_dotenv(ENV_FILE, override=False)
 
 
-def env_int(name: str, default: int) -> int:
-    """Read a positive integer setting, failing at start-up with the variable's name."""
+def env_int(name: str, default: int, *, minimum: int = 1) -> int:
+    """Read a whole-number setting (at least `minimum`), failing at start-up with its name."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -32,8 +33,8 @@ def env_int(name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
-    if value <= 0:
-        raise SystemExit(f"{name} must be greater than 0, got {value}")
+    if value < minimum:
+        raise SystemExit(f"{name} must be {minimum} or more, got {value}")
     return value
 
 
@@ -318,3 +319,33 @@ WHITENOISE_USE_FINDERS = not SIGNING_COLLECTED_STATIC
 # Files served at the site's root: browsers ask every page's site for /favicon.ico.
 WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 WHITENOISE_AUTOREFRESH = DEBUG or not SIGNING_COLLECTED_STATIC
+
+# --- Bounded cost per request (issue 15) ---------------------------------------------------
+# /metrics runs a few whole-table aggregates: a scrape answered within this many seconds of
+# the last one gets the same text from the cache (Django's default cache: LocMemCache, one
+# per process, so a burst costs one set of queries per process per interval; point CACHES
+# at a shared cache to make it one per deployment). 0 computes every scrape.
+SIGNING_METRICS_CACHE_SECONDS = env_int("SIGNING_METRICS_CACHE_SECONDS", 5, minimum=0)
+# Who may scrape /metrics: the client address (REMOTE_ADDR: behind a reverse proxy, the
+# proxy's) must be in one of these networks ("*" for any); loopback and private networks by
+# default, so Prometheus on the host, in the compose network or on a LAN works unchanged
+# and the open internet gets 403. When SIGNING_METRICS_TOKEN is set, a scrape must also
+# send `Authorization: Bearer <token>` (else 401). Refused scrapes run no query.
+SIGNING_METRICS_ALLOWED_NETWORKS = os.environ.get(
+    "SIGNING_METRICS_ALLOWED_NETWORKS",
+    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
+)
+for _network in SIGNING_METRICS_ALLOWED_NETWORKS.split(","):
+    if _network.strip() not in {"", "*"}:
+        try:
+            ipaddress.ip_network(_network.strip(), strict=False)
+        except ValueError as _error:
+            raise ImproperlyConfigured(f"SIGNING_METRICS_ALLOWED_NETWORKS: {_error}") from None
+SIGNING_METRICS_TOKEN = os.environ.get("SIGNING_METRICS_TOKEN", "")
+# A run with more leases than this draws its lease timeline as a summary (one segment per
+# key per slice of the run, at most SIGNING_TIMELINE_MAX_SEGMENTS of them) instead of one
+# bar per lease: a page and its SVG stay the same size however long the run.
+SIGNING_TIMELINE_MAX_LEASES = env_int("SIGNING_TIMELINE_MAX_LEASES", 2000)
+SIGNING_TIMELINE_MAX_SEGMENTS = env_int("SIGNING_TIMELINE_MAX_SEGMENTS", 1000)
+# The run page's charts partial (every open page asks every 3 s) is cached per run this long.
+SIGNING_CHARTS_CACHE_SECONDS = env_int("SIGNING_CHARTS_CACHE_SECONDS", 2, minimum=0)

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import dramatiq
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from dramatiq.middleware import Middleware
 
@@ -81,6 +82,14 @@ def _forget_unsealed_keys() -> Iterator[None]:
     forget_private_keys()
     yield
     forget_private_keys()
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """Each test starts with an empty cache: no test sees the metrics another one cached."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 class SentMessages(Middleware):

@@ -1,9 +1,10 @@
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from signing.api import views
+from signing.api.schema import CachedSpectacularAPIView
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -14,7 +15,7 @@ router.register("records", views.RecordViewSet, basename="record")
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("verify/", views.VerifyView.as_view(), name="api-verify"),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/", CachedSpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     *router.urls,

@@ -359,3 +359,45 @@ def test_a_run_is_refused_when_the_kek_does_not_open_the_keys(
     assert response.status_code == 409
     assert "not the KEK the keys were sealed with" in response.json()["errors"]["detail"][0]
     assert not SigningRun.objects.exists()
+
+
+# --- bounded pages (issue 15) ------------------------------------------------------------
+def list_operations() -> set[str]:
+    """Every path whose GET takes ?limit=, read from the schema the API serves."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return {
+        path
+        for path, operations in schema["paths"].items()
+        if any(p["name"] == "limit" for p in operations.get("get", {}).get("parameters", []))
+    }
+
+
+def test_every_list_endpoint_caps_limit(reader, keyring_and_records, monkeypatch):
+    """Each list is paged by BoundedLimitOffsetPagination: a ?limit= above its max_limit
+    gets max_limit rows (the cap is lowered here so three rows are enough to see it)."""
+    from signing.api.pagination import BoundedLimitOffsetPagination
+
+    run = plan_run(batch_size=10)
+    for batch in run.batches.order_by("seq"):
+        lease_batch(batch)
+    SigningRun.objects.bulk_create(
+        SigningRun(batch_size=1, status=SigningRun.Status.COMPLETED, max_in_flight=1)
+        for _ in range(2)
+    )
+    urls = {
+        "/api/runs/": "/api/runs/",
+        "/api/keys/": "/api/keys/",
+        "/api/runs/{id}/leases/": f"/api/runs/{run.pk}/leases/",
+    }
+    assert list_operations() == set(urls), "a new list endpoint: add it here"
+    assert BoundedLimitOffsetPagination.max_limit == 1000
+    monkeypatch.setattr(BoundedLimitOffsetPagination, "max_limit", 2)
+    for url in urls.values():
+        page = reader.get(url, {"limit": "1000000"}).json()
+        assert page["count"] == 3, url
+        assert len(page["results"]) == 2, url
+        unlimited = reader.get(url, {"limit": "99999999999999999999999"})
+        assert unlimited.status_code == 200, url
+        assert len(unlimited.json()["results"]) == 2, url

@@ -29,6 +29,14 @@ from tests.integration.factories import lease_batch
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
+
+@pytest.fixture(autouse=True)
+def _every_scrape_computed(settings) -> None:
+    """The figures tests change the tables between scrapes: no cache for them. The tests of
+    the cache (test_metrics_cost.py) switch it back on."""
+    settings.SIGNING_METRICS_CACHE_SECONDS = 0
+
+
 # Lets the tests below reach the view through every middleware, as a scraper would.
 urlpatterns = [path("metrics", metrics_view, name="metrics")]
 

@@ -1,0 +1,129 @@
+"""manage.py loadtest: a run's throughput while the web tier is under load, per request rate."""
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from rich.console import Console
+from rich.table import Table
+
+from signing import bench, loadtest
+from signing.cli import confirm_reset, kek_once_the_broker_answers, whole_number
+from signing.models import SigningRun
+
+
+def rates(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0 <= value <= 1000 for value in values):
+        raise ValueError(f"not a list of rates: {text!r}")
+    return values
+
+
+rates.__name__ = "comma-separated list of request rates (0 to 1000 a second)"
+
+
+class Command(BaseCommand):
+    help = (
+        "Sign a fresh run per request rate with real workers while dashboards, API clients "
+        "and a scraper hit a web server on 127.0.0.1 at that rate (0: no load); print each "
+        "run's throughput, the answers (5xx, errors) and the audit. Deletes what the "
+        "database holds: refused, unless --reset (or a yes at a terminal), when it holds "
+        "anything."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--records", type=whole_number(1), default=100_000)
+        parser.add_argument("--keys", type=whole_number(1), default=100)
+        parser.add_argument("--batch-size", type=whole_number(1), default=1000)
+        parser.add_argument(
+            "--rates", type=rates, default=[0, 10, 200], help="requests a second, e.g. 0,10,200"
+        )
+        parser.add_argument("--workers", type=whole_number(1), default=2, help="worker processes")
+        parser.add_argument("--threads", type=whole_number(1), default=4, help="threads each")
+        parser.add_argument(
+            "--server",
+            default=loadtest.DEFAULT_SERVER,
+            help="the web server's command line; {python}, {manage} and {port} are filled in "
+            f"(default: {loadtest.DEFAULT_SERVER!r})",
+        )
+        parser.add_argument("--json", type=Path, help="write the figures to this file")
+        parser.add_argument(
+            "--reset",
+            action="store_true",
+            help="delete the records, signatures, runs and keys the database holds",
+        )
+
+    def handle(self, *args, **options) -> None:
+        if settings.SIGNING_EMBEDDED:
+            raise CommandError("the load test needs the servers: its web server is a process")
+        if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
+            raise CommandError("a run is active: the load test resets the database")
+        kek_once_the_broker_answers()
+        held = confirm_reset(self, reset=options["reset"], verb="the load test")
+        out = self.stdout._out
+        console = Console(file=out, soft_wrap=True, width=None if out.isatty() else 150)
+        report = loadtest.run_load_test(
+            records=options["records"],
+            keys=options["keys"],
+            batch_size=options["batch_size"],
+            rates=options["rates"],
+            workers=options["workers"],
+            threads=options["threads"],
+            server=options["server"],
+            env={},
+            log_file=bench.log_file().with_name("loadtest.log"),
+            say=console.print,
+        )
+        if not held.empty:
+            console.print(f"deleted {held}")
+        console.print(results_table(report))
+        if options["json"] is not None:
+            options["json"].write_text(json.dumps(report.as_dict(), indent=2))
+        if not all(r.audit_passed for r in report.results):
+            raise CommandError("an audit failed (see the table)")
+
+
+def results_table(report: loadtest.LoadReport) -> Table:
+    baseline = report.baseline()
+    table = Table(
+        title=f"{report.records:,} records, {report.keys} keys, {report.workers} worker "
+        f"processes x {report.threads} threads; server: {report.server}"
+    )
+    for column in (
+        "requests/s",
+        "batch size",
+        "run s",
+        "records/s",
+        "vs no load",
+        "requests",
+        "late",
+        "5xx",
+        "errors",
+        "p50 ms",
+        "p95 ms",
+        "max ms",
+        "audit",
+    ):
+        table.add_column(column, justify="right")
+    for r in report.results:
+        change = f"{r.records_per_s / baseline - 1:+.1%}" if baseline else "-"
+        table.add_row(
+            f"{r.rate:g}",
+            f"{r.batch_size:,}",
+            f"{r.seconds:.2f}",
+            f"{r.records_per_s:,.0f}",
+            change,
+            f"{r.requests:,}",
+            f"{r.late:,}",
+            f"{r.server_errors:,}",
+            f"{r.errors:,}",
+            f"{r.p50_ms:.1f}",
+            f"{r.p95_ms:.1f}",
+            f"{r.max_ms:.1f}",
+            "passed" if r.audit_passed else "FAILED",
+        )
+    return table
