@@ -3,6 +3,7 @@ and the question asked before a command deletes data."""
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -22,6 +23,21 @@ def whole_number(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = f"whole number (at least {minimum})"
     return parse
+
+
+def add_measured_run_arguments(parser) -> None:
+    """The arguments `bench` and `loadtest` share: what they seed, how many workers sign it,
+    where the figures go, and the consent to delete what the database holds."""
+    parser.add_argument("--records", type=whole_number(1), default=100_000)
+    parser.add_argument("--keys", type=whole_number(1), default=100)
+    parser.add_argument("--workers", type=whole_number(1), default=2, help="worker processes")
+    parser.add_argument("--threads", type=whole_number(1), default=4, help="threads each")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument(
+        "--reset",
+        action="store_true",
+        help="delete the records, signatures, runs and keys the database holds",
+    )
 
 
 def kek_once_the_broker_answers() -> bytes:

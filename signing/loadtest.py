@@ -40,7 +40,8 @@ from signing.models import SigningRun
 from signing.workers import WorkerPool
 
 HOST = "127.0.0.1"
-DEFAULT_SERVER = "{python} {manage} runserver 127.0.0.1:{port} --noreload --insecure"
+# The production server, as compose's `web` runs it (gunicorn.conf.py), on a local port.
+DEFAULT_SERVER = "{python} -m gunicorn -c gunicorn.conf.py -b 127.0.0.1:{port} signing_site.wsgi"
 USERNAME = "loadtest"
 REQUEST_TIMEOUT_SECONDS = 10.0
 RUN_DEADLINE_SECONDS = 1800.0

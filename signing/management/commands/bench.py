@@ -1,7 +1,6 @@
 """manage.py bench: raw signing speed, seed time, and full runs per batch size, compared."""
 
 import json
-from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -10,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from signing import bench
-from signing.cli import confirm_reset, kek_once_the_broker_answers, whole_number
+from signing.cli import add_measured_run_arguments, confirm_reset, kek_once_the_broker_answers
 from signing.models import SigningRun
 
 
@@ -32,17 +31,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--records", type=whole_number(1), default=100_000)
-        parser.add_argument("--keys", type=whole_number(1), default=100)
+        add_measured_run_arguments(parser)
         parser.add_argument("--batch-sizes", type=batch_sizes, default=[10, 100, 1000])
-        parser.add_argument("--workers", type=whole_number(1), default=2, help="worker processes")
-        parser.add_argument("--threads", type=whole_number(1), default=4, help="threads each")
-        parser.add_argument("--json", type=Path, help="write the figures to this file")
-        parser.add_argument(
-            "--reset",
-            action="store_true",
-            help="delete the records, signatures, runs and keys the database holds",
-        )
 
     def handle(self, *args, **options) -> None:
         if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():

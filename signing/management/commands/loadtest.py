@@ -1,7 +1,6 @@
 """manage.py loadtest: a run's throughput while the web tier is under load, per request rate."""
 
 import json
-from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -9,7 +8,12 @@ from rich.console import Console
 from rich.table import Table
 
 from signing import bench, loadtest
-from signing.cli import confirm_reset, kek_once_the_broker_answers, whole_number
+from signing.cli import (
+    add_measured_run_arguments,
+    confirm_reset,
+    kek_once_the_broker_answers,
+    whole_number,
+)
 from signing.models import SigningRun
 
 
@@ -36,25 +40,16 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--records", type=whole_number(1), default=100_000)
-        parser.add_argument("--keys", type=whole_number(1), default=100)
+        add_measured_run_arguments(parser)
         parser.add_argument("--batch-size", type=whole_number(1), default=1000)
         parser.add_argument(
             "--rates", type=rates, default=[0, 10, 200], help="requests a second, e.g. 0,10,200"
         )
-        parser.add_argument("--workers", type=whole_number(1), default=2, help="worker processes")
-        parser.add_argument("--threads", type=whole_number(1), default=4, help="threads each")
         parser.add_argument(
             "--server",
             default=loadtest.DEFAULT_SERVER,
             help="the web server's command line; {python}, {manage} and {port} are filled in "
             f"(default: {loadtest.DEFAULT_SERVER!r})",
-        )
-        parser.add_argument("--json", type=Path, help="write the figures to this file")
-        parser.add_argument(
-            "--reset",
-            action="store_true",
-            help="delete the records, signatures, runs and keys the database holds",
         )
 
     def handle(self, *args, **options) -> None:
