@@ -6,6 +6,7 @@ win over it. SIGNING_ENV_FILE names another file (the tests use their own).
 """
 
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -291,3 +292,26 @@ SPECTACULAR_SETTINGS = {
 }
 # A request body larger than this is refused before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+# --- Least privilege: database roles ------------------------------------------------------
+# DATABASE_URL is the role this process works as. In a deployment that is the app role,
+# which reads and writes rows and owns nothing: no DDL, no TRUNCATE (signing/roles.py).
+# DATABASE_OWNER_URL, when set, names the database owner: `migrate` and the commands that
+# reset (seed --reset, demo, bench, flush) connect with its user, password, host and port to
+# the same database. Unset, DATABASE_URL's role does everything, as on a laptop whose
+# PostgreSQL user is the superuser.
+DATABASE_OWNER_URL = os.environ.get("DATABASE_OWNER_URL", "").strip()
+SIGNING_OWNER_DATABASE = (
+    dj_database_url.parse(DATABASE_OWNER_URL)
+    if DATABASE_OWNER_URL and not SIGNING_EMBEDDED
+    else None
+)
+# The role `migrate` grants the app's privileges to, and `ensure_db` creates when it may
+# (with SIGNING_DB_APP_PASSWORD, if set, as its password).
+SIGNING_DB_APP_ROLE = os.environ.get("SIGNING_DB_APP_ROLE", "").strip() or "signing_app"
+if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", SIGNING_DB_APP_ROLE):
+    raise SystemExit(
+        "SIGNING_DB_APP_ROLE must be lower-case letters, digits and underscores (at most 63, "
+        f"not starting with a digit), got {SIGNING_DB_APP_ROLE!r}"
+    )
+SIGNING_DB_APP_PASSWORD = os.environ.get("SIGNING_DB_APP_PASSWORD", "")
