@@ -116,7 +116,8 @@ SIGNING_IDLE_TRANSACTION_TIMEOUT = env_int(
     "SIGNING_IDLE_TRANSACTION_TIMEOUT", max(2, env_int("SIGNING_LEASE_TTL", 30) // 3)
 )
 if SIGNING_EMBEDDED:
-    SIGNING_BACKENDS.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    # Readable by its owner only: folder 0700, file 0600 (signing.apps keeps it so).
+    backends.keep_sqlite_private(SIGNING_BACKENDS.sqlite_path, base_dir=BASE_DIR)
     # BEGIN IMMEDIATE takes SQLite's write lock when a transaction starts, so a transaction
     # is as serialized as one under PostgreSQL's keyring lock, and never fails half-way
     # upgrading a read to a write. WAL lets the dashboard read while a worker writes, and
