@@ -13,7 +13,7 @@ DEMO := SIGNING_DATABASE_NAME=$(DEMO_DATABASE)
 # The file settings reads (and where `kek` and the embedded-mode decision are written).
 ENV_FILE := $(or $(SIGNING_ENV_FILE),.env)
 
-.PHONY: demo test install kek db lint format workers serve chaos browser compose-cli clean
+.PHONY: demo test install kek db-passwords db lint format workers serve chaos browser compose-cli clean
 
 demo: install kek db  ## in its own database: seed, sign 100k records with 2 workers, audit
 	$(DEMO) $(MANAGE) demo --reset
@@ -36,7 +36,14 @@ kek: install  ## write a random SIGNING_KEK to .env unless one is set already
 		umask 077; echo "SIGNING_KEK=$$($(PY) -c 'from keyring.sealing import generate_kek; print(generate_kek())')" >> "$(ENV_FILE)"; \
 		echo "wrote a random SIGNING_KEK to $(ENV_FILE) (keep it: it opens the private keys)"; fi
 
-db: install  ## create the demo's database if missing, then migrate
+db-passwords:  ## write random database passwords for docker-compose to .env, unless set already
+	@umask 077; for name in POSTGRES_PASSWORD SIGNING_DB_OWNER_PASSWORD SIGNING_DB_APP_PASSWORD; do \
+		if [ -z "$${!name}" ] && ! grep -qs "^$$name=" "$(ENV_FILE)"; then \
+			echo "$$name=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" >> "$(ENV_FILE)"; \
+			echo "wrote a random $$name to $(ENV_FILE)"; fi; \
+	done
+
+db: install  ## create the demo's database if missing, then migrate (and the app role's grants)
 	$(DEMO) $(MANAGE) ensure_db
 	$(DEMO) $(MANAGE) migrate --noinput -v 0
 

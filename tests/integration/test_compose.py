@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -13,6 +14,15 @@ COMPOSE = ROOT / "docker-compose.yml"
 needs_compose = pytest.mark.skipif(
     shutil.which("docker-compose") is None, reason="docker-compose not installed"
 )
+
+
+# The passwords compose requires (`make db-passwords` writes them to .env).
+DB_PASSWORDS = {
+    "POSTGRES_PASSWORD": "superuser-password",
+    "SIGNING_DB_OWNER_PASSWORD": "owner-password",
+    "SIGNING_DB_APP_PASSWORD": "app-password",
+}
+SECRETS = {"SIGNING_KEK": "x" * 44, **DB_PASSWORDS}
 
 
 def compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -29,7 +39,7 @@ def compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @needs_compose
 def test_docker_compose_config_is_valid_and_names_every_service():
-    env = {**os.environ, "SIGNING_KEK": "x" * 44}
+    env = {**os.environ, **SECRETS}
     checked = compose("config", "--services", env=env)
     assert checked.returncode == 0, checked.stderr
     services = set(checked.stdout.split())
@@ -38,7 +48,7 @@ def test_docker_compose_config_is_valid_and_names_every_service():
 
 @needs_compose
 def test_docker_compose_refuses_to_start_without_a_kek(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "SIGNING_KEK"}
+    env = {**{k: v for k, v in os.environ.items() if k != "SIGNING_KEK"}, **DB_PASSWORDS}
     empty_env_file = tmp_path / "empty.env"
     empty_env_file.write_text("")
     checked = compose("--env-file", str(empty_env_file), "config", "-q", env=env)
@@ -62,7 +72,7 @@ def test_services_wait_on_health_not_on_sleeps():
 def test_the_rabbitmq_profile_adds_a_broker_and_workers_scale():
     env = {
         **os.environ,
-        "SIGNING_KEK": "x" * 44,
+        **SECRETS,
         "BROKER_URL": "amqp://guest:guest@rabbitmq:5672/%2F",
     }
     checked = compose("--profile", "rabbitmq", "config", env=env)
@@ -76,7 +86,7 @@ def test_the_rabbitmq_profile_adds_a_broker_and_workers_scale():
 def test_every_app_service_runs_on_the_servers_whatever_a_copied_env_file_says():
     # `COPY . .` takes the project's .env into the image, and on a laptop without servers
     # that .env says SIGNING_EMBEDDED=1: the environment must win over it.
-    env = {**os.environ, "SIGNING_KEK": "x" * 44}
+    env = {**os.environ, **SECRETS}
     checked = compose("config", env=env)
     assert checked.returncode == 0, checked.stderr
     services = yaml.safe_load(checked.stdout)["services"]
@@ -85,3 +95,53 @@ def test_every_app_service_runs_on_the_servers_whatever_a_copied_env_file_says()
     assert {name: app["environment"]["SIGNING_EMBEDDED"] for name, app in apps.items()} == (
         dict.fromkeys(apps, "0")
     )
+
+
+def app_services() -> dict[str, dict]:
+    checked = compose("config", env={**os.environ, **SECRETS})
+    assert checked.returncode == 0, checked.stderr
+    services = yaml.safe_load(checked.stdout)["services"]
+    return {name: service for name, service in services.items() if "build" in service}
+
+
+@needs_compose
+def test_migrate_connects_as_the_owner_and_every_other_service_as_the_app_role():
+    users = {
+        name: urlparse(app["environment"]["DATABASE_URL"]).username
+        for name, app in app_services().items()
+    }
+    assert users == {
+        "migrate": "signing_owner",
+        "seeder": "signing_app",
+        "web": "signing_app",
+        "worker": "signing_app",
+        "executor": "signing_app",
+    }
+
+
+@needs_compose
+def test_only_the_worker_and_the_seeder_hold_the_kek():
+    holders = {name for name, app in app_services().items() if "SIGNING_KEK" in app["environment"]}
+    assert holders == {"worker", "seeder"}
+
+
+@needs_compose
+@pytest.mark.parametrize("password", sorted(DB_PASSWORDS))
+def test_docker_compose_refuses_to_start_without_a_database_password(password, tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if k != password}, **SECRETS}
+    del env[password]
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.write_text("")
+    checked = compose("--env-file", str(empty_env_file), "config", "-q", env=env)
+    assert checked.returncode != 0
+    assert password in checked.stderr
+
+
+@needs_compose
+def test_the_database_makes_the_two_roles_on_its_first_start():
+    checked = compose("config", env={**os.environ, **SECRETS})
+    db = yaml.safe_load(checked.stdout)["services"]["db"]
+    init = ROOT / "docker" / "postgres-init"
+    assert f"{init}:/docker-entrypoint-initdb.d:ro" in db["volumes"]
+    assert os.access(init / "10-signing-roles.sh", os.X_OK)
+    assert "POSTGRES_DB" not in db["environment"]  # the init script makes it, owned by the owner

@@ -296,3 +296,67 @@ def _scalar_rows(statement: str) -> list[object]:
     with connection.cursor() as cursor:
         cursor.execute(statement)
         return [row[0] for row in cursor.fetchall()]
+
+
+def test_the_compose_init_script_makes_an_owner_that_migrates_and_an_app_role_that_seeds(
+    worker_env,
+):
+    # Given the roles and database made by docker/postgres-init, run by hand against the
+    # local server as the postgres image would (names of this test's own: roles are global)
+    base = f"{connection.settings_dict['NAME']}_compose"[:50]
+    names = {
+        "SIGNING_DB_OWNER": f"{base}_owner",
+        "SIGNING_DB_APP_ROLE": f"{base}_app",
+        "SIGNING_DB_NAME": base,
+        "SIGNING_DB_OWNER_PASSWORD": "owner-secret",
+        "SIGNING_DB_APP_PASSWORD": "app-secret",
+    }
+    script = ROOT / "docker" / "postgres-init" / "10-signing-roles.sh"
+    server = {
+        "PGHOST": connection.settings_dict["HOST"] or "127.0.0.1",
+        "POSTGRES_USER": "postgres",
+    }
+    _drop_compose_database(names)
+    try:
+        made = subprocess.run(
+            [str(script)], env={**os.environ, **server, **names}, capture_output=True, text=True
+        )
+        assert made.returncode == 0, made.stderr
+        url = "postgres://{}:{}@{}:5432/" + base
+        owner = url.format(names["SIGNING_DB_OWNER"], "owner-secret", server["PGHOST"])
+        app = url.format(names["SIGNING_DB_APP_ROLE"], "app-secret", server["PGHOST"])
+        # When migrate runs as the owner (no superuser) and the seeder as the app role
+        migrated = manage(
+            {
+                **worker_env,
+                "DATABASE_URL": owner,
+                "SIGNING_DB_APP_ROLE": names["SIGNING_DB_APP_ROLE"],
+            },
+            "migrate",
+            "--noinput",
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        seeded = manage(
+            {**worker_env, "DATABASE_URL": app},
+            "seed",
+            "--if-empty",
+            "--records",
+            "20",
+            "--keys",
+            "2",
+        )
+        # Then both work, and the app role still may not change the schema
+        assert seeded.returncode == 0, seeded.stderr
+        assert "seeded 20 records and 2" in seeded.stdout
+        with psycopg.connect(app.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+            assert refused(conn, "CREATE TABLE intruder (id int)")
+            assert refused(conn, "TRUNCATE records_record")
+    finally:
+        _drop_compose_database(names)
+
+
+def _drop_compose_database(names: dict[str, str]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{names["SIGNING_DB_NAME"]}" WITH (FORCE)')
+        for role in (names["SIGNING_DB_APP_ROLE"], names["SIGNING_DB_OWNER"]):
+            cursor.execute(f'DROP ROLE IF EXISTS "{role}"')
