@@ -39,7 +39,8 @@ kek: install  ## write a random SIGNING_KEK to .env unless one is set already
 
 # Every secret docker-compose.yml needs besides the KEK: random and URL-safe (BROKER_URL
 # carries them), written only when neither the environment nor the env file has one.
-COMPOSE_SECRETS := REDIS_PASSWORD RABBITMQ_PASSWORD
+COMPOSE_SECRETS := REDIS_PASSWORD RABBITMQ_PASSWORD POSTGRES_PASSWORD SIGNING_DB_OWNER_PASSWORD \
+	SIGNING_DB_APP_PASSWORD
 
 secrets: kek  ## write every secret docker-compose needs (the KEK too) to .env, keeping those set
 	@umask 077; for name in $(COMPOSE_SECRETS); do \
@@ -49,7 +50,7 @@ secrets: kek  ## write every secret docker-compose needs (the KEK too) to .env, 
 		echo "wrote a random $$name to $(ENV_FILE)"; \
 	done
 
-db: install  ## create the demo's database if missing, then migrate
+db: install  ## create the demo's database if missing, then migrate (and the app role's grants)
 	$(DEMO) $(MANAGE) ensure_db
 	$(DEMO) $(MANAGE) migrate --noinput -v 0
 

@@ -51,6 +51,11 @@ def kek_from_environment() -> bytes:
     return parse_kek(os.environ.get(KEK_ENV))
 
 
+def kek_is_set() -> bool:
+    """Whether this process was given a KEK at all (the web tier of a deployment is not)."""
+    return bool((os.environ.get(KEK_ENV) or "").strip())
+
+
 def seal(kek: bytes, kid: str, secret: bytes) -> bytes:
     nonce = secrets.token_bytes(_NONCE_BYTES)
     return _FORMAT + nonce + AESGCM(kek).encrypt(nonce, secret, kid.encode("utf-8"))

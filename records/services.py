@@ -17,7 +17,9 @@ from records import sql
 from records import sqlite as embedded
 from signing.crypto import SignedRecord
 from signing.events import EventLogger
+from signing.exceptions import ResetNeedsOwner
 from signing.models import Batch
+from signing.roles import insufficient_privilege
 from signing.vendor import is_sqlite
 
 log = EventLogger(__name__)
@@ -203,12 +205,18 @@ def reset_all() -> None:
     Ids are not restarted (records.sql.RESET_ALL), so a message from before the reset names
     no row of the new data. Queued messages are dropped too once the reset commits: they
     could only be refused. A broker that does not answer then keeps them; that is fine.
+    Only the database owner may TRUNCATE: the app role gets ResetNeedsOwner.
     """
     if is_sqlite():
         embedded.reset_all()
     else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql.RESET_ALL)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql.RESET_ALL)
+        except DatabaseError as error:
+            if insufficient_privilege(error):  # the app role: signing/roles.py says why
+                raise ResetNeedsOwner() from None
+            raise
     transaction.on_commit(_drop_queued_messages)
     forget_private_keys()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import dramatiq
 
+from keyring.exceptions import KekError
 from records.services import StoreOutcome
 from signing.dispatch import complete_batch, record_batch_failure
 from signing.events import EventLogger
@@ -53,6 +54,9 @@ SIGNING_PRIORITY = 10
     time_limit=3_600_000,
     priority=SIGNING_PRIORITY,
     on_retry_exhausted=signing_failed.actor_name,
+    # A worker whose KEK does not open the key: sign_batch gave the batch back already,
+    # and a retry on the same worker would fail the same way (dead-lettered, not retried).
+    throws=(KekError,),
 )
 def signing_triggered(
     *,

@@ -16,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, TextField, Value, When
 from django.utils import timezone
 
+from keyring import sealing
 from keyring.exceptions import KekError
 from keyring.models import KeyLease
 from keyring.selectors import free_keys
@@ -75,11 +76,16 @@ def check_ready_to_sign() -> None:
 
     Checked where the run is started (the CLI, the dashboard, the API); the workers' own
     environment may still differ, and a run whose batches cannot be signed fails there.
+    A process without a KEK (the web tier of a deployment: it never signs) leaves the KEK
+    to the workers, which check it when they start and give a batch back at once, with
+    the reason, when it does not open its key (signing.services.sign_batch). In embedded
+    mode the workers are this process's threads, so the KEK is checked here whatever.
     """
-    try:
-        check_kek_opens_keyring()
-    except KekError as error:
-        raise NotReadyToSign(str(error)) from None
+    if settings.SIGNING_EMBEDDED or sealing.kek_is_set():
+        try:
+            check_kek_opens_keyring()
+        except KekError as error:
+            raise NotReadyToSign(str(error)) from None
     if not free_keys().exists():
         raise NotReadyToSign("no enabled key is free: seed keys first (manage.py seed)")
     check_broker_reachable()
@@ -251,6 +257,25 @@ def record_batch_failure(*, lease_id: int, token: int, reason: str) -> None:
             last_error=f"{_failure_prefix(lease_id)}{reason}"[:2000]
         )
         log.warning("batch.attempt_failed", batch_id=batch_id, lease_id=lease_id, reason=reason)
+
+
+def give_back_batch(*, lease_id: int, reason: str) -> None:
+    """Close a lease whose worker cannot sign its batch (its KEK does not open the key) and
+    give the batch back at once, with the reason, instead of letting the lease run out; then
+    keep the run moving.
+
+    Called by the worker that took the batch up under this lease, never on a broker
+    message's word. The attempt counted at take-up stands, so a batch that no worker can
+    sign fails after SIGNING_MAX_ATTEMPTS take-ups, within seconds, and its run with it,
+    with the reason; a worker whose KEK is right takes it up meanwhile.
+    """
+    with transaction.atomic():
+        batch_id = release_lease(lease_id=lease_id, outcome=KeyLease.Outcome.FAILED)
+        if batch_id is None:  # expired or released already: whoever closed it gave it back
+            return
+        return_batch(batch_id=batch_id, reason=f"{_failure_prefix(lease_id)}{reason}")
+        run_id = Batch.objects.values_list("run_id", flat=True).get(pk=batch_id)
+    advance_run(run_id)
 
 
 def return_batch(*, batch_id: int, reason: str, lease_id: int | None = None) -> None:

@@ -15,7 +15,7 @@ from itertools import chain
 from django.conf import settings
 from django.db import connection
 
-from keyring.exceptions import LeaseLost
+from keyring.exceptions import KekError, LeaseLost
 from keyring.services import UnsealedKey, extend_lease, open_private_key
 from records.models import Signature
 from records.selectors import unsigned_record_pages
@@ -28,6 +28,7 @@ from records.services import (
 from signing import crypto, sql
 from signing import sqlite as embedded
 from signing.audit import audit
+from signing.dispatch import give_back_batch
 from signing.events import EventLogger
 from signing.models import Batch, RunAudit, SigningRun
 from signing.vendor import is_sqlite
@@ -113,7 +114,13 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
         # Stored already under this very lease (a redelivered message): report it again.
         outcome, conflicts = StoreOutcome.ALREADY_STORED, 0
     else:  # leased: an open lease holds a batch that is leased, or signed under it
-        key = open_private_key(key_id=hint.key_id, kid=hint.kid)
+        try:
+            key = open_private_key(key_id=hint.key_id, kid=hint.kid)
+        except KekError as error:
+            # This worker's KEK (none, or not the keys'): no retry would help. The batch
+            # goes back at once with the reason, and the actor gives the message up.
+            give_back_batch(lease_id=hint.lease_id, reason=f"{type(error).__name__}: {error}")
+            raise
         pages = unsigned_record_pages(
             first_record_id=taken.first_record_id, last_record_id=taken.last_record_id
         )

@@ -22,7 +22,8 @@ planned AS (
 SELECT COUNT(*), COALESCE(SUM(size), 0) FROM planned
 """
 
-ANALYZE_BATCHES = "ANALYZE signing_batch"
+# ANALYZE through the owner's function (migration 0008): the app role owns no table.
+ANALYZE_BATCHES = "SELECT signing_analyze_filled_v1('signing_batch')"
 
 # Until the transaction ends, no run is inserted or changes status: SHARE conflicts with
 # the ROW EXCLUSIVE lock of INSERT and UPDATE, and with itself with neither. A run being

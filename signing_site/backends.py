@@ -160,6 +160,46 @@ def record(chosen: Backends, env_file: Path, *, by: str, now: datetime) -> Backe
     )
 
 
+# SQLite writes these beside the database file; they hold its latest pages.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def keep_sqlite_private(path: Path, *, base_dir: Path) -> None:
+    """Make embedded mode's database readable by its owner only, whatever the umask: the
+    records, sealed keys, sessions and API tokens are in it.
+
+    Its folder is made 0700 when this call creates it, and so is the project's own
+    `.embedded` folder even if it was there before; a folder the user named and made is
+    left as it is. The file is created empty at 0600 when missing (SQLite then gives its
+    -wal and -shm files the same mode) and set to 0600 with its companions when present,
+    for files made before this was done (`keep_sqlite_files_private` does it again on every
+    connection, for a test database SQLite creates itself). A file this process may not
+    change costs one line on stderr.
+    """
+    folder = path.parent
+    try:
+        if not folder.exists():
+            folder.mkdir(mode=0o700, parents=True)
+            folder.chmod(0o700)
+        elif folder.resolve() == (base_dir / ".embedded").resolve():
+            folder.chmod(0o700)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as error:
+        print(f"could not make {path} private ({error.strerror or error})", file=sys.stderr)
+    keep_sqlite_files_private(path)
+
+
+def keep_sqlite_files_private(path: Path) -> None:
+    """Set the database file and the companions SQLite made beside it to 0600."""
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_COMPANIONS)):
+        try:
+            file.chmod(0o600)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            print(f"could not make {file} private ({error.strerror or error})", file=sys.stderr)
+
+
 def database_name(configured: str | None) -> str:
     """SIGNING_DATABASE_NAME, checked: the name of the database (and of embedded mode's
     file) instead of the one DATABASE_URL names. `make demo` signs in its own, signing_demo,

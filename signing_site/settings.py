@@ -7,6 +7,7 @@ win over it. SIGNING_ENV_FILE names another file (the tests use their own).
 
 import ipaddress
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,7 +118,8 @@ SIGNING_IDLE_TRANSACTION_TIMEOUT = env_int(
     "SIGNING_IDLE_TRANSACTION_TIMEOUT", max(2, env_int("SIGNING_LEASE_TTL", 30) // 3)
 )
 if SIGNING_EMBEDDED:
-    SIGNING_BACKENDS.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    # Readable by its owner only: folder 0700, file 0600 (signing.apps keeps it so).
+    backends.keep_sqlite_private(SIGNING_BACKENDS.sqlite_path, base_dir=BASE_DIR)
     # BEGIN IMMEDIATE takes SQLite's write lock when a transaction starts, so a transaction
     # is as serialized as one under PostgreSQL's keyring lock, and never fails half-way
     # upgrading a read to a write. WAL lets the dashboard read while a worker writes, and
@@ -349,3 +351,26 @@ SIGNING_TIMELINE_MAX_LEASES = env_int("SIGNING_TIMELINE_MAX_LEASES", 2000)
 SIGNING_TIMELINE_MAX_SEGMENTS = env_int("SIGNING_TIMELINE_MAX_SEGMENTS", 1000)
 # The run page's charts partial (every open page asks every 3 s) is cached per run this long.
 SIGNING_CHARTS_CACHE_SECONDS = env_int("SIGNING_CHARTS_CACHE_SECONDS", 2, minimum=0)
+
+# --- Least privilege: database roles ------------------------------------------------------
+# DATABASE_URL is the role this process works as. In a deployment that is the app role,
+# which reads and writes rows and owns nothing: no DDL, no TRUNCATE (signing/roles.py).
+# DATABASE_OWNER_URL, when set, names the database owner: `migrate` and the commands that
+# reset (seed --reset, demo, bench, flush) connect with its user, password, host and port to
+# the same database. Unset, DATABASE_URL's role does everything, as on a laptop whose
+# PostgreSQL user is the superuser.
+DATABASE_OWNER_URL = os.environ.get("DATABASE_OWNER_URL", "").strip()
+SIGNING_OWNER_DATABASE = (
+    dj_database_url.parse(DATABASE_OWNER_URL)
+    if DATABASE_OWNER_URL and not SIGNING_EMBEDDED
+    else None
+)
+# The role `migrate` grants the app's privileges to, and `ensure_db` creates when it may
+# (with SIGNING_DB_APP_PASSWORD, if set, as its password).
+SIGNING_DB_APP_ROLE = os.environ.get("SIGNING_DB_APP_ROLE", "").strip() or "signing_app"
+if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", SIGNING_DB_APP_ROLE):
+    raise SystemExit(
+        "SIGNING_DB_APP_ROLE must be lower-case letters, digits and underscores (at most 63, "
+        f"not starting with a digit), got {SIGNING_DB_APP_ROLE!r}"
+    )
+SIGNING_DB_APP_PASSWORD = os.environ.get("SIGNING_DB_APP_PASSWORD", "")

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -14,7 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 RABBITMQ = ROOT / "docker-compose.rabbitmq.yml"
 # What `make secrets` writes to .env, as compose would read it.
-SECRETS = {"SIGNING_KEK": "x" * 44, "REDIS_PASSWORD": "r" * 64, "RABBITMQ_PASSWORD": "q" * 64}
+SECRETS = {
+    "SIGNING_KEK": "x" * 44,
+    "REDIS_PASSWORD": "r" * 64,
+    "RABBITMQ_PASSWORD": "q" * 64,
+    "POSTGRES_PASSWORD": "s" * 48,
+    "SIGNING_DB_OWNER_PASSWORD": "o" * 48,
+    "SIGNING_DB_APP_PASSWORD": "a" * 48,
+}
 needs_compose = pytest.mark.skipif(
     shutil.which("docker-compose") is None, reason="docker-compose not installed"
 )
@@ -44,7 +52,7 @@ def test_docker_compose_config_is_valid_and_names_every_service():
 
 
 @needs_compose
-@pytest.mark.parametrize("missing", ["SIGNING_KEK", "REDIS_PASSWORD"])
+@pytest.mark.parametrize("missing", sorted(set(SECRETS) - {"RABBITMQ_PASSWORD"}))
 def test_docker_compose_refuses_to_start_without_a_secret(tmp_path, missing):
     env = {**{k: v for k, v in os.environ.items() if k not in SECRETS}, **SECRETS}
     del env[missing]
@@ -223,3 +231,41 @@ def test_make_secrets_writes_every_secret_compose_needs_once(tmp_path):
         "--env-file", str(env_file), "config", "-q", env=env, files=(COMPOSE, RABBITMQ)
     )
     assert checked.returncode == 0, checked.stderr
+
+
+def app_services() -> dict[str, dict]:
+    checked = compose("config", env={**os.environ, **SECRETS})
+    assert checked.returncode == 0, checked.stderr
+    services = yaml.safe_load(checked.stdout)["services"]
+    return {name: service for name, service in services.items() if "build" in service}
+
+
+@needs_compose
+def test_migrate_connects_as_the_owner_and_every_other_service_as_the_app_role():
+    users = {
+        name: urlparse(app["environment"]["DATABASE_URL"]).username
+        for name, app in app_services().items()
+    }
+    assert users == {
+        "migrate": "signing_owner",
+        "seeder": "signing_app",
+        "web": "signing_app",
+        "worker": "signing_app",
+        "executor": "signing_app",
+    }
+
+
+@needs_compose
+def test_only_the_worker_and_the_seeder_hold_the_kek():
+    holders = {name for name, app in app_services().items() if "SIGNING_KEK" in app["environment"]}
+    assert holders == {"worker", "seeder"}
+
+
+@needs_compose
+def test_the_database_makes_the_two_roles_on_its_first_start():
+    checked = compose("config", env={**os.environ, **SECRETS})
+    db = yaml.safe_load(checked.stdout)["services"]["db"]
+    init = ROOT / "docker" / "postgres-init"
+    assert f"{init}:/docker-entrypoint-initdb.d:ro" in db["volumes"]
+    assert os.access(init / "10-signing-roles.sh", os.X_OK)
+    assert "POSTGRES_DB" not in db["environment"]  # the init script makes it, owned by the owner

@@ -9,7 +9,8 @@ from keyring.exceptions import KekError
 from records.selectors import inventory
 from signing import crypto
 from signing.cli import whole_number
-from signing.exceptions import RunAlreadyActive
+from signing.exceptions import ResetNeedsOwner, RunAlreadyActive
+from signing.roles import connect_as_owner
 from signing.seeding import seed_database
 
 
@@ -45,6 +46,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None, help="random seed for payloads")
 
     def handle(self, *args, records: int, keys: int, algorithm: str, reset: bool, **options):
+        if reset:
+            connect_as_owner()  # a reset is the owner's (signing/roles.py)
         held = inventory()
         if options["if_empty"] and not held.empty:
             self.stdout.write(f"the database holds {held} already: nothing seeded")
@@ -68,7 +71,7 @@ class Command(BaseCommand):
                 reset=reset,
                 payload_seed=options["seed"],
             )
-        except RunAlreadyActive as error:
+        except (RunAlreadyActive, ResetNeedsOwner) as error:
             raise CommandError(str(error)) from None
         except KekError as error:  # the KEK does not open the keys already there
             raise CommandError(str(error)) from None

@@ -10,7 +10,9 @@ from rich.table import Table
 
 from signing import bench
 from signing.cli import add_measured_run_arguments, confirm_reset, kek_once_the_broker_answers
+from signing.exceptions import ResetNeedsOwner
 from signing.models import SigningRun
+from signing.roles import connect_as_owner
 
 
 def batch_sizes(text: str) -> list[int]:
@@ -35,6 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-sizes", type=batch_sizes, default=[10, 100, 1000])
 
     def handle(self, *args, **options) -> None:
+        connect_as_owner()  # it resets, which is the owner's; its workers are DATABASE_URL's
         if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
             raise CommandError("a run is active: the benchmark resets the database")
         kek_once_the_broker_answers()  # checked before anything is deleted
@@ -43,7 +46,10 @@ class Command(BaseCommand):
         console = Console(file=out, soft_wrap=True, width=None if out.isatty() else 150)
         records, keys, workers = options["records"], options["keys"], options["workers"]
         with console.status("seeding"):
-            seed_seconds = bench.seed_fresh(records=records, keys=keys)
+            try:
+                seed_seconds = bench.seed_fresh(records=records, keys=keys)
+            except ResetNeedsOwner as error:
+                raise CommandError(str(error)) from None
         if not held.empty:
             console.print(f"deleted {held}")
         console.print(f"seeded {records:,} records and {keys} keys in {seed_seconds:.2f} s")

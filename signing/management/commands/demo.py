@@ -18,8 +18,9 @@ from django.core.management.base import BaseCommand, CommandError
 from records.models import Record
 from records.selectors import record_totals
 from signing.cli import confirm_reset, kek_once_the_broker_answers, whole_number
-from signing.exceptions import RunAlreadyActive
+from signing.exceptions import ResetNeedsOwner, RunAlreadyActive
 from signing.models import SigningRun
+from signing.roles import connect_as_owner
 from signing.seeding import seed_database
 from signing.selectors import progress_of
 from signing.workers import interrupt_on_termination, workers_for_this_mode
@@ -47,6 +48,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        connect_as_owner()  # it resets, which is the owner's; its workers are DATABASE_URL's
         kek = kek_once_the_broker_answers()  # before the reset: a demo that cannot run keeps all
         held = confirm_reset(self, reset=options["reset"], verb="the demo")
         login = ensure_admin_user()
@@ -58,7 +60,7 @@ class Command(BaseCommand):
                 kek=kek,
                 reset=True,
             )
-        except RunAlreadyActive as error:
+        except (RunAlreadyActive, ResetNeedsOwner) as error:
             raise CommandError(str(error)) from None
         if not held.empty:
             self.stdout.write(f"deleted {held}")
