@@ -402,23 +402,26 @@ def finish_run_if_done(run_id: int) -> bool:
     unfinished = unfinished.filter(run_id=OuterRef("pk"))
     held = KeyLease.objects.filter(batch__run_id=OuterRef("pk"), released_at=None)
     failed = Batch.objects.filter(run_id=OuterRef("pk"), status=Batch.Status.FAILED)
-    finished = (
-        SigningRun.objects.filter(pk=run_id, status=SigningRun.Status.RUNNING)
-        .exclude(Exists(unfinished))
-        .exclude(Exists(held))
-        .update(
-            status=Case(
-                When(Exists(failed), then=Value(SigningRun.Status.FAILED)),
-                default=Value(SigningRun.Status.COMPLETED),
-            ),
-            finished_at=Now(),
-            audit_requested_at=Now(),
+    # One transaction: nobody may see a failed run before its reason (callers such as
+    # give_back_batch's advance_run run outside one).
+    with transaction.atomic():
+        finished = (
+            SigningRun.objects.filter(pk=run_id, status=SigningRun.Status.RUNNING)
+            .exclude(Exists(unfinished))
+            .exclude(Exists(held))
+            .update(
+                status=Case(
+                    When(Exists(failed), then=Value(SigningRun.Status.FAILED)),
+                    default=Value(SigningRun.Status.COMPLETED),
+                ),
+                finished_at=Now(),
+                audit_requested_at=Now(),
+            )
         )
-    )
-    if finished:
-        _record_failure_reason(run_id)
-        log.info("run.finished", run_id=run_id)
-        transaction.on_commit(partial(_send_audit_run, run_id))
+        if finished:
+            _record_failure_reason(run_id)
+            log.info("run.finished", run_id=run_id)
+            transaction.on_commit(partial(_send_audit_run, run_id))
     return bool(finished)
 
 
