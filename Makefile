@@ -31,13 +31,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 		> $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }
 	@touch $@
 
-kek: install  ## write a random SIGNING_KEK and DJANGO_SECRET_KEY to .env unless set already
+kek: install  ## write a random SIGNING_KEK to .env unless one is set already
 	@if [ -n "$$SIGNING_KEK" ] || grep -qs '^SIGNING_KEK=' "$(ENV_FILE)"; then :; else \
 		umask 077; echo "SIGNING_KEK=$$($(PY) -c 'from keyring.sealing import generate_kek; print(generate_kek())')" >> "$(ENV_FILE)"; \
 		echo "wrote a random SIGNING_KEK to $(ENV_FILE) (keep it: it opens the private keys)"; fi
-	@if [ -n "$$DJANGO_SECRET_KEY" ] || grep -qs '^DJANGO_SECRET_KEY=' "$(ENV_FILE)"; then :; else \
-		umask 077; echo "DJANGO_SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')" >> "$(ENV_FILE)"; \
-		echo "wrote a random DJANGO_SECRET_KEY to $(ENV_FILE) (docker-compose needs one)"; fi
 
 db: install  ## create the demo's database if missing, then migrate
 	$(DEMO) $(MANAGE) ensure_db

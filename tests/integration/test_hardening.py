@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -115,8 +117,6 @@ def get(port: int, path: str, *, method: str = "GET", body: str | None = None, *
 
 
 def strong_key() -> str:
-    import secrets
-
     return secrets.token_urlsafe(50)
 
 
@@ -195,6 +195,12 @@ def test_runserver_on_a_public_address_refuses_and_on_loopback_serves_without_a_
         assert status == 200
 
 
+def test_compose_requires_a_secret_key_and_answers_only_local_host_names_by_default():
+    app = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["x-app"]["environment"]
+    assert app["DJANGO_SECRET_KEY"].startswith("${DJANGO_SECRET_KEY:?")  # no key, no start
+    assert app["DJANGO_ALLOWED_HOSTS"] == "${DJANGO_ALLOWED_HOSTS:-localhost,127.0.0.1,[::1]}"
+
+
 def test_manage_py_commands_run_without_a_secret_key(tmp_path):
     result = run([sys.executable, MANAGE, "showmigrations", "axes"], production_env(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -202,13 +208,17 @@ def test_manage_py_commands_run_without_a_secret_key(tmp_path):
 
 
 # --- TLS behind a reverse proxy ---------------------------------------------------------------
-def test_check_deploy_behind_the_tls_proxy_leaves_only_the_whole_domain_hsts_choices(tmp_path):
-    env = production_env(
+def behind_the_tls_proxy(tmp_path: Path, *, hosts: str) -> dict[str, str]:
+    return production_env(
         tmp_path,
         DJANGO_SECRET_KEY=strong_key(),
-        DJANGO_ALLOWED_HOSTS="signing.example.org",
+        DJANGO_ALLOWED_HOSTS=hosts,
         SIGNING_BEHIND_TLS_PROXY="1",
     )
+
+
+def test_check_deploy_behind_the_tls_proxy_leaves_only_the_whole_domain_hsts_choices(tmp_path):
+    env = behind_the_tls_proxy(tmp_path, hosts="signing.example.org")
     checked = run([sys.executable, MANAGE, "check", "--deploy"], env)
     assert set(re.findall(r"\((\w+\.\w+)\)", checked.stderr)) == {
         "security.W005",  # includeSubDomains: every subdomain then needs HTTPS
@@ -227,12 +237,7 @@ def test_check_deploy_behind_the_tls_proxy_leaves_only_the_whole_domain_hsts_cho
 
 
 def test_behind_the_tls_proxy_plain_http_is_redirected_and_cookies_are_secure(tmp_path):
-    env = production_env(
-        tmp_path,
-        DJANGO_SECRET_KEY=strong_key(),
-        DJANGO_ALLOWED_HOSTS="signing.example.org,127.0.0.1",
-        SIGNING_BEHIND_TLS_PROXY="1",
-    )
+    env = behind_the_tls_proxy(tmp_path, hosts="signing.example.org,127.0.0.1")
     with serving(wsgi_server, env, tmp_path / "server.log") as port:
         host = {"Host": "signing.example.org"}
         status, headers, _ = get(port, "/accounts/login/", **host)
@@ -317,6 +322,11 @@ def test_a_login_page_locks_out_after_the_failure_limit_until_the_cooloff_passes
     assert "15 minutes" in locked.content.decode()
 
     assert post("operator", PASSWORD).status_code == 429  # even the right password
+    assert (
+        not AccessAttempt.objects.filter(post_data__contains="password")
+        .exclude(post_data__contains="password=*****")
+        .exists()
+    )  # the attempts recorded keep no password
     assert post("someone-else", "wrong password").status_code == 200  # per user…
     other_address = Client(REMOTE_ADDR="10.9.8.7")
     assert (
