@@ -1,10 +1,11 @@
 """Brute-force protection of the three login doors: the dashboard's login page, the admin's,
-and POST /api/auth/token/ (settings, "Hardening").
+and POST /api/auth/token/ (settings: the "Hardening" block; README, "Production settings").
 
 django-axes counts failures in the database, per username and client address together, so
 every gunicorn process agrees on the count and nobody can lock a user out from elsewhere.
 The login pages answer a locked-out client with `lockout_response` (429 and a page that says
-what happened); the token view answers 429 in the API's error shape (signing.api.auth).
+what happened); the token view answers 429 in the API's error shape
+(signing.api.views.ObtainExpiringToken).
 """
 
 from __future__ import annotations

@@ -292,7 +292,7 @@ SPECTACULAR_SETTINGS = {
 # A request body larger than this is refused before it is parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
-# --- Hardening: safe defaults with DEBUG off (docs/architecture.md, "Production settings") --
+# --- Hardening: safe defaults with DEBUG off (README, "Production settings") ---------------
 # SECRET_KEY and ALLOWED_HOSTS are checked where the app is served, not here: manage.py
 # commands (sign, seed, audit, rundramatiq, migrate) serve nothing and must run on a
 # developer's machine with no DJANGO_SECRET_KEY. signing_site.safety refuses to serve over
