@@ -39,8 +39,8 @@ kek: install  ## write a random SIGNING_KEK to .env unless one is set already
 
 # Every secret docker-compose.yml needs besides the KEK: random and URL-safe (BROKER_URL
 # carries them), written only when neither the environment nor the env file has one.
-COMPOSE_SECRETS := REDIS_PASSWORD RABBITMQ_PASSWORD POSTGRES_PASSWORD SIGNING_DB_OWNER_PASSWORD \
-	SIGNING_DB_APP_PASSWORD
+COMPOSE_SECRETS := DJANGO_SECRET_KEY REDIS_PASSWORD RABBITMQ_PASSWORD POSTGRES_PASSWORD \
+	SIGNING_DB_OWNER_PASSWORD SIGNING_DB_APP_PASSWORD
 
 secrets: kek  ## write every secret docker-compose needs (the KEK too) to .env, keeping those set
 	@umask 077; for name in $(COMPOSE_SECRETS); do \

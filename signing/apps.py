@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, pre_save
 
 from signing_site.backends import keep_sqlite_files_private
 
@@ -12,8 +12,19 @@ class SigningConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        from signing.api.authentication import revoke_tokens_on_password_change
+
         post_migrate.connect(_grant_app_role_after_migrate, sender=self)
         connection_created.connect(_keep_sqlite_files_private)
+        # A signal, as the user model is Django's: every path that changes a password
+        # saves the user, and none of them is ours to call a service from.
+        pre_save.connect(
+            revoke_tokens_on_password_change,
+            sender=get_user_model(),
+            dispatch_uid="signing.revoke_tokens_on_password_change",
+        )
 
 
 def _grant_app_role_after_migrate(sender, using: str, **kwargs) -> None:

@@ -226,7 +226,9 @@ def web_server(command: str, *, env: dict[str, str], log_file: Path) -> Iterator
         process = subprocess.Popen(
             argv,
             cwd=settings.BASE_DIR,
-            env={**os.environ, **env},
+            # A production server refuses the development secret key (signing_site.safety);
+            # this one lives as long as the test, on 127.0.0.1.
+            env={"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), **os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

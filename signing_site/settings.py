@@ -9,7 +9,7 @@ import ipaddress
 import os
 import re
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
@@ -374,3 +374,70 @@ if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", SIGNING_DB_APP_ROLE):
         f"not starting with a digit), got {SIGNING_DB_APP_ROLE!r}"
     )
 SIGNING_DB_APP_PASSWORD = os.environ.get("SIGNING_DB_APP_PASSWORD", "")
+
+# --- Hardening: safe defaults with DEBUG off (README, "Production settings") ---------------
+# SECRET_KEY and ALLOWED_HOSTS are checked where the app is served, not here: manage.py
+# commands (sign, seed, audit, rundramatiq, migrate) serve nothing and must run on a
+# developer's machine with no DJANGO_SECRET_KEY. signing_site.safety refuses to serve over
+# the network (the WSGI app that gunicorn loads, runserver or `serve` on a non-loopback
+# address) with DEBUG off and the development key or open hosts.
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key"
+ALLOWED_HOSTS = [host.strip() for host in ALLOWED_HOSTS if host.strip()]
+
+# Served over HTTPS by a reverse proxy that terminates TLS and sets X-Forwarded-Proto
+# (README, "Production settings"): secure cookies, HSTS, and a redirect of plain HTTP.
+SIGNING_BEHIND_TLS_PROXY = os.environ.get("SIGNING_BEHIND_TLS_PROXY", "0") == "1"
+if SIGNING_BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # The container's health check and an in-network scraper speak plain HTTP to the app.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # One year, as browsers' preload lists ask. Subdomains and preloading commit every
+    # host of the domain to HTTPS: the operator's call, so off unless asked for.
+    SECURE_HSTS_SECONDS = env_int("SIGNING_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = os.environ.get("SIGNING_HSTS_INCLUDE_SUBDOMAINS") == "1"
+    SECURE_HSTS_PRELOAD = os.environ.get("SIGNING_HSTS_PRELOAD") == "1"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
+
+# Brute-force protection: django-axes counts failed logins in the database, so every
+# gunicorn process and worker host sees the same count, and it sees every authenticate()
+# call with a request: the login page, the admin login and /api/auth/token/ alike.
+# A client (username and address together, so nobody locks another user out from
+# elsewhere) is locked out after SIGNING_LOGIN_FAILURE_LIMIT failures for
+# SIGNING_LOGIN_COOLOFF_MINUTES; a failure while locked out starts the cool-off again.
+# An admin unlocks one early: Axes > Access attempts in the admin, or `manage.py axes_reset`.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes asks
+AUTHENTICATION_BACKENDS = [
+    "signing.logins.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("SIGNING_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGNING_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "signing.logins.client_address"
+AXES_LOCKOUT_CALLABLE = "signing.logins.lockout_response"
+AXES_RESET_ON_SUCCESS = True
+
+# API tokens live this long from when they were issued; a password change deletes them.
+SIGNING_TOKEN_TTL_HOURS = env_int("SIGNING_TOKEN_TTL_HOURS", 24)
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
+    "signing.api.authentication.ExpiringTokenAuthentication",
+    "rest_framework.authentication.SessionAuthentication",
+]
+
+# Error pages and reports, with DEBUG on or off, hide the KEK, URLs (database, broker)
+# and any password written into a URL, besides what Django hides already.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "signing_site.error_reports.SecretsHiddenFilter"
+DEFAULT_EXCEPTION_REPORTER = "signing_site.error_reports.SecretsHiddenReporter"

@@ -5,12 +5,16 @@ inherit the same environment (the database name is added when they start).
 """
 
 import os
+import secrets
 
 from keyring.sealing import generate_kek
 
 os.environ.setdefault("BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SIGNING_KEK", generate_kek())
 os.environ.setdefault("SIGNING_LEASE_TTL", "30")
+# A key fit to serve with: tests load the WSGI app (signing_site.wsgi), which refuses the
+# development default with DEBUG off.
+os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
 
 from signing_site.settings import *  # noqa: F403
 

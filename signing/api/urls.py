@@ -1,6 +1,5 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from signing.api import views
@@ -13,7 +12,7 @@ router.register("keys", views.KeyViewSet, basename="key")
 router.register("records", views.RecordViewSet, basename="record")
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", views.ObtainExpiringToken.as_view(), name="api-token"),
     path("verify/", views.VerifyView.as_view(), name="api-verify"),
     path("schema/", CachedSpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

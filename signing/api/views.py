@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
@@ -17,8 +20,10 @@ from keyring.models import KeyLease, SigningKey
 from keyring.selectors import keys_for_display, public_jwks
 from records.models import Record
 from signing.api import serializers as api
+from signing.api.authentication import token_expires_at, valid_token_for
 from signing.dispatch import cancel_run, check_ready_to_sign, start_run
 from signing.exceptions import NotReadyToSign, RunAlreadyActive
+from signing.logins import lockout_message
 from signing.models import SigningRun
 from signing.services import verify_message, verify_record
 
@@ -159,3 +164,35 @@ class JwksView(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response(public_jwks())
+
+
+class LockedOut(exceptions.APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "locked_out"
+
+
+class ObtainExpiringToken(ObtainAuthToken):
+    """POST username and password: the user's token and when it expires."""
+
+    @extend_schema(
+        request=ObtainAuthToken.serializer_class,
+        responses={
+            200: inline_serializer(
+                "IssuedToken",
+                {"token": serializers.CharField(), "expires_at": serializers.DateTimeField()},
+            ),
+            400: OpenApiResponse(description="Wrong username or password."),
+            429: OpenApiResponse(description="Too many failed logins: locked out for a while."),
+        },
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except exceptions.ValidationError:
+            # axes marks the request it was given: DRF's, this one.
+            if getattr(request, "axes_locked_out", False):
+                raise LockedOut(lockout_message()) from None
+            raise
+        token = valid_token_for(serializer.validated_data["user"])
+        return Response({"token": token.key, "expires_at": token_expires_at(token)})

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
@@ -132,12 +134,20 @@ ADMIN_USERNAME = "admin"
 def ensure_admin_user() -> str:
     """Make sure the dashboard has a user to log in with; say how to log in.
 
-    The password is DJANGO_SUPERUSER_PASSWORD when set, otherwise a random one, printed
-    once, when the user is first created; later demos leave it alone.
+    The password is DJANGO_SUPERUSER_PASSWORD when set (it must pass the password
+    validators), otherwise a random one (16 random URL-safe characters: it passes them),
+    printed once, when the user is first created; later demos leave it alone.
     """
     User = get_user_model()
     password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
     user = User.objects.filter(username=ADMIN_USERNAME).first()
+    if password:
+        try:  # the validators the password change page applies (AUTH_PASSWORD_VALIDATORS)
+            validate_password(password, user or User(username=ADMIN_USERNAME))
+        except ValidationError as error:
+            raise CommandError(
+                "DJANGO_SUPERUSER_PASSWORD is too weak: " + " ".join(error.messages)
+            ) from None
     if user is None:
         password = password or secrets.token_urlsafe(12)
         User.objects.create_superuser(ADMIN_USERNAME, password=password)

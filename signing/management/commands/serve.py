@@ -4,11 +4,13 @@ the web server's process), started and stopped together."""
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from signing.cli import whole_number
 from signing.workers import interrupt_on_termination, workers_for_this_mode
+from signing_site.safety import refuse_unsafe_serving
 
 
 class Command(BaseCommand):
@@ -20,6 +22,10 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=whole_number(1), default=4)
 
     def handle(self, *args, addrport: str, processes: int, threads: int, **options) -> None:
+        try:
+            refuse_unsafe_serving(address=addrport)  # before any worker starts
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
         log_file = Path(settings.BASE_DIR) / ".demo" / "workers.log"
         log_file.parent.mkdir(exist_ok=True)
         workers = workers_for_this_mode(processes=processes, threads=threads, log_file=log_file)
