@@ -1,7 +1,8 @@
 # Two commands on a fresh clone: `make demo` and `make test`. Everything else is a helper.
 SHELL := /bin/bash
-# The interpreter the venv is built with (`make demo PYTHON=python3.12`, or a path); one of
-# PYTHON_VERSIONS, which keeps in step with requires-python in pyproject.toml (a test checks).
+# The interpreter the venv is built with (`make demo PYTHON=python3.12`, or a path; the venv
+# keeps it until PYTHON names another); one of PYTHON_VERSIONS, which keeps in step with
+# requires-python in pyproject.toml (a test checks).
 PYTHON ?= python3
 PYTHON_VERSIONS := 3.11 3.12 3.13
 VENV := .venv
@@ -43,22 +44,26 @@ test-pythons:  ## make demo and the unit tests on Python $(OTHER_PYTHONS), timed
 		echo "== Python $$version: install, demo and unit tests took $$((SECONDS - start)) s"; \
 	done
 
-# Runs on every make: checks PYTHON's version, and rebuilds the venv when the interpreter
-# recorded in its stamp ("version realpath") is not PYTHON's, or when the pins changed.
-install:  ## $(VENV), built with $(PYTHON), with every pin of constraints.txt
+# Runs on every make. The interpreter: PYTHON when given, else the one the venv was built with
+# (its stamp holds "version realpath") while it still runs, else python3. Refuses a version
+# outside PYTHON_VERSIONS; removes and rebuilds the venv when the interpreter is not the
+# stamp's; reinstalls when the pins changed.
+install:  ## $(VENV), built with PYTHON (3.11 to 3.13), with every pin of constraints.txt
 	@set -e; \
-	if ! found="$$($(PYTHON) -c 'import os, sys; print("%d.%d.%d %s" % (sys.version_info[:3] + (os.path.realpath(sys.executable),)))' 2>&1)"; then \
-		echo "PYTHON=$(PYTHON) does not run: $$found" >&2; exit 1; fi; \
+	python='$(PYTHON)'; built="$$(cat $(VENV)/.installed 2>/dev/null || :)"; \
+	if [ "$(origin PYTHON)" = file ] && [ -n "$$built" ] && "$${built#* }" -c '' >/dev/null 2>&1; then \
+		python="$${built#* }"; fi; \
+	if ! found="$$("$$python" -c 'import os, sys; print("%d.%d.%d %s" % (sys.version_info[:3] + (os.path.realpath(sys.executable),)))' 2>&1)"; then \
+		echo "PYTHON=$$python does not run: $$found" >&2; exit 1; fi; \
 	version="$${found%% *}"; \
 	case " $(PYTHON_VERSIONS) " in *" $${version%.*} "*) ;; *) \
-		echo "PYTHON=$(PYTHON) is Python $$version ($${found#* }), which this project does not support: use Python $(firstword $(PYTHON_VERSIONS)) to $(lastword $(PYTHON_VERSIONS)), e.g. make demo PYTHON=python$(lastword $(PYTHON_VERSIONS))" >&2; \
+		echo "PYTHON=$$python is Python $$version ($${found#* }), which this project does not support: use Python $(firstword $(PYTHON_VERSIONS)) to $(lastword $(PYTHON_VERSIONS)), e.g. make demo PYTHON=python$(lastword $(PYTHON_VERSIONS))" >&2; \
 		exit 1;; esac; \
-	built="$$(cat $(VENV)/.installed 2>/dev/null || :)"; \
 	if [ -d $(VENV) ] && [ "$$built" != "$$found" ]; then \
 		echo "$(VENV) was built with Python $${built:-unrecorded}, not $$found: removing it and building it again"; \
 		rm -rf $(VENV); fi; \
 	if [ ! -e $(VENV)/.installed ] || [ pyproject.toml -nt $(VENV)/.installed ] || [ constraints.txt -nt $(VENV)/.installed ]; then \
-		$(PYTHON) -m venv $(VENV); \
+		"$$python" -m venv $(VENV); \
 		echo "installing pinned dependencies into $(VENV) with Python $$version (log: $(VENV)/install.log)"; \
 		$(VENV)/bin/pip install --disable-pip-version-check -c constraints.txt -e ".[dev]" \
 			> $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }; \

@@ -29,11 +29,21 @@ def supported() -> list[str]:
     return [f"3.{minor}" for minor in range(30) if f"3.{minor}.0" in spec]
 
 
-def make_install(python: str | Path, venv: Path) -> subprocess.CompletedProcess[str]:
-    """`make install` with this interpreter and venv, outside any make that runs the tests."""
-    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+def make_install(
+    python: str | Path | None, venv: Path, *, path_first: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`make install` with this interpreter (None: PYTHON not given) and venv, outside any make
+    that runs the tests; `path_first` goes first on PATH."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON"}
+    }
+    if path_first:
+        env["PATH"] = f"{path_first}{os.pathsep}{env['PATH']}"
+    python_given = [] if python is None else [f"PYTHON={python}"]
     return subprocess.run(
-        ["make", "--no-print-directory", "-C", ROOT, "install", f"PYTHON={python}", f"VENV={venv}"],
+        ["make", "--no-print-directory", "-C", ROOT, "install", *python_given, f"VENV={venv}"],
         capture_output=True,
         text=True,
         env=env,
@@ -42,9 +52,9 @@ def make_install(python: str | Path, venv: Path) -> subprocess.CompletedProcess[
     )
 
 
-def stand_in_python(folder: Path, version: str) -> Path:
+def stand_in_python(folder: Path, version: str, *, name: str | None = None) -> Path:
     """A script that says it is Python `version` and makes a venv whose pip records its calls."""
-    script = folder / f"python{version}"
+    script = folder / (name or f"python{version}")
     script.write_text(
         "#!/bin/sh\n"
         f'if [ "$1" = -c ]; then echo "{version} $0"; exit 0; fi\n'
@@ -154,6 +164,41 @@ def test_a_venv_of_the_same_interpreter_is_kept(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert again.stdout == ""
     assert len((venv / "pip-calls").read_text().splitlines()) == 1
+
+
+def test_without_python_given_a_venv_keeps_the_interpreter_it_was_built_with(tmp_path):
+    # Given a venv built with PYTHON=python3.12, and a python3 on PATH that is 3.11
+    venv = tmp_path / "venv"
+    built_with = stand_in_python(tmp_path, "3.12.99")
+    assert make_install(built_with, venv).returncode == 0
+    default = tmp_path / "bin"
+    default.mkdir()
+    stand_in_python(default, "3.11.99", name="python3")
+
+    # When make runs again without PYTHON
+    again = make_install(None, venv, path_first=default)
+
+    # Then the venv stays as it was built
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ""
+    assert (venv / ".installed").read_text() == f"3.12.99 {built_with}\n"
+    assert len((venv / "pip-calls").read_text().splitlines()) == 1
+
+
+def test_without_python_given_a_venv_whose_interpreter_is_gone_is_built_again(tmp_path):
+    # Given a venv whose interpreter was removed (an upgrade), and python3 on PATH
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / ".installed").write_text(f"3.12.1 {tmp_path / 'removed' / 'python3.12'}\n")
+    default = tmp_path / "bin"
+    default.mkdir()
+    python3 = stand_in_python(default, "3.13.99", name="python3")
+
+    again = make_install(None, venv, path_first=default)
+
+    assert again.returncode == 0, again.stderr
+    assert "removing it and building it again" in again.stdout
+    assert (venv / ".installed").read_text() == f"3.13.99 {python3}\n"
 
 
 @pytest.mark.parametrize("version", ["2.7.18", "3.14.0"])
