@@ -17,7 +17,7 @@ DEMO := SIGNING_DATABASE_NAME=$(DEMO_DATABASE)
 # The file settings reads (and where `kek` and the embedded-mode decision are written).
 ENV_FILE := $(or $(SIGNING_ENV_FILE),.env)
 
-.PHONY: demo test unit test-pythons install kek db lint format workers serve chaos browser compose-cli clean
+.PHONY: demo test install kek db lint format workers serve chaos browser compose-cli clean
 
 demo: install kek db  ## in its own database: seed, sign 100k records with 2 workers, audit
 	$(DEMO) $(MANAGE) demo --reset
@@ -26,6 +26,7 @@ test: install browser compose-cli  ## the whole suite on the servers, then the b
 	$(VENV)/bin/pytest
 	SIGNING_EMBEDDED=1 $(VENV)/bin/pytest -m backends
 
+.PHONY: unit test-pythons
 unit: install  ## the unit tests only (no servers)
 	$(VENV)/bin/pytest tests/unit
 
@@ -112,4 +113,4 @@ compose-cli:  ## docker-compose, to validate docker-compose.yml in the tests (in
 	fi
 
 clean:  ## remove the venvs (.venv, .venv-3.x), caches, demo and embedded files, test artifacts
-	rm -rf $(VENV) .venv .venv-3.* .pytest_cache .ruff_cache .hypothesis .demo .embedded test-artifacts
+	rm -rf $(sort $(VENV) .venv) .venv-3.* .pytest_cache .ruff_cache .hypothesis .demo .embedded test-artifacts
