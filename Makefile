@@ -1,6 +1,10 @@
 # Two commands on a fresh clone: `make demo` and `make test`. Everything else is a helper.
 SHELL := /bin/bash
+# The interpreter the venv is built with (`make demo PYTHON=python3.12`, or a path; the venv
+# keeps it until PYTHON names another); one of PYTHON_VERSIONS, which keeps in step with
+# requires-python in pyproject.toml (a test checks).
 PYTHON ?= python3
+PYTHON_VERSIONS := 3.11 3.12 3.13
 VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
@@ -22,14 +26,49 @@ test: install browser compose-cli  ## the whole suite on the servers, then the b
 	$(VENV)/bin/pytest
 	SIGNING_EMBEDDED=1 $(VENV)/bin/pytest -m backends
 
-install: $(VENV)/.installed
+.PHONY: unit test-pythons
+unit: install  ## the unit tests only (no servers)
+	$(VENV)/bin/pytest tests/unit
 
-$(VENV)/.installed: pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	@echo "installing pinned dependencies into $(VENV) (log: $(VENV)/install.log)"
-	@$(VENV)/bin/pip install --disable-pip-version-check -c constraints.txt -e ".[dev]" \
-		> $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }
-	@touch $@
+# CI, after `make test` on the default Python: `make demo` and the unit tests on each other
+# supported Python found (on PATH, else pyenv's newest), each in a venv of its own
+# (.venv-3.12, ...) and a demo database of its own ($(DEMO_DATABASE)_py312, ...).
+OTHER_PYTHONS := $(filter-out $(firstword $(PYTHON_VERSIONS)),$(PYTHON_VERSIONS))
+test-pythons:  ## make demo and the unit tests on Python $(OTHER_PYTHONS), timed
+	@for version in $(OTHER_PYTHONS); do \
+		python="$$(python$$version -c 'import sys; print(sys.executable)' 2>/dev/null)" \
+			|| python="$$(command -v pyenv >/dev/null && ls -d "$$(pyenv root)/versions/$$(pyenv latest $$version 2>/dev/null)/bin/python$$version" 2>/dev/null)" \
+			|| { echo "== Python $$version: not installed here (no python$$version on PATH, nor in pyenv), skipped"; continue; }; \
+		echo "== Python $$version: $$python"; start=$$SECONDS; \
+		$(MAKE) --no-print-directory demo unit PYTHON="$$python" VENV=.venv-$$version \
+			DEMO_DATABASE=$(DEMO_DATABASE)_py$${version/./} || exit 1; \
+		echo "== Python $$version: install, demo and unit tests took $$((SECONDS - start)) s"; \
+	done
+
+# Runs on every make. The interpreter: PYTHON when given, else the one the venv was built with
+# (its stamp holds "version realpath") while it still runs, else python3. Refuses a version
+# outside PYTHON_VERSIONS; removes and rebuilds the venv when the interpreter is not the
+# stamp's; reinstalls when the pins changed.
+install:  ## $(VENV), built with PYTHON (3.11 to 3.13), with every pin of constraints.txt
+	@set -e; \
+	python='$(PYTHON)'; built="$$(cat $(VENV)/.installed 2>/dev/null || :)"; \
+	if [ "$(origin PYTHON)" = file ] && [ -n "$$built" ] && "$${built#* }" -c '' >/dev/null 2>&1; then \
+		python="$${built#* }"; fi; \
+	if ! found="$$("$$python" -c 'import os, sys; print("%d.%d.%d %s" % (sys.version_info[:3] + (os.path.realpath(sys.executable),)))' 2>&1)"; then \
+		echo "PYTHON=$$python does not run: $$found" >&2; exit 1; fi; \
+	version="$${found%% *}"; \
+	case " $(PYTHON_VERSIONS) " in *" $${version%.*} "*) ;; *) \
+		echo "PYTHON=$$python is Python $$version ($${found#* }), which this project does not support: use Python $(firstword $(PYTHON_VERSIONS)) to $(lastword $(PYTHON_VERSIONS)), e.g. make demo PYTHON=python$(lastword $(PYTHON_VERSIONS))" >&2; \
+		exit 1;; esac; \
+	if [ -d $(VENV) ] && [ "$$built" != "$$found" ]; then \
+		echo "$(VENV) was built with Python $${built:-unrecorded}, not $$found: removing it and building it again"; \
+		rm -rf $(VENV); fi; \
+	if [ ! -e $(VENV)/.installed ] || [ pyproject.toml -nt $(VENV)/.installed ] || [ constraints.txt -nt $(VENV)/.installed ]; then \
+		"$$python" -m venv $(VENV); \
+		echo "installing pinned dependencies into $(VENV) with Python $$version (log: $(VENV)/install.log)"; \
+		$(VENV)/bin/pip install --disable-pip-version-check -c constraints.txt -e ".[dev]" \
+			> $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }; \
+		echo "$$found" > $(VENV)/.installed; fi
 
 kek: install  ## write a random SIGNING_KEK to .env unless one is set already
 	@if [ -n "$$SIGNING_KEK" ] || grep -qs '^SIGNING_KEK=' "$(ENV_FILE)"; then :; else \
@@ -87,5 +126,5 @@ compose-cli:  ## docker-compose, to validate docker-compose.yml in the tests (in
 		else echo "docker-compose is missing and this is not root: the compose tests will be skipped"; fi; \
 	fi
 
-clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .demo .embedded test-artifacts
+clean:  ## remove the venvs (.venv, .venv-3.x), caches, demo and embedded files, test artifacts
+	rm -rf $(sort $(VENV) .venv) .venv-3.* .pytest_cache .ruff_cache .hypothesis .demo .embedded test-artifacts
