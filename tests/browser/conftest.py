@@ -2,7 +2,7 @@
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -54,13 +54,22 @@ def log_in(page, base_url: str) -> None:
     page.wait_for_url(base_url + "/")
 
 
-def start_a_run_and_watch_it_finish(page, *, batch_size: int, records: str) -> None:
-    """From the dashboard: start a run; its page must follow it to the end by itself."""
+def start_a_run_and_watch_it_finish(
+    page, *, batch_size: int, records: str, then: Callable[[], object] | None = None
+) -> None:
+    """From the dashboard: start a run; its page must follow it to the end by itself.
+
+    `then` (starting the workers, say) is called once the page shows the run at 0%, so the
+    page is seen to move on its own, not only to load a finished run.
+    """
     from playwright.sync_api import expect
 
     page.fill("#id_batch_size", str(batch_size))
     page.click("text=Start signing")
     page.wait_for_url("**/runs/*/")
+    if then is not None:
+        expect(page.locator('[data-field="percent"]')).to_have_text("0%", timeout=10_000)
+        then()
     expect(page.locator('[data-field="percent"]')).to_have_text("100%", timeout=60_000)
     expect(page.locator('#run [data-field="status"]')).to_have_text("completed")
     expect(page.locator('[data-field="signed_records"]')).to_have_text(records)

@@ -123,13 +123,18 @@ def test_the_stack_web_service_serves_the_dashboard_the_live_run_page_and_the_ap
     from playwright.sync_api import expect
 
     seed(records=2_000, keys=10)
-    start_workers(processes=1, threads=4)
     page = browser.new_page(viewport={"width": 1366, "height": 900})
     responses: list[tuple[int, str, dict[str, str]]] = []
     page.on("response", lambda r: responses.append((r.status, r.url, r.headers)))
 
     log_in(page, web_service.url)
-    start_a_run_and_watch_it_finish(page, batch_size=200, records="2,000")
+    # The workers start once the page shows the run at 0%: the page must move by itself.
+    start_a_run_and_watch_it_finish(
+        page,
+        batch_size=200,
+        records="2,000",
+        then=lambda: start_workers(processes=1, threads=4),
+    )
     expect(page.locator("[data-testid=timeline] rect.lease")).to_have_count(10, timeout=10_000)
     page.screenshot(path=SCREENSHOTS / "gunicorn-run-finished.png", full_page=True)
     assert SigningRun.objects.get().status == "completed"
