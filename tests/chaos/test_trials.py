@@ -24,7 +24,8 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 def assert_healed(result: TrialResult) -> None:
-    assert result.passed, result
+    # The notes in full (pytest cuts a long repr short): why a trial did not finish.
+    assert result.passed, "\n".join([repr(result)[:500], *result.notes])
     assert result.records_signed == result.records
     assert result.double_signatures == 0
     assert result.overlapping_leases == 0
