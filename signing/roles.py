@@ -117,8 +117,14 @@ def grant_app_role(*, role: str, using: str = DEFAULT_DB_ALIAS) -> bool:
             raise ImproperlyConfigured(f"SIGNING_DB_APP_ROLE ({role}) is a superuser")
         cursor.execute("SELECT current_database(), current_schema()")
         database, schema = cursor.fetchone()
+        # A database migrated part of the way (`migrate signing 0007`) lacks some tables:
+        # the privileges of those it has are set, the others' when a later migrate makes them.
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", [schema]
+        )
+        existing = {name for (name,) in cursor.fetchall()}
         raw = connection.connection
-        for statement in _grants(role=role, database=database, schema=schema):
+        for statement in _grants(role=role, database=database, schema=schema, existing=existing):
             cursor.execute(statement.as_string(raw))
         cursor.execute("SELECT has_schema_privilege(%s, current_schema(), 'CREATE')", [role])
         if cursor.fetchone()[0]:
@@ -128,12 +134,13 @@ def grant_app_role(*, role: str, using: str = DEFAULT_DB_ALIAS) -> bool:
     return True
 
 
-def _grants(*, role: str, database: str, schema: str) -> list[sql.Composable]:
+def _grants(*, role: str, database: str, schema: str, existing: set[str]) -> list[sql.Composable]:
     to = sql.Identifier(role)
     db, sch = sql.Identifier(database), sql.Identifier(schema)
 
-    def tables(names: tuple[str, ...]) -> sql.Composable:
-        return sql.SQL(", ").join(sql.Identifier(schema, name) for name in names)
+    def tables(names: tuple[str, ...]) -> sql.Composable | None:
+        present = [sql.Identifier(schema, name) for name in names if name in existing]
+        return sql.SQL(", ").join(present) if present else None
 
     dml = sql.SQL("SELECT, INSERT, UPDATE, DELETE")
     return [
@@ -143,9 +150,15 @@ def _grants(*, role: str, database: str, schema: str) -> list[sql.Composable]:
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sch, to),
         sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(sch, to),
         sql.SQL("GRANT {} ON ALL TABLES IN SCHEMA {} TO {}").format(dml, sch, to),
-        sql.SQL("REVOKE UPDATE, DELETE ON {} FROM {}").format(tables(APPEND_ONLY_TABLES), to),
-        sql.SQL("REVOKE DELETE ON {} FROM {}").format(tables(HISTORY_TABLES), to),
-        sql.SQL("REVOKE INSERT, UPDATE, DELETE ON {} FROM {}").format(tables(READ_ONLY_TABLES), to),
+        *(
+            sql.SQL("REVOKE {} ON {} FROM {}").format(sql.SQL(privileges), named, to)
+            for privileges, names in (
+                ("UPDATE, DELETE", APPEND_ONLY_TABLES),
+                ("DELETE", HISTORY_TABLES),
+                ("INSERT, UPDATE, DELETE", READ_ONLY_TABLES),
+            )
+            if (named := tables(names)) is not None
+        ),
         sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(sch, to),
         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(sch, to),
         sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {} TO {}").format(sch, to),

@@ -6,11 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 from keyring import sealing
 from keyring.models import KeyLease, SigningKey
@@ -240,3 +242,31 @@ def test_audit_json_lists_every_rule():
     report = json.loads(out.getvalue())
     assert report["passed"] is True
     assert {check["rule"] for check in report["checks"]} == {"1", "2", "3", "4", "5"}
+
+
+@pytest.fixture
+def database_one_migration_behind(worker_env) -> Iterator[dict[str, str]]:
+    """A database of its own, migrated up to but not including the newest migration: code
+    upgraded, `migrate` not run yet."""
+    name = f"{connection.settings_dict['NAME']}_behind"
+    env = {**worker_env, "SIGNING_DATABASE_NAME": name}
+    created = run_command("ensure_db", env=env)
+    assert created.returncode == 0, created.stderr
+    for target in ([], ["signing", "0007"]):  # all, then the newest one undone
+        migrated = run_command("migrate", *target, "-v", "0", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+    yield env
+    connection.close()
+    with connection._nodb_cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("command", [["sign"], ["seed", "--records", "10", "--keys", "1"]])
+def test_a_database_behind_the_code_is_refused_with_the_command_to_run(
+    command, database_one_migration_behind
+):
+    result = run_command(*command, env=database_one_migration_behind)
+    assert result.returncode == 1
+    assert "lacks 1 migration(s) (signing.0008_analyze_filled_function)" in result.stderr
+    assert "run `manage.py migrate` first" in result.stderr
+    assert "Traceback" not in result.stderr

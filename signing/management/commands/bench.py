@@ -9,7 +9,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from signing import bench
-from signing.cli import add_measured_run_arguments, confirm_reset, kek_once_the_broker_answers
+from signing.cli import (
+    add_measured_run_arguments,
+    confirm_reset,
+    kek_once_the_broker_answers,
+    refuse_an_unmigrated_database,
+)
 from signing.exceptions import ResetNeedsOwner
 from signing.models import SigningRun
 from signing.roles import connect_as_owner
@@ -38,6 +43,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         connect_as_owner()  # it resets, which is the owner's; its workers are DATABASE_URL's
+        refuse_an_unmigrated_database()
         if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
             raise CommandError("a run is active: the benchmark resets the database")
         kek_once_the_broker_answers()  # checked before anything is deleted

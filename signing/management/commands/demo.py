@@ -19,7 +19,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from records.models import Record
 from records.selectors import record_totals
-from signing.cli import confirm_reset, kek_once_the_broker_answers, whole_number
+from signing.cli import (
+    confirm_reset,
+    kek_once_the_broker_answers,
+    refuse_an_unmigrated_database,
+    whole_number,
+)
 from signing.exceptions import ResetNeedsOwner, RunAlreadyActive
 from signing.models import SigningRun
 from signing.roles import connect_as_owner
@@ -51,6 +56,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         connect_as_owner()  # it resets, which is the owner's; its workers are DATABASE_URL's
+        refuse_an_unmigrated_database()
         kek = kek_once_the_broker_answers()  # before the reset: a demo that cannot run keeps all
         held = confirm_reset(self, reset=options["reset"], verb="the demo")
         login = ensure_admin_user()

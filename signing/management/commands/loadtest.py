@@ -12,6 +12,7 @@ from signing.cli import (
     add_measured_run_arguments,
     confirm_reset,
     kek_once_the_broker_answers,
+    refuse_an_unmigrated_database,
     whole_number,
 )
 from signing.models import SigningRun
@@ -57,6 +58,7 @@ class Command(BaseCommand):
             raise CommandError("the load test needs the servers: its web server is a process")
         if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
             raise CommandError("a run is active: the load test resets the database")
+        refuse_an_unmigrated_database()
         kek_once_the_broker_answers()
         held = confirm_reset(self, reset=options["reset"], verb="the load test")
         out = self.stdout._out

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from signing.cli import refuse_an_unmigrated_database
 from signing.dispatch import check_ready_to_sign, parse_batch_size, start_run
 from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
 from signing.models import SigningRun
@@ -41,6 +42,7 @@ class Command(BaseCommand):
             size = parse_batch_size(batch_size)
         except InvalidBatchSize as error:
             raise CommandError(str(error), returncode=2) from None
+        refuse_an_unmigrated_database()
         if settings.SIGNING_EMBEDDED and no_wait:
             raise CommandError(
                 "--no-wait needs worker processes: in embedded mode the workers are threads "
