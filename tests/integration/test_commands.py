@@ -2,12 +2,9 @@
 
 import io
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -22,26 +19,14 @@ from signing.dispatch import plan_run
 from signing.models import Batch, SigningRun
 from signing.sandbox import free_port
 from tests.conftest import seed
-
-MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
-
-
-def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, MANAGE, *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.support import manage
 
 
 @pytest.mark.parametrize(
     "bad", ["0", "-1", "abc", "1.5", "", "1e3", str(10**12), "2147483648", "--5", "+-5", "²"]
 )
 def test_sign_refuses_a_bad_batch_size_in_one_line_with_exit_2_and_creates_nothing(bad, worker_env):
-    result = run_command("sign", f"--batch-size={bad}", env=worker_env)
+    result = manage(worker_env, "sign", f"--batch-size={bad}")
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "batch size must" in result.stderr
@@ -81,7 +66,7 @@ def test_sign_with_a_wrong_kek_is_a_clear_error(worker_env):
     seed(records=5, keys=1)
     from keyring.sealing import generate_kek
 
-    result = run_command("sign", env={**worker_env, "SIGNING_KEK": generate_kek()})
+    result = manage({**worker_env, "SIGNING_KEK": generate_kek()}, "sign")
     assert result.returncode == 1
     assert "is not the KEK the keys were sealed with" in result.stderr
     assert "Traceback" not in result.stderr
@@ -110,7 +95,7 @@ def test_sign_refuses_a_kek_that_opens_the_first_key_but_not_every_one():
 def test_sign_with_an_unreachable_broker_is_a_clear_error_and_starts_nothing(worker_env):
     seed(records=20, keys=2)
     nobody = f"redis://127.0.0.1:{free_port()}/0"
-    result = run_command("sign", "--no-wait", env={**worker_env, "BROKER_URL": nobody})
+    result = manage({**worker_env, "BROKER_URL": nobody}, "sign", "--no-wait")
     assert result.returncode == 1
     assert "cannot reach the broker at BROKER_URL" in result.stderr
     assert "Traceback" not in result.stderr
@@ -120,7 +105,7 @@ def test_sign_with_an_unreachable_broker_is_a_clear_error_and_starts_nothing(wor
 def test_demo_with_an_unreachable_broker_is_a_clear_error_and_keeps_the_records(worker_env):
     seed(records=20, keys=2)
     nobody = f"redis://127.0.0.1:{free_port()}/0"
-    result = run_command("demo", "--records", "5", env={**worker_env, "BROKER_URL": nobody})
+    result = manage({**worker_env, "BROKER_URL": nobody}, "demo", "--records", "5")
     assert result.returncode == 1
     assert "cannot reach the broker at BROKER_URL" in result.stderr
     assert "Traceback" not in result.stderr
@@ -128,7 +113,7 @@ def test_demo_with_an_unreachable_broker_is_a_clear_error_and_keeps_the_records(
 
 
 def test_seed_without_a_kek_is_a_clear_error(worker_env):
-    result = run_command("seed", "--records", "5", env={**worker_env, "SIGNING_KEK": ""})
+    result = manage({**worker_env, "SIGNING_KEK": ""}, "seed", "--records", "5")
     assert result.returncode == 1
     assert "SIGNING_KEK is not set" in result.stderr
     assert "Traceback" not in result.stderr
@@ -250,10 +235,10 @@ def database_one_migration_behind(worker_env) -> Iterator[dict[str, str]]:
     upgraded, `migrate` not run yet."""
     name = f"{connection.settings_dict['NAME']}_behind"
     env = {**worker_env, "SIGNING_DATABASE_NAME": name}
-    created = run_command("ensure_db", env=env)
+    created = manage(env, "ensure_db")
     assert created.returncode == 0, created.stderr
     for target in ([], ["signing", "0007"]):  # all, then the newest one undone
-        migrated = run_command("migrate", *target, "-v", "0", env=env)
+        migrated = manage(env, "migrate", *target, "-v", "0")
         assert migrated.returncode == 0, migrated.stderr
     yield env
     connection.close()
@@ -265,7 +250,7 @@ def database_one_migration_behind(worker_env) -> Iterator[dict[str, str]]:
 def test_a_database_behind_the_code_is_refused_with_the_command_to_run(
     command, database_one_migration_behind
 ):
-    result = run_command(*command, env=database_one_migration_behind)
+    result = manage(database_one_migration_behind, *command)
     assert result.returncode == 1
     assert "lacks 1 migration(s) (signing.0008_analyze_filled_function)" in result.stderr
     assert "run `manage.py migrate` first" in result.stderr

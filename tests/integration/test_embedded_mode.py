@@ -26,9 +26,9 @@ import pytest
 
 from signing.sandbox import free_port
 from tests.conftest import wait_until
+from tests.support import MANAGE, manage
 
 ROOT = Path(__file__).resolve().parents[2]
-MANAGE = str(ROOT / "manage.py")
 
 
 CHOSEN_SETTINGS = ("DATABASE_URL", "BROKER_URL", "SIGNING_EMBEDDED", "SIGNING_EMBEDDED_DB")
@@ -114,18 +114,6 @@ def test_an_explicit_database_url_that_does_not_answer_is_an_error_not_a_fallbac
     assert not (tmp_path / ".env").exists()  # configured: nothing probed, nothing written
 
 
-def manage(env: dict[str, str], *args: str, network: bool = True) -> subprocess.CompletedProcess:
-    """Run `manage.py`; without the network, in a namespace where nothing answers."""
-    return subprocess.run(
-        [*([] if network else ["unshare", "--net"]), sys.executable, MANAGE, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.mark.skipif(not without_network_works(), reason="cannot unshare the network here")
 def test_the_first_command_writes_down_embedded_mode_and_the_next_keep_it_once_servers_answer(
     tmp_path,
@@ -133,12 +121,12 @@ def test_the_first_command_writes_down_embedded_mode_and_the_next_keep_it_once_s
     # Given nothing configured, and a first command started where no server answers
     database, env_file = tmp_path / "signing.sqlite3", tmp_path / ".env"
     env = user_environment(tmp_path, SIGNING_EMBEDDED_DB=str(database))
-    first = manage(env, "migrate", "-v", "0", network=False)
+    first = manage(env, "migrate", "-v", "0", network=False, inherit=False)
     assert first.returncode == 0, first.stderr
 
     # When the next commands start where PostgreSQL and Redis answer (they run here)
     decided = env_file.read_text()
-    later = [manage(env, "migrate", "-v", "0"), manage(env, "audit")]
+    later = [manage(env, "migrate", "-v", "0", inherit=False), manage(env, "audit", inherit=False)]
 
     # Then the first wrote down when and why, and the others stayed on its SQLite file
     assert re.fullmatch(
@@ -165,7 +153,10 @@ def test_every_command_in_embedded_mode_says_so_once_on_stderr_and_why(tmp_path,
         env = embedded_environment(tmp_path)
 
     # When commands run, ensure_db (which said so on stdout) among them
-    done = [manage(env, *command) for command in (["ensure_db"], ["migrate", "-v", "0"], ["audit"])]
+    done = [
+        manage(env, *command, inherit=False)
+        for command in (["ensure_db"], ["migrate", "-v", "0"], ["audit"])
+    ]
 
     # Then each says it on stderr once, with where SIGNING_EMBEDDED=1 was set
     where = "the environment" if set_in == "the environment" else env_file
@@ -202,7 +193,10 @@ def test_a_recorded_choice_of_the_servers_fails_when_they_are_silent_never_uses_
     # When a command that changes state (or judges it) runs while no server answers
     args = [kid if arg == "KID" else arg for arg in command]
     done = manage(
-        user_environment(tmp_path, SIGNING_EMBEDDED_DB=str(sqlite_with_keys)), *args, network=False
+        user_environment(tmp_path, SIGNING_EMBEDDED_DB=str(sqlite_with_keys)),
+        *args,
+        network=False,
+        inherit=False,
     )
 
     # Then it fails on PostgreSQL, and the SQLite file is left as it was
@@ -231,7 +225,7 @@ def embedded_environment(tmp_path: Path, **settings: str) -> dict[str, str]:
 
 
 def manage_embedded(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess:
-    return manage(embedded_environment(tmp_path, **settings), *args)
+    return manage(embedded_environment(tmp_path, **settings), *args, inherit=False)
 
 
 def test_embedded_mode_refuses_what_needs_worker_processes(tmp_path):

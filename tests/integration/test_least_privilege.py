@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,21 +20,11 @@ from records.models import Record, Signature
 from signing.models import Batch, SigningRun
 from signing.roles import connect_as_owner, create_app_role, grant_app_role
 from tests.conftest import seed, wait_until
+from tests.support import manage
 
 pytestmark = pytest.mark.workers
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
 
 
 # Keys are sealed with the tests' KEK, also where this process plays a web tier without one.

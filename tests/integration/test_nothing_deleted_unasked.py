@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import os
 import pty
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,24 +13,9 @@ from keyring.models import SigningKey
 from records.models import Record
 from signing.sandbox import free_port
 from tests.conftest import seed
+from tests.support import manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
-
-
-def manage(
-    env: dict[str, str], *args: str, stdin=subprocess.DEVNULL
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, MANAGE, *args],
-        env={**os.environ, **env},
-        stdin=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

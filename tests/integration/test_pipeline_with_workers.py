@@ -13,24 +13,9 @@ from keyring.models import KeyLease
 from records.models import Signature
 from signing.models import SigningRun
 from tests.conftest import seed
+from tests.support import MANAGE, manage
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
-
-MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
-
-
-def manage(
-    worker_env: dict[str, str], *args: str, timeout: float = 180
-) -> subprocess.CompletedProcess:
-    """Run a management command as a user would, against the test database."""
-    return subprocess.run(
-        [sys.executable, MANAGE, *args],
-        env={**os.environ, **worker_env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_workers_sign_5000_records_with_50_keys_and_the_audit_passes(
