@@ -34,16 +34,27 @@ unit: install  ## the unit tests only (no servers)
 # supported Python found (on PATH, else pyenv's newest), each in a venv of its own
 # (.venv-3.12, ...) and a demo database of its own ($(DEMO_DATABASE)_py312, ...).
 OTHER_PYTHONS := $(filter-out $(firstword $(PYTHON_VERSIONS)),$(PYTHON_VERSIONS))
-test-pythons:  ## make demo and the unit tests on Python $(OTHER_PYTHONS), timed
-	@for version in $(OTHER_PYTHONS); do \
+# Side by side (installs wait on the network and the disk while the other demo signs), each
+# in a venv, a demo database and a Redis database of its own, so neither's workers take the
+# other's messages; each one's output is printed whole once both are done.
+test-pythons:  ## make demo and the unit tests on Python $(OTHER_PYTHONS), side by side, timed
+	@mkdir -p test-artifacts; start=$$SECONDS; jobs=""; redis_db=2; \
+	for version in $(OTHER_PYTHONS); do \
 		python="$$(python$$version -c 'import sys; print(sys.executable)' 2>/dev/null)" \
 			|| python="$$(command -v pyenv >/dev/null && ls -d "$$(pyenv root)/versions/$$(pyenv latest $$version 2>/dev/null)/bin/python$$version" 2>/dev/null)" \
 			|| { echo "== Python $$version: not installed here (no python$$version on PATH, nor in pyenv), skipped"; continue; }; \
-		echo "== Python $$version: $$python"; start=$$SECONDS; \
-		$(MAKE) --no-print-directory demo unit PYTHON="$$python" VENV=.venv-$$version \
-			DEMO_DATABASE=$(DEMO_DATABASE)_py$${version/./} || exit 1; \
-		echo "== Python $$version: install, demo and unit tests took $$((SECONDS - start)) s"; \
-	done
+		log=test-artifacts/python-$$version.log; \
+		echo "== Python $$version: $$python (output in $$log)"; \
+		BROKER_URL=redis://127.0.0.1:6379/$$redis_db $(MAKE) --no-print-directory demo unit \
+			PYTHON="$$python" VENV=.venv-$$version DEMO_DATABASE=$(DEMO_DATABASE)_py$${version/./} \
+			> $$log 2>&1 & jobs="$$jobs $$!:$$version"; redis_db=$$((redis_db + 1)); \
+	done; \
+	failed=0; for job in $$jobs; do \
+		if wait $${job%%:*}; then result=passed; else result=FAILED; failed=1; fi; \
+		echo "== Python $${job#*:}: $$result"; cat test-artifacts/python-$${job#*:}.log; \
+	done; \
+	echo "== install, demo and unit tests on Python $(OTHER_PYTHONS) took $$((SECONDS - start)) s"; \
+	exit $$failed
 
 # Runs on every make. The interpreter: PYTHON when given, else the one the venv was built with
 # (its stamp holds "version realpath") while it still runs, else python3. Refuses a version
