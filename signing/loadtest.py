@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ from signing.audit import audit
 from signing.bench import seed_fresh
 from signing.dispatch import check_ready_to_sign, start_run
 from signing.models import SigningRun
+from signing.sandbox import free_port
 from signing.workers import WorkerPool
 
 HOST = "127.0.0.1"
@@ -214,7 +216,7 @@ def generate_load(
 def web_server(command: str, *, env: dict[str, str], log_file: Path) -> Iterator[int]:
     """Start the server `command` names ({python}, {manage}, {port} filled in) and yield its
     port once /healthz answers; stop it (its whole process group) afterwards."""
-    port = _free_port()
+    port = free_port()
     argv = shlex.split(
         command.format(
             python=sys.executable,
@@ -385,16 +387,8 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _free_port() -> int:
-    from signing.sandbox import free_port
-
-    return free_port()
-
-
 def _stop(process: subprocess.Popen) -> None:
     """SIGTERM the server's process group, SIGKILL it if it lingers."""
-    import signal
-
     if process.poll() is None:
         try:
             os.killpg(process.pid, signal.SIGTERM)

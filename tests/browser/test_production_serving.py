@@ -10,7 +10,6 @@ recorded: a static file missing is a 404 there.
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -24,6 +23,7 @@ import yaml
 from django.conf import settings
 
 from signing.models import SigningRun
+from signing.sandbox import free_port
 from tests.browser.conftest import SCREENSHOTS, log_in, start_a_run_and_watch_it_finish
 from tests.conftest import ARTIFACTS, seed, wait_until
 from tests.integration.test_compose import SECRETS, compose, needs_compose
@@ -39,12 +39,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.workers, needs_compose]
 class WebService:
     url: str
     log: Path  # gunicorn's output: its access log holds every response
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def the_image_environment() -> dict[str, str]:
