@@ -3,7 +3,7 @@
 FROM python:3.11-slim
 
 # SIGNING_ENV_FILE=/dev/null: settings never read a .env here (nor write one: /dev/null
-# swallows what signing_site.backends.record appends), so a developer's SIGNING_EMBEDDED=1
+# swallows what kernel.backends.record appends), so a developer's SIGNING_EMBEDDED=1
 # or DJANGO_DEBUG=1 can never apply in a container: its settings are its environment.
 # SIGNING_EMBEDDED=0: the servers, never a probe. SIGNING_COLLECTED_STATIC=1: collectstatic
 # below writes hashed, gzipped files and their manifest, and WhiteNoise serves those.
@@ -20,6 +20,7 @@ COPY signing_site ./signing_site
 COPY records ./records
 COPY keyring ./keyring
 COPY signing ./signing
+COPY kernel ./kernel
 RUN pip install --no-cache-dir -c constraints.txt -e .
 
 COPY manage.py gunicorn.conf.py ./

@@ -17,10 +17,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
+from kernel.admin import ReadOnlyAdmin, changelist_link
 from keyring.models import KeyLease, SigningKey
 from keyring.selectors import held_now
 from keyring.services import set_keys_enabled
-from signing.admin import ReadOnlyAdmin, changelist_link
 
 SECRET = "encrypted_private_key"
 

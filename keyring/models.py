@@ -7,8 +7,8 @@ from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
 from django.db import models
 from django.db.models import Func, Q
 
-from signing import crypto
-from signing.vendor import PostgresExclusionConstraint
+from kernel import crypto
+from kernel.vendor import PostgresExclusionConstraint
 
 
 class TsTzRange(Func):

@@ -2,8 +2,8 @@
 
 from django.db.models import Count, Exists, F, OuterRef, QuerySet
 
+from kernel import crypto
 from keyring.models import KeyLease, SigningKey
-from signing import crypto
 
 
 def open_leases() -> QuerySet[KeyLease]:

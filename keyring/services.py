@@ -21,14 +21,14 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from kernel import crypto
+from kernel.events import EventLogger
+from kernel.vendor import is_sqlite
 from keyring import sealing, sql
 from keyring import sqlite as embedded
 from keyring.exceptions import KeyMismatch
 from keyring.leases import GrantedLease
 from keyring.models import KeyDisabledPeriod, SigningKey
-from signing import crypto
-from signing.events import EventLogger
-from signing.vendor import is_sqlite
 
 log = EventLogger(__name__)
 

@@ -16,8 +16,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from kernel.admin import ReadOnlyAdmin, short
 from records.models import Record, Signature
-from signing.admin import ReadOnlyAdmin, short
 
 
 def _signature_of_record() -> Exists:

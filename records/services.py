@@ -12,15 +12,15 @@ import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from kernel.crypto import SignedRecord
+from kernel.events import EventLogger
+from kernel.roles import insufficient_privilege
+from kernel.vendor import is_sqlite
 from keyring.services import forget_private_keys
 from records import sql
 from records import sqlite as embedded
-from signing.crypto import SignedRecord
-from signing.events import EventLogger
 from signing.exceptions import ResetNeedsOwner
 from signing.models import Batch
-from signing.roles import insufficient_privilege
-from signing.vendor import is_sqlite
 
 log = EventLogger(__name__)
 
@@ -214,7 +214,7 @@ def reset_all() -> None:
             with connection.cursor() as cursor:
                 cursor.execute(sql.RESET_ALL)
         except DatabaseError as error:
-            if insufficient_privilege(error):  # the app role: signing/roles.py says why
+            if insufficient_privilege(error):  # the app role: kernel/roles.py says why
                 raise ResetNeedsOwner() from None
             raise
     transaction.on_commit(_drop_queued_messages)

@@ -13,10 +13,10 @@ from typing import Any
 
 import dramatiq
 
+from kernel.events import EventLogger
 from keyring.exceptions import KekError
 from records.services import StoreOutcome
 from signing.dispatch import complete_batch, record_batch_failure
-from signing.events import EventLogger
 from signing.services import LeaseHint, audit_and_record, sign_batch
 
 QUEUE = "signing"

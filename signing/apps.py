@@ -4,7 +4,7 @@ from django.apps import AppConfig
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate, pre_save
 
-from signing_site.backends import keep_sqlite_files_private
+from kernel.backends import keep_sqlite_files_private
 
 
 class SigningConfig(AppConfig):
@@ -30,10 +30,10 @@ class SigningConfig(AppConfig):
 def _grant_app_role_after_migrate(sender, using: str, **kwargs) -> None:
     """After every `migrate` (run as the owner): the app role's grants, set exactly again,
     so whatever a migration added is usable by the web app and the workers
-    (signing.roles says what they may do). Nothing when the role does not exist."""
+    (kernel.roles says what they may do). Nothing when the role does not exist."""
     from django.conf import settings
 
-    from signing.roles import grant_app_role
+    from kernel.roles import grant_app_role
 
     grant_app_role(role=settings.SIGNING_DB_APP_ROLE, using=using)
 

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 from django.db import connection
 
+from kernel import crypto
+from kernel.vendor import is_sqlite
 from signing import audit_sql as sql
-from signing import crypto
-from signing.vendor import is_sqlite
 
 MAX_LISTED = 20
 VERIFY_CHUNK = 5_000

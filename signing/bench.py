@@ -17,10 +17,10 @@ from pathlib import Path
 
 from django.conf import settings
 
+from kernel import crypto
 from keyring import sealing
 from keyring.models import SigningKey
 from records.models import Record
-from signing import crypto
 from signing.audit import audit
 from signing.dispatch import check_ready_to_sign, start_run
 from signing.models import SigningRun

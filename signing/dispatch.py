@@ -16,6 +16,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, TextField, Value, When
 from django.utils import timezone
 
+from kernel.events import EventLogger
+from kernel.vendor import Now, constraint_name, is_sqlite
 from keyring import sealing
 from keyring.exceptions import KekError
 from keyring.models import KeyLease
@@ -31,11 +33,9 @@ from keyring.services import (
 )
 from signing import sql
 from signing import sqlite as embedded
-from signing.events import EventLogger
 from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
 from signing.health import check_broker
 from signing.models import Batch, SigningRun
-from signing.vendor import Now, constraint_name, is_sqlite
 
 log = EventLogger(__name__)
 

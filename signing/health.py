@@ -15,7 +15,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from signing.events import EventLogger
+from kernel.events import EventLogger
 
 log = EventLogger(__name__)
 

@@ -13,7 +13,7 @@ import zlib
 
 from dramatiq import Broker, Middleware, Worker
 
-from signing.events import EventLogger
+from kernel.events import EventLogger
 
 log = EventLogger(__name__)
 
@@ -34,7 +34,7 @@ def reap_once() -> bool:
     # Imported here: this module is loaded with the broker, before Django's apps are ready.
     from django.db import close_old_connections
 
-    from signing.vendor import is_sqlite
+    from kernel.vendor import is_sqlite
 
     close_old_connections()
     if not is_sqlite():

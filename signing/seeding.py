@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from kernel import crypto
 from keyring.services import create_keys, lock_keyring
 from records.services import load_records, random_payloads, reset_all
-from signing import crypto
 from signing.exceptions import RunAlreadyActive
 from signing.models import SigningRun
 

@@ -15,6 +15,9 @@ from itertools import chain
 from django.conf import settings
 from django.db import connection
 
+from kernel import crypto
+from kernel.events import EventLogger
+from kernel.vendor import is_sqlite
 from keyring.exceptions import KekError, LeaseLost
 from keyring.services import UnsealedKey, extend_lease, open_private_key
 from records.models import Signature
@@ -25,13 +28,11 @@ from records.services import (
     store_signatures,
     store_staged_signatures,
 )
-from signing import crypto, sql
+from signing import sql
 from signing import sqlite as embedded
 from signing.audit import audit
 from signing.dispatch import give_back_batch
-from signing.events import EventLogger
 from signing.models import Batch, RunAudit, SigningRun
-from signing.vendor import is_sqlite
 
 log = EventLogger(__name__)
 

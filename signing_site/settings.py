@@ -17,7 +17,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import dotenv_values, load_dotenv
 
-from signing_site import backends
+from kernel import backends
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV_FILE = Path(os.environ.get("SIGNING_ENV_FILE") or BASE_DIR / ".env")
@@ -92,7 +92,7 @@ TEMPLATES = [
     },
 ]
 
-# The servers, or embedded mode (SQLite and an in-process broker): signing_site.backends
+# The servers, or embedded mode (SQLite and an in-process broker): kernel.backends
 # says how it is decided. manage.py prints SIGNING_BACKENDS.announcement() on stderr.
 SIGNING_BACKENDS = backends.choose(
     _GIVEN_ENVIRONMENT,
@@ -243,14 +243,14 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "signing.events.JsonFormatter"},
+        "json": {"()": "kernel.events.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": SIGNING_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         **{
             app: {"level": SIGNING_LOG_LEVEL, "propagate": True}
-            for app in ("signing", "keyring", "records")
+            for app in ("kernel", "keyring", "records", "signing")
         },
         # Worker life: booting, "ready for action" (WorkerPool.wait_ready reads it), consumer
         # restarts after a broker outage. Embedded workers are threads of the command the
@@ -354,7 +354,7 @@ SIGNING_CHARTS_CACHE_SECONDS = env_int("SIGNING_CHARTS_CACHE_SECONDS", 2, minimu
 
 # --- Least privilege: database roles ------------------------------------------------------
 # DATABASE_URL is the role this process works as. In a deployment that is the app role,
-# which reads and writes rows and owns nothing: no DDL, no TRUNCATE (signing/roles.py).
+# which reads and writes rows and owns nothing: no DDL, no TRUNCATE (kernel/roles.py).
 # DATABASE_OWNER_URL, when set, names the database owner: `migrate` and the commands that
 # reset (seed --reset, demo, bench, flush) connect with its user, password, host and port to
 # the same database. Unset, DATABASE_URL's role does everything, as on a laptop whose

@@ -4,7 +4,7 @@
 # - the owner (signing_owner) owns the database and is what `migrate` connects as: it makes,
 #   and so owns, every table, sequence and function; it is no superuser;
 # - the app role (signing_app) is what web, worker, seeder and executor connect as: rows
-#   only, no DDL, no TRUNCATE (signing/roles.py). `migrate` grants it what it needs.
+#   only, no DDL, no TRUNCATE (kernel/roles.py). `migrate` grants it what it needs.
 # The superuser is left for administration. Passwords come from the environment; compose
 # requires them. A volume made before this script existed keeps its old roles: recreate it
 # (docker-compose down -v) or run this script against it by hand.

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from kernel import crypto
 from keyring.models import KeyLease
 from keyring.services import GrantedLease, lease_lru_key, open_private_key, release_lease
 from records.selectors import batch_records
 from records.services import StoreOutcome, store_signatures
-from signing import crypto
 from signing.models import Batch
 
 

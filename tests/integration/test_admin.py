@@ -13,12 +13,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from kernel import crypto
 from keyring import sealing
 from keyring.models import KeyDisabledPeriod, KeyLease, SigningKey
 from keyring.services import create_keys
 from records.models import Record, Signature
 from records.services import load_records, random_payloads
-from signing import crypto
 from signing.dispatch import plan_run
 from signing.models import Batch, SigningRun
 from tests.conftest import seed

@@ -8,9 +8,9 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from kernel import crypto
 from keyring.services import disable_key, open_private_key
 from records.models import Record
-from signing import crypto
 from signing.dispatch import plan_run
 from signing.models import Batch, SigningRun
 from tests.conftest import seed

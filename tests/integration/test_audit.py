@@ -7,13 +7,13 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from kernel.vendor import is_sqlite
 from keyring.models import KeyLease, SigningKey
 from records.models import Signature
 from signing.actors import audit_run, signing_completed, signing_triggered
 from signing.audit import audit
 from signing.dispatch import start_run
 from signing.models import Batch, SigningRun
-from signing.vendor import is_sqlite
 from tests.conftest import seed
 
 pytestmark = pytest.mark.django_db

@@ -11,10 +11,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from kernel import crypto
 from keyring import sealing
 from keyring.models import KeyLease, SigningKey
 from records.models import Record, Signature
-from signing import crypto
 from signing.dispatch import plan_run
 from signing.models import Batch, SigningRun
 from signing.sandbox import free_port

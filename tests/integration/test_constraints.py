@@ -8,12 +8,12 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from kernel.vendor import constraint_name
 from keyring.models import KeyLease, SigningKey
 from keyring.services import release_lease
 from records.models import Record, Signature
 from signing.dispatch import plan_run
 from signing.models import SigningRun
-from signing.vendor import constraint_name
 from tests.conftest import seed
 from tests.integration.factories import lease_batch
 

@@ -15,10 +15,10 @@ import pytest
 from django.core.management import call_command
 from dramatiq.message import generate_unique_id
 
+from kernel import crypto
 from keyring.models import KeyLease, SigningKey
 from records.models import Record, Signature
 from records.services import StoreOutcome
-from signing import crypto
 from signing.actors import signing_completed, signing_failed, signing_triggered
 from signing.audit import audit
 from signing.dispatch import start_run

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from kernel import crypto
 from keyring import sealing
 from keyring.models import KeyLease, SigningKey
 from records.models import Signature
-from signing import crypto
 from signing.services import verify_record
 from tests.conftest import seed
 from tests.integration.test_pipeline_with_workers import manage

@@ -6,11 +6,11 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from kernel import crypto
 from keyring import sealing
 from keyring.exceptions import KekMismatch
 from keyring.models import KeyLease, SigningKey
 from keyring.services import keyring_clock, lease_lru_key
-from signing import crypto
 from signing.dispatch import plan_run
 from tests.conftest import seed
 

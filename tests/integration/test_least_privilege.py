@@ -1,5 +1,5 @@
 """Least privilege: the app role signs a whole run with real workers and can do nothing else;
-the web tier starts runs without the KEK; only the owner resets (signing/roles.py)."""
+the web tier starts runs without the KEK; only the owner resets (kernel/roles.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from rest_framework.test import APIClient
 
+from kernel.roles import connect_as_owner, create_app_role, grant_app_role
 from keyring import sealing
 from records.models import Record, Signature
 from signing.models import Batch, SigningRun
-from signing.roles import connect_as_owner, create_app_role, grant_app_role
 from tests.conftest import seed, wait_until
 from tests.support import manage
 

@@ -22,12 +22,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from django.db import connection
 from django.urls import reverse
 
+from kernel import crypto
 from keyring import sealing
 from keyring.exceptions import KekMismatch
 from keyring.models import SigningKey
 from keyring.services import forget_private_keys, open_private_key
 from records.models import Record
-from signing import crypto
 from signing.actors import audit_run, signing_completed, signing_triggered
 from signing.dispatch import start_run
 from signing.models import RunAudit, SigningRun

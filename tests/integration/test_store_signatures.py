@@ -2,12 +2,12 @@
 
 import pytest
 
+from kernel import crypto
 from keyring.models import KeyLease
 from keyring.services import open_private_key, release_lease
 from records.models import Signature
 from records.selectors import batch_records
 from records.services import StoreOutcome, store_signatures
-from signing import crypto
 from signing.dispatch import plan_run
 from signing.models import Batch
 from tests.conftest import run_together, seed

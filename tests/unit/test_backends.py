@@ -1,4 +1,4 @@
-"""How a process picks the servers or embedded mode (signing_site.backends), and keeps the
+"""How a process picks the servers or embedded mode (kernel.backends), and keeps the
 decision once a probe made it."""
 
 import stat
@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from signing.sandbox import free_port
-from signing_site import backends
-from signing_site.backends import (
+from kernel import backends
+from kernel.backends import (
     DEFAULT_BROKER_URL,
     DEFAULT_DATABASE_URL,
     Backends,
@@ -18,6 +17,7 @@ from signing_site.backends import (
     choose,
     record,
 )
+from signing.sandbox import free_port
 
 BASE = Path("/srv/signing")
 NOBODY = f"postgres://postgres@127.0.0.1:{free_port()}/signing"

@@ -1,4 +1,4 @@
-"""signing.crypto: the signing-input contract and sign/verify, with no database."""
+"""kernel.crypto: the signing-input contract and sign/verify, with no database."""
 
 import base64
 
@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signing import crypto
+from kernel import crypto
 
 record_ids = st.integers(min_value=1, max_value=2**63 - 1)
 payloads = st.text()

@@ -1,4 +1,4 @@
-"""signing.events: one event, written as a key=value line or as a JSON object."""
+"""kernel.events: one event, written as a key=value line or as a JSON object."""
 
 import io
 import json
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from signing.events import EventLogger, JsonFormatter
+from kernel.events import EventLogger, JsonFormatter
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from kernel import crypto
+from kernel.cli import whole_number
 from keyring.models import SigningKey
 from records.models import Signature
-from signing import crypto
-from signing.cli import whole_number
 
 
 def openssl_verify_command(directory: Path, algorithm: str) -> str:

@@ -5,8 +5,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 
+from kernel.cli import whole_number
 from signing.audit import AuditReport, audit
-from signing.cli import whole_number
 from signing.models import SigningRun
 
 

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from signing.cli import whole_number
+from kernel.cli import whole_number
 from signing.dispatch import cancel_run
 from signing.selectors import active_run
 

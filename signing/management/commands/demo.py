@@ -17,17 +17,13 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from kernel.cli import refuse_an_unmigrated_database, whole_number
+from kernel.roles import connect_as_owner
 from records.models import Record
 from records.selectors import record_totals
-from signing.cli import (
-    confirm_reset,
-    kek_once_the_broker_answers,
-    refuse_an_unmigrated_database,
-    whole_number,
-)
+from signing.cli import confirm_reset, kek_once_the_broker_answers
 from signing.exceptions import ResetNeedsOwner, RunAlreadyActive
 from signing.models import SigningRun
-from signing.roles import connect_as_owner
 from signing.seeding import seed_database
 from signing.selectors import progress_of
 from signing.workers import interrupt_on_termination, workers_for_this_mode

@@ -1,7 +1,7 @@
 """Create the configured PostgreSQL database if it does not exist yet (used by `make`), and
 the app role (SIGNING_DB_APP_ROLE) if it is missing and this role may create roles: the
 local superuser may, so a fresh clone needs no manual step. `migrate` grants it what the
-app needs (signing.roles).
+app needs (kernel.roles).
 
 In embedded mode there is nothing to create: settings made the SQLite file's folder, and
 manage.py has said on stderr why, and where the file is.
@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from psycopg import sql
 
-from signing.roles import connect_as_owner, create_app_role
+from kernel.roles import connect_as_owner, create_app_role
 
 
 class Command(BaseCommand):

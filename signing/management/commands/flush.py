@@ -10,15 +10,15 @@ trigger accepts. PostgreSQL's flush is a TRUNCATE, which the trigger does not se
 from django.core.management.commands.flush import Command as FlushCommand
 from django.db import connections
 
+from kernel.roles import connect_as_owner
+from kernel.vendor import SQLITE
 from records.sqlite import reset_all
-from signing.roles import connect_as_owner
-from signing.vendor import SQLITE
 
 
 class Command(FlushCommand):
     def handle(self, **options) -> None:
         options["reset_sequences"] = False
-        connect_as_owner(options["database"])  # a TRUNCATE: the owner's (signing/roles.py)
+        connect_as_owner(options["database"])  # a TRUNCATE: the owner's (kernel/roles.py)
         if connections[options["database"]].vendor == SQLITE and not options["interactive"]:
             reset_all(using=options["database"])
         super().handle(**options)

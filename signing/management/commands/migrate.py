@@ -2,12 +2,12 @@
 
 The owner runs the migrations, so it owns every table, sequence and function they make;
 after them, the app role gets exactly the privileges the app needs (signing.apps,
-signing.roles). With no owner URL, DATABASE_URL's role migrates, as before.
+kernel.roles). With no owner URL, DATABASE_URL's role migrates, as before.
 """
 
 from django.core.management.commands.migrate import Command as MigrateCommand
 
-from signing.roles import connect_as_owner
+from kernel.roles import connect_as_owner
 
 
 class Command(MigrateCommand):

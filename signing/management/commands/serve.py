@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from signing.cli import whole_number
+from kernel.cli import whole_number
 from signing.workers import interrupt_on_termination, workers_for_this_mode
 from signing_site.safety import refuse_unsafe_serving
 

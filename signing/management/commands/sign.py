@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from signing.cli import refuse_an_unmigrated_database
+from kernel.cli import refuse_an_unmigrated_database
 from signing.dispatch import check_ready_to_sign, parse_batch_size, start_run
 from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
 from signing.models import SigningRun

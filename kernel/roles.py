@@ -39,7 +39,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from psycopg import sql
 
-from signing.events import EventLogger
+from kernel.events import EventLogger
 
 log = EventLogger(__name__)
 

@@ -4,13 +4,13 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from kernel import crypto
+from kernel.cli import refuse_an_unmigrated_database, whole_number
+from kernel.roles import connect_as_owner
 from keyring import sealing
 from keyring.exceptions import KekError
 from records.selectors import inventory
-from signing import crypto
-from signing.cli import refuse_an_unmigrated_database, whole_number
 from signing.exceptions import ResetNeedsOwner, RunAlreadyActive
-from signing.roles import connect_as_owner
 from signing.seeding import seed_database
 
 
@@ -47,7 +47,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, records: int, keys: int, algorithm: str, reset: bool, **options):
         if reset:
-            connect_as_owner()  # a reset is the owner's (signing/roles.py)
+            connect_as_owner()  # a reset is the owner's (kernel/roles.py)
         refuse_an_unmigrated_database()
         held = inventory()
         if options["if_empty"] and not held.empty:

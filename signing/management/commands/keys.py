@@ -6,13 +6,13 @@ from collections.abc import Callable
 
 from django.core.management.base import BaseCommand, CommandError
 
+from kernel import crypto
+from kernel.cli import whole_number
 from keyring import sealing
 from keyring.exceptions import KekError
 from keyring.models import SigningKey
 from keyring.selectors import keys_in_lru_order, public_jwks
 from keyring.services import create_keys, disable_key, enable_key
-from signing import crypto
-from signing.cli import whole_number
 from signing.dispatch import rotate_kek_between_runs
 from signing.exceptions import RunAlreadyActive
 
