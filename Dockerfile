@@ -28,7 +28,7 @@ COPY templates ./templates
 COPY static ./static
 RUN python manage.py collectstatic --noinput -v 0
 
-# The code stays root's, read-only to the app; only .demo (logs of demo, serve and bench,
+# The code stays root's, read-only to the app; only .demo (logs of demo and serve,
 # if someone runs them in a container) is the app user's to write.
 RUN useradd --create-home signer && install -d -o signer /app/.demo
 USER signer

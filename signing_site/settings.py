@@ -5,6 +5,7 @@ decides on embedded mode, git-ignored) is read first; variables already in the e
 win over it. SIGNING_ENV_FILE names another file (the tests use their own).
 """
 
+import importlib.util
 import ipaddress
 import os
 import re
@@ -62,6 +63,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
 ]
+# Development tooling (chaos, bench, loadtest): in a checkout only, never in the image.
+if importlib.util.find_spec("devtools") is not None:
+    INSTALLED_APPS += ["devtools"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

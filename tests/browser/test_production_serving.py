@@ -22,8 +22,8 @@ import pytest
 import yaml
 from django.conf import settings
 
+from devtools.sandbox import free_port
 from signing.models import SigningRun
-from signing.sandbox import free_port
 from tests.browser.conftest import SCREENSHOTS, log_in, start_a_run_and_watch_it_finish
 from tests.conftest import ARTIFACTS, seed, wait_until
 from tests.integration.test_compose import SECRETS, compose, needs_compose

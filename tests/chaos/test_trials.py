@@ -1,4 +1,4 @@
-"""The chaos trials (signing.chaos), each with real worker processes in a private sandbox.
+"""The chaos trials (devtools.chaos), each with real worker processes in a private sandbox.
 
 Workers are killed, paused and cut off from restarted servers; every run must still finish
 by itself with every record signed once, no key overlapping, no key left locked, and
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from signing.chaos import TrialResult, prepare, run_trial
-from signing.sandbox import RABBITMQ_SERVER, Sandbox
+from devtools.chaos import TrialResult, prepare, run_trial
+from devtools.sandbox import RABBITMQ_SERVER, Sandbox
 
 pytestmark = pytest.mark.workers
 

@@ -12,10 +12,10 @@ import dramatiq
 import pytest
 from django.utils import timezone
 
+from devtools.sandbox import free_port
 from keyring.models import KeyLease, SigningKey
 from signing.dispatch import recover, resend_lost_audits, start_run
 from signing.models import Batch, RunAudit, SigningRun
-from signing.sandbox import free_port
 from tests.conftest import hint_of, seed
 
 pytestmark = pytest.mark.django_db

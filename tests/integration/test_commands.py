@@ -11,13 +11,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from devtools.sandbox import free_port
 from kernel import crypto
 from keyring import sealing
 from keyring.models import KeyLease, SigningKey
 from records.models import Record, Signature
 from signing.dispatch import plan_run
 from signing.models import Batch, SigningRun
-from signing.sandbox import free_port
 from tests.conftest import seed
 from tests.support import manage
 

@@ -147,3 +147,45 @@ def test_the_container_ignores_a_dot_env_file_that_sits_in_its_folder(checkout_w
     assert image_env["SIGNING_ENV_FILE"] == "/dev/null"
     assert image_env["SIGNING_EMBEDDED"] == "0"
     assert settings_seen(image_env) == [str(copy), False, False, None]
+
+
+def test_what_the_image_copies_runs_the_app_without_the_development_tooling(tmp_path: Path):
+    """Every module the Dockerfile copies imports from the copied files alone (so a new
+    package the app needs cannot be forgotten), and devtools (chaos, bench, loadtest, the
+    sandbox that starts initdb) is not among them."""
+    image = tmp_path / "app"
+    image.mkdir()
+    for args in dockerfile_instructions("COPY"):
+        *sources, _ = (arg for arg in args.split() if not arg.startswith("--"))
+        for source in sources:
+            copy = shutil.copytree if (ROOT / source).is_dir() else shutil.copy2
+            copy(ROOT / source, image / source)
+    assert not (image / "devtools").exists()
+    walk = (
+        "import django, importlib, pkgutil; django.setup(); "
+        "from django.core.management import get_commands; "
+        "names = [m.name for p in ('kernel', 'keyring', 'records', 'signing', 'signing_site') "
+        "for m in pkgutil.walk_packages(importlib.import_module(p).__path__, p + '.') "
+        "if '.migrations.' not in m.name and not m.name.endswith('.wsgi')]; "
+        "[importlib.import_module(name) for name in names]; "
+        "print(len(names), sorted(get_commands()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", walk],
+        cwd=image,
+        env={
+            "PATH": os.environ["PATH"],
+            "DJANGO_SETTINGS_MODULE": "signing_site.settings",
+            "PYTHONPATH": str(image),
+            **dockerfile_env(),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    modules, commands = done.stdout.split(" ", 1)
+    assert int(modules) > 50
+    assert "'sign'" in commands and "'audit'" in commands
+    assert "'bench'" not in commands and "'chaos'" not in commands and "'loadtest'" not in commands

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from signing.sandbox import free_port
+from devtools.sandbox import free_port
 from tests.conftest import wait_until
 from tests.support import MANAGE, manage
 

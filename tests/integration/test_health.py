@@ -7,8 +7,8 @@ from django.db import connection
 from django.db.backends.postgresql.base import DatabaseWrapper
 from dramatiq.brokers.redis import RedisBroker
 
+from devtools.sandbox import free_port
 from signing import health
-from signing.sandbox import free_port
 
 pytestmark = pytest.mark.django_db
 

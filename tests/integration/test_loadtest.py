@@ -9,9 +9,9 @@ import json
 import pytest
 from rich.console import Console
 
+from devtools import loadtest
+from devtools.management.commands.loadtest import rates, results_table
 from records.models import Signature
-from signing import loadtest
-from signing.management.commands.loadtest import rates, results_table
 from signing.models import SigningRun
 from tests.conftest import ARTIFACTS
 

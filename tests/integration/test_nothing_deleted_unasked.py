@@ -9,9 +9,9 @@ import pty
 
 import pytest
 
+from devtools.sandbox import free_port
 from keyring.models import SigningKey
 from records.models import Record
-from signing.sandbox import free_port
 from tests.conftest import seed
 from tests.support import manage
 

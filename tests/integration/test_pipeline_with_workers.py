@@ -82,7 +82,7 @@ def test_serve_runs_the_web_app_with_workers_and_stops_both_on_sigterm(worker_en
     import signal
     import urllib.request
 
-    from signing.sandbox import free_port
+    from devtools.sandbox import free_port
     from tests.conftest import wait_until
 
     port = free_port()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
+from devtools.sandbox import free_port
 from kernel import backends
 from kernel.backends import (
     DEFAULT_BROKER_URL,
@@ -17,7 +18,6 @@ from kernel.backends import (
     choose,
     record,
 )
-from signing.sandbox import free_port
 
 BASE = Path("/srv/signing")
 NOBODY = f"postgres://postgres@127.0.0.1:{free_port()}/signing"

@@ -34,11 +34,11 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from devtools.bench import seed_fresh
+from devtools.sandbox import free_port
 from signing.audit import audit
-from signing.bench import seed_fresh
 from signing.dispatch import check_ready_to_sign, start_run
 from signing.models import SigningRun
-from signing.sandbox import free_port
 from signing.workers import WorkerPool
 
 HOST = "127.0.0.1"

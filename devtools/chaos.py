@@ -1,6 +1,6 @@
 """Chaos trials: real worker processes, real faults, then the audit.
 
-Each trial seeds a private PostgreSQL (signing.sandbox), starts two worker pools of one
+Each trial seeds a private PostgreSQL (devtools.sandbox), starts two worker pools of one
 process each (as two containers would run), starts a run, injects its fault when the run
 has reached a given point, waits for the run to finish by itself, and audits it. Nothing
 here helps the run recover: the workers' reaper and the pipeline's fencing must.
@@ -24,9 +24,9 @@ import psycopg
 from django.conf import settings
 from dramatiq.brokers.redis import RedisBroker
 
+from devtools.sandbox import Sandbox, SandboxError, wait_for
 from keyring.sealing import generate_kek
 from signing.models import SigningRun
-from signing.sandbox import Sandbox, SandboxError, wait_for
 from signing.workers import WorkerPool
 
 # Short leases so a trial heals in seconds: a lease lives 3 s, the reaper looks every 1 s.

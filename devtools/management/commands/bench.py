@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from devtools import bench
 from kernel.cli import add_measured_run_arguments, refuse_an_unmigrated_database
 from kernel.roles import connect_as_owner
-from signing import bench
 from signing.cli import confirm_reset, kek_once_the_broker_answers
 from signing.exceptions import ResetNeedsOwner
 from signing.models import SigningRun

@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.table import Table
 
-from signing.chaos import TRIALS, TrialResult, prepare, run_trial
-from signing.sandbox import Sandbox, SandboxError
+from devtools.chaos import TRIALS, TrialResult, prepare, run_trial
+from devtools.sandbox import Sandbox, SandboxError
 
 
 class Command(BaseCommand):
