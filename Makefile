@@ -118,6 +118,7 @@ chaos: install  ## kill and restart workers, Redis and PostgreSQL mid-run; print
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff check --fix .

@@ -21,11 +21,11 @@ from kernel import crypto
 from keyring import sealing
 from keyring.models import SigningKey
 from records.models import Record
-from signing.audit import audit
-from signing.dispatch import check_ready_to_sign, start_run
+from signing.audit.rules import audit
 from signing.models import SigningRun
-from signing.seeding import seed_database
-from signing.workers import workers_for_this_mode
+from signing.ops.workers import workers_for_this_mode
+from signing.runs.dispatch import check_ready_to_sign, start_run
+from signing.runs.seeding import seed_database
 
 RUN_DEADLINE_SECONDS = 1800.0
 PROGRESS_POLL_SECONDS = 0.5
@@ -62,7 +62,7 @@ class BenchReport:
 
 def seed_fresh(*, records: int, keys: int) -> float:
     """Reset and seed as `manage.py seed --reset` does, in one transaction; return the
-    seconds it took. (The command asked before the first reset: signing.cli.confirm_reset.)"""
+    seconds it took. (The command asked first: signing.management.cli.confirm_reset.)"""
     started = time.perf_counter()
     seed_database(
         records=records, keys=keys, kek=sealing.kek_from_environment(), reset=True, payload_seed=7
@@ -134,7 +134,7 @@ def pipeline_run(
 
 
 def _signed(run: SigningRun) -> int:
-    from signing.selectors import progress_of
+    from signing.runs.selectors import progress_of
 
     return progress_of(run).signed_records
 

@@ -27,7 +27,7 @@ from dramatiq.brokers.redis import RedisBroker
 from devtools.sandbox import Sandbox, SandboxError, wait_for
 from keyring.sealing import generate_kek
 from signing.models import SigningRun
-from signing.workers import WorkerPool
+from signing.ops.workers import WorkerPool
 
 # Short leases so a trial heals in seconds: a lease lives 3 s, the reaper looks every 1 s.
 TRIAL_ENV = {

@@ -36,10 +36,10 @@ from django.contrib.auth import get_user_model
 
 from devtools.bench import seed_fresh
 from devtools.sandbox import free_port
-from signing.audit import audit
-from signing.dispatch import check_ready_to_sign, start_run
+from signing.audit.rules import audit
 from signing.models import SigningRun
-from signing.workers import WorkerPool
+from signing.ops.workers import WorkerPool
+from signing.runs.dispatch import check_ready_to_sign, start_run
 
 HOST = "127.0.0.1"
 # The production server, as compose's `web` runs it (gunicorn.conf.py), on a local port.
@@ -228,7 +228,7 @@ def web_server(command: str, *, env: dict[str, str], log_file: Path) -> Iterator
         process = subprocess.Popen(
             argv,
             cwd=settings.BASE_DIR,
-            # A production server refuses the development secret key (signing_site.safety);
+            # A production server refuses the development secret key (kernel.safety);
             # this one lives as long as the test, on 127.0.0.1.
             env={"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), **os.environ, **env},
             stdout=log,

@@ -9,7 +9,7 @@ Two roles (README, "Database roles"; docs/architecture.md, "Database roles"):
   workers, the seeder and the executor connect as. It reads and writes rows, uses the
   sequences, runs the functions the migrations define (the keyring's lease functions,
   signing_claim_batches_v2, signing_analyze_filled_v1) and makes temporary tables (a big
-  batch's signatures are staged in one: records.services.SignatureStage). Nothing else: no
+  batch's signatures are staged in one: signing.runs.store.SignatureStage). Nothing else: no
   DDL, no TRUNCATE, no superuser; no UPDATE or DELETE on the append-only records and
   signatures, no DELETE of lease history, no write to django_migrations.
 
@@ -189,3 +189,13 @@ def _revoke_create_from_public(cursor, *, role: str, schema: str) -> None:
         )
         return
     log.warning("roles.public_may_create", role=role, schema=schema)
+
+
+class ResetNeedsOwner(Exception):
+    """This role may not TRUNCATE (it is the app role): only the database owner resets."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this database role may not reset (TRUNCATE): resets are the database owner's. "
+            "Set DATABASE_OWNER_URL to the owner's URL (docs/architecture.md, Database roles)"
+        )

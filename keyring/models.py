@@ -87,7 +87,7 @@ class KeyLease(models.Model):
     acquired_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     released_at = models.DateTimeField(null=True, blank=True)
-    # When a worker first took the lease up to sign its batch (signing.services.sign_batch);
+    # When a worker first took the lease up to sign its batch (signing.runs.services.sign_batch);
     # NULL when none did (its message was lost, or never sent while the broker was down).
     # A batch's attempts count the leases taken up, not the leases granted: a broker outage
     # must only delay a run, never use up its attempts.

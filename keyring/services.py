@@ -155,7 +155,7 @@ def rotate_kek(*, old_kek: bytes, new_kek: bytes) -> int:
     nothing changes), in one transaction that holds the key rows and the keyring lock: a
     `keys add` checks its KEK under that lock, so it never seals a new key under the KEK
     being retired. Processes still running with the old KEK keep the keys they already
-    opened; any other must get the new one. signing.dispatch.rotate_kek_between_runs
+    opened; any other must get the new one. signing.runs.dispatch.rotate_kek_between_runs
     calls this when no run is active.
     """
     with transaction.atomic():

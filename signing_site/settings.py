@@ -196,7 +196,7 @@ def _with_redis_timeouts(url: str) -> str:
 
 DRAMATIQ_BROKER = {
     # Embedded: the broker lives in the process, and so do the workers that consume it
-    # (signing.workers.EmbeddedWorkers).
+    # (signing.ops.workers.EmbeddedWorkers).
     "BROKER": "dramatiq.brokers.stub.StubBroker" if SIGNING_EMBEDDED else _BROKER_CLASSES[_scheme],
     "OPTIONS": {} if SIGNING_EMBEDDED else {"url": _with_redis_timeouts(BROKER_URL)},
     # No AdminMiddleware: it writes a row per message, and the tables of record here are
@@ -209,11 +209,11 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
-        "signing.reaper.ReaperMiddleware",
+        "signing.runs.reaper.ReaperMiddleware",
     ],
 }
-DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
-DRAMATIQ_ENCODER = "signing.encoding.OrjsonEncoder"
+DRAMATIQ_AUTODISCOVER_MODULES = ["runs.actors"]  # signing.runs.actors
+DRAMATIQ_ENCODER = "signing.ops.encoding.OrjsonEncoder"
 
 # --- Signing --------------------------------------------------------------------------
 SIGNING_BATCH_SIZE = env_int("SIGNING_BATCH_SIZE", 1000)
@@ -382,7 +382,7 @@ SIGNING_DB_APP_PASSWORD = os.environ.get("SIGNING_DB_APP_PASSWORD", "")
 # --- Hardening: safe defaults with DEBUG off (README, "Production settings") ---------------
 # SECRET_KEY and ALLOWED_HOSTS are checked where the app is served, not here: manage.py
 # commands (sign, seed, audit, rundramatiq, migrate) serve nothing and must run on a
-# developer's machine with no DJANGO_SECRET_KEY. signing_site.safety refuses to serve over
+# developer's machine with no DJANGO_SECRET_KEY. kernel.safety refuses to serve over
 # the network (the WSGI app that gunicorn loads, runserver or `serve` on a non-loopback
 # address) with DEBUG off and the development key or open hosts.
 DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key"
@@ -424,14 +424,14 @@ AUTH_PASSWORD_VALIDATORS = [
 INSTALLED_APPS += ["axes"]
 MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes asks
 AUTHENTICATION_BACKENDS = [
-    "signing.logins.LockoutBackend",
+    "signing.ops.logins.LockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("SIGNING_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGNING_LOGIN_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_CLIENT_IP_CALLABLE = "signing.logins.client_address"
-AXES_LOCKOUT_CALLABLE = "signing.logins.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "signing.ops.logins.client_address"
+AXES_LOCKOUT_CALLABLE = "signing.ops.logins.lockout_response"
 AXES_RESET_ON_SUCCESS = True
 
 # API tokens live this long from when they were issued; a password change deletes them.

@@ -5,8 +5,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from signing.api.views import JwksView
-from signing.health import healthz
-from signing.metrics import metrics_view
+from signing.ops.health import healthz
+from signing.ops.metrics import metrics_view
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -16,5 +16,5 @@ urlpatterns = [
     path(".well-known/jwks.json", JwksView.as_view(), name="jwks"),
     path("metrics", metrics_view, name="metrics"),
     path("healthz", healthz, name="healthz"),
-    path("", include("signing.urls")),
+    path("", include("signing.web.urls")),
 ]

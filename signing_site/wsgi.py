@@ -2,7 +2,7 @@
 
 Loading it refuses to serve with DEBUG off and the development SECRET_KEY or open
 ALLOWED_HOSTS, unless runserver or `manage.py serve` is bound to a loopback address
-(signing_site.safety says why there and only there).
+(kernel.safety says why there and only there).
 """
 
 import os
@@ -10,7 +10,7 @@ import sys
 
 from django.core.wsgi import get_wsgi_application
 
-from signing_site.safety import development_server_address, refuse_unsafe_serving
+from kernel.safety import development_server_address, refuse_unsafe_serving
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signing_site.settings")
 application = get_wsgi_application()

@@ -20,8 +20,8 @@ from keyring import sealing
 from keyring.models import SigningKey
 from keyring.services import create_keys, forget_private_keys
 from records.services import load_records, random_payloads
-from signing.services import LeaseHint
-from signing.workers import EmbeddedWorkers, WorkerPool, Workers
+from signing.ops.workers import EmbeddedWorkers, WorkerPool, Workers
+from signing.runs.services import LeaseHint
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

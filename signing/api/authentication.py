@@ -6,7 +6,7 @@ one user do not log each other out), and a new one once it has expired; `expires
 when. Changing a user's password deletes the user's tokens (`revoke_tokens_on_password_change`),
 as Django's own session check logs the user's sessions out.
 
-Failed logins are counted by django-axes (signing.logins): it sees the token view's
+Failed logins are counted by django-axes (signing.ops.logins): it sees the token view's
 authenticate() as it sees the login page's. A locked-out client gets 429 in the API's error
 shape (the view is signing.api.views.ObtainExpiringToken).
 

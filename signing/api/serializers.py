@@ -16,8 +16,8 @@ from rest_framework import serializers
 
 from keyring.models import KeyLease, SigningKey
 from records.models import Record
-from signing.dispatch import MAX_BATCH_SIZE
 from signing.models import SigningRun
+from signing.runs.dispatch import MAX_BATCH_SIZE
 
 MAX_MESSAGE_CHARS = 100_000
 
@@ -107,7 +107,7 @@ class RunSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(RunProgressSerializer)
     def get_progress(self, run: SigningRun) -> dict[str, Any]:
-        from signing.selectors import progress_of
+        from signing.runs.selectors import progress_of
 
         return progress_of(run).as_dict()
 

@@ -21,11 +21,11 @@ from keyring.selectors import keys_for_display, public_jwks
 from records.models import Record
 from signing.api import serializers as api
 from signing.api.authentication import token_expires_at, valid_token_for
-from signing.dispatch import cancel_run, check_ready_to_sign, start_run
-from signing.exceptions import NotReadyToSign, RunAlreadyActive
-from signing.logins import lockout_message
 from signing.models import SigningRun
-from signing.services import verify_message, verify_record
+from signing.ops.logins import lockout_message
+from signing.runs.dispatch import cancel_run, check_ready_to_sign, start_run
+from signing.runs.exceptions import NotReadyToSign, RunAlreadyActive
+from signing.runs.services import verify_message, verify_record
 
 # Ids in URLs are at most 18 digits: a longer one names nothing and never reaches bigint.
 ID_PATTERN = r"[0-9]{1,18}"

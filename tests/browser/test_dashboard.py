@@ -55,7 +55,7 @@ def test_an_operator_starts_a_run_and_watches_it_finish(
 def test_a_second_run_is_refused_while_one_is_active(browser, live_server, operator):
     from playwright.sync_api import expect
 
-    from signing.dispatch import plan_run
+    from signing.runs.dispatch import plan_run
 
     seed(records=100, keys=2)
     active = plan_run(batch_size=10)

@@ -9,8 +9,8 @@ from kernel import crypto
 from keyring.models import KeyLease
 from keyring.services import GrantedLease, lease_lru_key, open_private_key, release_lease
 from records.selectors import batch_records
-from records.services import StoreOutcome, store_signatures
 from signing.models import Batch
+from signing.runs.store import StoreOutcome, store_signatures
 
 
 def lease_batch(batch: Batch, *, ttl_seconds: int = 30) -> GrantedLease:

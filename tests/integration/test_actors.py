@@ -1,12 +1,12 @@
-"""signing.actors: a redelivered SigningTriggered or SigningCompleted changes nothing."""
+"""signing.runs.actors: a redelivered SigningTriggered or SigningCompleted changes nothing."""
 
 import pytest
 
 from keyring.models import KeyLease, SigningKey
 from records.models import Signature
-from signing.actors import signing_completed, signing_triggered
-from signing.dispatch import start_run
 from signing.models import Batch, SigningRun
+from signing.runs.actors import signing_completed, signing_triggered
+from signing.runs.dispatch import start_run
 from tests.conftest import seed
 
 pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.django_db(transaction=True)]
@@ -79,7 +79,7 @@ def test_a_late_signing_triggered_after_its_batch_was_signed_by_another_writes_n
     run = start_run(batch_size=10, max_in_flight=1)
     [late] = sent.named("signing_triggered")
     from keyring.services import release_lease
-    from signing.dispatch import fill_run
+    from signing.runs.dispatch import fill_run
 
     release_lease(lease_id=late.kwargs["lease_id"], outcome=KeyLease.Outcome.EXPIRED)
     Batch.objects.filter(pk=late.kwargs["batch_id"]).update(status=Batch.Status.PENDING)

@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 from kernel import crypto
 from keyring.services import disable_key, open_private_key
 from records.models import Record
-from signing.dispatch import plan_run
 from signing.models import Batch, SigningRun
+from signing.runs.dispatch import plan_run
 from tests.conftest import seed
 from tests.integration.factories import lease_batch
 
@@ -50,7 +50,7 @@ def keyring_and_records():
 @pytest.fixture
 def signed_record(keyring_and_records):
     """One record signed through the real store path, under a real lease."""
-    from records.services import store_signatures
+    from signing.runs.store import store_signatures
 
     run = plan_run(batch_size=30)
     batch = run.batches.get()

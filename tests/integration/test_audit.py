@@ -1,4 +1,5 @@
-"""signing.audit: it passes a clean run and names every kind of breach planted in the tables."""
+"""signing.audit.rules: it passes a clean run and names every kind of breach planted in the
+tables."""
 
 import io
 from datetime import timedelta
@@ -10,10 +11,10 @@ from django.db import connection
 from kernel.vendor import is_sqlite
 from keyring.models import KeyLease, SigningKey
 from records.models import Signature
-from signing.actors import audit_run, signing_completed, signing_triggered
-from signing.audit import audit
-from signing.dispatch import start_run
+from signing.audit.rules import audit
 from signing.models import Batch, SigningRun
+from signing.runs.actors import audit_run, signing_completed, signing_triggered
+from signing.runs.dispatch import start_run
 from tests.conftest import seed
 
 pytestmark = pytest.mark.django_db

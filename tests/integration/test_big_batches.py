@@ -8,11 +8,11 @@ import pytest
 
 from keyring.models import KeyLease
 from records.models import Signature
-from records.services import SignatureStage, StageIncomplete, StoreOutcome
-from signing.audit import audit
-from signing.dispatch import complete_batch, start_run
+from signing.audit.rules import audit
 from signing.models import Batch, SigningRun
-from signing.services import sign_batch
+from signing.runs.dispatch import complete_batch, start_run
+from signing.runs.services import sign_batch
+from signing.runs.store import SignatureStage, StageIncomplete, StoreOutcome
 from tests.conftest import hint_of, seed, wait_until
 
 PAGE = 7
@@ -57,15 +57,15 @@ def test_a_batch_bigger_than_a_page_is_signed_a_page_at_a_time_and_stored_whole(
 
 @pytest.mark.django_db
 def test_a_stage_that_lost_signatures_stores_nothing(one_big_batch, monkeypatch):
-    from records import services
+    from signing.runs import store as store_module
 
-    store = services.store_staged_signatures
+    store = store_module.store_staged_signatures
 
     def store_after_losing_one(**kwargs):
         kwargs["stage"].count += 1  # as if the session had been replaced half-way
         return store(**kwargs)
 
-    monkeypatch.setattr("signing.services.store_staged_signatures", store_after_losing_one)
+    monkeypatch.setattr("signing.runs.services.store_staged_signatures", store_after_losing_one)
     with pytest.raises(StageIncomplete):
         sign_batch(hint_of(one_big_batch))
     assert not Signature.objects.exists()
@@ -80,7 +80,7 @@ def test_a_big_batch_whose_lease_is_lost_while_staging_stores_nothing(
 ):
     settings.SIGNING_LEASE_TTL = 1e-6  # every chunk is "a third of a TTL" later: beat each time
     from keyring.services import release_lease
-    from signing import services
+    from signing.runs import services
 
     take_up = services.take_up_batch
 
@@ -89,7 +89,7 @@ def test_a_big_batch_whose_lease_is_lost_while_staging_stores_nothing(
         release_lease(lease_id=hint.lease_id, outcome=KeyLease.Outcome.EXPIRED)
         return taken
 
-    monkeypatch.setattr("signing.services.take_up_batch", take_up_then_lose_the_lease)
+    monkeypatch.setattr("signing.runs.services.take_up_batch", take_up_then_lose_the_lease)
     assert sign_batch(hint_of(one_big_batch)).outcome is StoreOutcome.LEASE_LOST
     assert not Signature.objects.exists()
 

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from devtools.sandbox import free_port
 from keyring.models import KeyLease, SigningKey
-from signing.dispatch import recover, resend_lost_audits, start_run
 from signing.models import Batch, RunAudit, SigningRun
+from signing.runs.dispatch import recover, resend_lost_audits, start_run
 from tests.conftest import hint_of, seed
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +65,7 @@ def test_the_reaper_dispatches_nothing_while_the_broker_is_down_then_resumes(
     def silent() -> None:
         raise TimeoutError("Timeout reading from socket")
 
-    monkeypatch.setattr("signing.dispatch.check_broker", silent)
+    monkeypatch.setattr("signing.runs.dispatch.check_broker", silent)
     for _ in range(3):  # reaper ticks during the outage
         with django_capture_on_commit_callbacks(execute=True):
             recover()
@@ -93,7 +93,7 @@ def test_many_lost_claims_never_fail_a_batch(sent, settings, django_capture_on_c
     assert (batch.status, batch.attempts) == (Batch.Status.LEASED, 0)
     assert KeyLease.objects.count() == 6
     # and the message that finally arrives signs it
-    from signing.services import sign_batch
+    from signing.runs.services import sign_batch
 
     assert sign_batch(hint_of(sent.named("signing_triggered")[-1])).outcome.value == "stored"
 
@@ -104,7 +104,7 @@ def test_a_finished_run_whose_audit_was_lost_is_audited_by_the_reaper(
     seed(records=10, keys=2)
     with django_capture_on_commit_callbacks(execute=True):
         run = start_run(batch_size=10, max_in_flight=1)
-    from signing.actors import signing_completed, signing_triggered
+    from signing.runs.actors import signing_completed, signing_triggered
 
     with django_capture_on_commit_callbacks(execute=True):
         signing_triggered.fn(**sent.named("signing_triggered")[0].kwargs)
@@ -125,7 +125,7 @@ def test_a_finished_run_whose_audit_was_lost_is_audited_by_the_reaper(
     resent = sent.named("audit_run")[-1]
     assert resent.kwargs == {"run_id": run.pk}
 
-    from signing.actors import audit_run
+    from signing.runs.actors import audit_run
 
     audit_run.fn(**resent.kwargs)
     assert RunAudit.objects.get(run_id=run.pk).passed

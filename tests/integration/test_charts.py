@@ -13,9 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from keyring.models import KeyLease, SigningKey
-from signing.charts import lease_timeline, throughput
-from signing.dispatch import plan_run
 from signing.models import Batch, SigningRun
+from signing.runs.dispatch import plan_run
+from signing.web.charts import lease_timeline, throughput
 from tests.conftest import seed
 from tests.integration.factories import lease_batch, sign_and_release
 

@@ -16,8 +16,8 @@ from kernel import crypto
 from keyring import sealing
 from keyring.models import KeyLease, SigningKey
 from records.models import Record, Signature
-from signing.dispatch import plan_run
 from signing.models import Batch, SigningRun
+from signing.runs.dispatch import plan_run
 from tests.conftest import seed
 from tests.support import manage
 
@@ -193,8 +193,8 @@ def test_audit_of_an_unknown_run_is_a_usage_error():
 def test_a_signature_made_here_verifies_with_the_openssl_command_line(
     algorithm, tmp_path, sent, django_capture_on_commit_callbacks
 ):
-    from signing.actors import signing_triggered
-    from signing.dispatch import fill_run
+    from signing.runs.actors import signing_triggered
+    from signing.runs.dispatch import fill_run
 
     # Given a record signed by the pipeline's own code path
     seed(records=3, keys=1, algorithm=algorithm)

@@ -18,12 +18,12 @@ from dramatiq.message import generate_unique_id
 from kernel import crypto
 from keyring.models import KeyLease, SigningKey
 from records.models import Record, Signature
-from records.services import StoreOutcome
-from signing.actors import signing_completed, signing_failed, signing_triggered
-from signing.audit import audit
-from signing.dispatch import start_run
+from signing.audit.rules import audit
 from signing.models import Batch, SigningRun
-from signing.services import sign_batch
+from signing.runs.actors import signing_completed, signing_failed, signing_triggered
+from signing.runs.dispatch import start_run
+from signing.runs.services import sign_batch
+from signing.runs.store import StoreOutcome
 from tests.conftest import hint_of, seed, wait_until
 
 
@@ -140,7 +140,7 @@ class TestInProcess:
         ids=["string id", "boolean id", "id past bigint", "kid not text"],
     )
     def test_a_message_of_the_wrong_shape_is_dropped_without_a_retry(self, run, kwargs, caplog):
-        with caplog.at_level("WARNING", logger="signing.actors"):
+        with caplog.at_level("WARNING", logger="signing.runs.actors"):
             signing_triggered.fn(**kwargs)  # no exception: Dramatiq would retry it
         assert "message.invalid" in caplog.text
         assert not Signature.objects.exists()

@@ -31,8 +31,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devtools.sandbox import free_port
+from kernel.safety import development_server_address, is_loopback, refuse_unsafe_serving
 from signing.management.commands.demo import ensure_admin_user
-from signing_site.safety import development_server_address, is_loopback, refuse_unsafe_serving
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

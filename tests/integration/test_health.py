@@ -8,7 +8,7 @@ from django.db.backends.postgresql.base import DatabaseWrapper
 from dramatiq.brokers.redis import RedisBroker
 
 from devtools.sandbox import free_port
-from signing import health
+from signing.ops import health
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from kernel import crypto
 from keyring import sealing
 from keyring.models import KeyLease, SigningKey
 from records.models import Signature
-from signing.services import verify_record
+from signing.runs.services import verify_record
 from tests.conftest import seed
 from tests.integration.test_pipeline_with_workers import manage
 

@@ -23,10 +23,10 @@ from django.db import connection, transaction
 from keyring import sealing
 from keyring.models import KeyLease, SigningKey
 from keyring.services import create_keys
-from signing import sql
-from signing.audit import audit
-from signing.dispatch import cancel_run, plan_run
+from signing.audit.rules import audit
 from signing.models import Batch, SigningRun
+from signing.runs import sql
+from signing.runs.dispatch import cancel_run, plan_run
 from tests.conftest import seed, wait_until
 from tests.integration.factories import lease_batch, sign_and_release
 

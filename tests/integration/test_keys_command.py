@@ -11,7 +11,7 @@ from keyring import sealing
 from keyring.exceptions import KekMismatch
 from keyring.models import KeyLease, SigningKey
 from keyring.services import keyring_clock, lease_lru_key
-from signing.dispatch import plan_run
+from signing.runs.dispatch import plan_run
 from tests.conftest import seed
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]

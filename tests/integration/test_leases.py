@@ -9,8 +9,8 @@ from django.db import transaction
 
 from keyring.models import KeyLease, SigningKey
 from keyring.services import lease_lru_key, release_lease, set_keys_enabled
-from signing.audit import audit
-from signing.dispatch import plan_run
+from signing.audit.rules import audit
+from signing.runs.dispatch import plan_run
 from tests.conftest import run_together, seed
 
 # Runs on both backends: the servers, and embedded mode (tests/conftest.py).

@@ -63,7 +63,7 @@ def test_every_path_of_the_mix_answers_a_logged_in_client(worker_env, broker):
     token that did not work would be 302 or 401)."""
     from django.contrib.auth import get_user_model
 
-    from signing.dispatch import plan_run
+    from signing.runs.dispatch import plan_run
     from tests.conftest import seed
 
     seed(records=20, keys=2)

@@ -20,10 +20,10 @@ from prometheus_client.samples import Sample
 from keyring.models import KeyLease, SigningKey
 from keyring.services import GrantedLease, release_lease
 from records.models import Record, Signature
-from signing.dispatch import cancel_run, plan_run, return_batch
-from signing.metrics import BATCH_DURATION_BUCKETS, metrics_view
 from signing.models import Batch, SigningRun
-from signing.services import LeaseHint, sign_batch
+from signing.ops.metrics import BATCH_DURATION_BUCKETS, metrics_view
+from signing.runs.dispatch import cancel_run, plan_run, return_batch
+from signing.runs.services import LeaseHint, sign_batch
 from tests.conftest import seed
 from tests.integration.factories import lease_batch
 

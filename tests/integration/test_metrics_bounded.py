@@ -14,8 +14,8 @@ import pytest
 from django.test import RequestFactory
 
 from records.models import Record
-from signing import metrics
-from signing.metrics import metrics_view
+from signing.ops import metrics
+from signing.ops.metrics import metrics_view
 from tests.conftest import run_together, seed, wait_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]

@@ -28,9 +28,9 @@ from keyring.exceptions import KekMismatch
 from keyring.models import SigningKey
 from keyring.services import forget_private_keys, open_private_key
 from records.models import Record
-from signing.actors import audit_run, signing_completed, signing_triggered
-from signing.dispatch import start_run
 from signing.models import RunAudit, SigningRun
+from signing.runs.actors import audit_run, signing_completed, signing_triggered
+from signing.runs.dispatch import start_run
 from tests.conftest import ARTIFACTS, SentMessages, seed, wait_until
 
 RECORDS, KEYS, BATCH_SIZE = 500, 5, 50

@@ -10,8 +10,8 @@ import pytest
 
 from keyring import sealing
 from records.models import Record
-from signing.dispatch import start_run
 from signing.models import Batch
+from signing.runs.dispatch import start_run
 from tests.conftest import ARTIFACTS, seed, wait_until
 from tests.integration.test_forged_messages import take_queued
 

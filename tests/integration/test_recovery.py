@@ -1,4 +1,4 @@
-"""Lease expiry, heartbeats and the reaper's pass (signing.dispatch.recover), in-process."""
+"""Lease expiry, heartbeats and the reaper's pass (signing.runs.dispatch.recover), in-process."""
 
 from datetime import timedelta
 
@@ -9,11 +9,11 @@ from django.db.models import F
 from keyring.models import KeyLease
 from keyring.services import extend_lease, release_lease
 from records.models import Signature
-from records.services import StoreOutcome
-from signing.dispatch import fill_run, plan_run, recover
 from signing.models import Batch, SigningRun
-from signing.reaper import REAPER_LOCK_ID, reap_once
-from signing.services import sign_batch, take_up_batch
+from signing.runs.dispatch import fill_run, plan_run, recover
+from signing.runs.reaper import REAPER_LOCK_ID, reap_once
+from signing.runs.services import sign_batch, take_up_batch
+from signing.runs.store import StoreOutcome
 from tests.conftest import hint_of, seed
 
 
@@ -133,7 +133,7 @@ def test_a_heartbeat_extends_a_live_lease_only(run, sent):
 def test_a_batch_that_loses_its_lease_while_signing_stops_and_writes_nothing(
     run, sent, settings, monkeypatch, caplog
 ):
-    monkeypatch.setattr("signing.services.HEARTBEAT_EVERY_RECORDS", 1)
+    monkeypatch.setattr("signing.runs.services.HEARTBEAT_EVERY_RECORDS", 1)
     settings.SIGNING_LEASE_TTL = 1e-6  # every chunk is "a third of a TTL" later: beat each time
     message = sent.named("signing_triggered")[0]
 
@@ -142,7 +142,7 @@ def test_a_batch_that_loses_its_lease_while_signing_stops_and_writes_nothing(
         release_lease(lease_id=hint.lease_id, outcome=KeyLease.Outcome.EXPIRED)
         return taken
 
-    monkeypatch.setattr("signing.services.take_up_batch", take_up_then_lose_the_lease)
+    monkeypatch.setattr("signing.runs.services.take_up_batch", take_up_then_lose_the_lease)
     with caplog.at_level("WARNING", logger="keyring.services"):
         assert sign(message) is StoreOutcome.LEASE_LOST
     assert f"lease.lost lease_id={message.kwargs['lease_id']}" in caplog.text

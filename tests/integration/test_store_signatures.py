@@ -1,4 +1,4 @@
-"""records.services.store_signatures: the fenced write, with two writers of one batch."""
+"""signing.runs.store.store_signatures: the fenced write, with two writers of one batch."""
 
 import pytest
 
@@ -7,9 +7,9 @@ from keyring.models import KeyLease
 from keyring.services import open_private_key, release_lease
 from records.models import Signature
 from records.selectors import batch_records
-from records.services import StoreOutcome, store_signatures
-from signing.dispatch import plan_run
 from signing.models import Batch
+from signing.runs.dispatch import plan_run
+from signing.runs.store import StoreOutcome, store_signatures
 from tests.conftest import run_together, seed
 from tests.integration.factories import lease_batch
 

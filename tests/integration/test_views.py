@@ -5,8 +5,8 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from keyring.models import SigningKey
-from signing.dispatch import finish_run_if_done, plan_run
 from signing.models import SigningRun
+from signing.runs.dispatch import finish_run_if_done, plan_run
 from tests.conftest import seed
 from tests.integration.factories import lease_batch, sign_and_release
 

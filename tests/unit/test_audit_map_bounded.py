@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from signing.audit import _map_bounded
+from signing.audit.rules import _map_bounded
 
 
 def test_results_come_in_order_with_a_bounded_read_ahead():

@@ -1,9 +1,9 @@
-"""signing.dispatch.parse_batch_size: what a user may type as a batch size."""
+"""signing.runs.dispatch.parse_batch_size: what a user may type as a batch size."""
 
 import pytest
 
-from signing.dispatch import MAX_BATCH_SIZE, parse_batch_size
-from signing.exceptions import InvalidBatchSize
+from signing.runs.dispatch import MAX_BATCH_SIZE, parse_batch_size
+from signing.runs.exceptions import InvalidBatchSize
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
-"""signing.audit.replay_lru: rule 4 replayed from lease history alone, no database."""
+"""signing.audit.rules.replay_lru: rule 4 replayed from lease history alone, no database."""
 
 from datetime import UTC, datetime, timedelta
 
-from signing.audit import replay_lru
+from signing.audit.rules import replay_lru
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -10,9 +10,8 @@ from rich.table import Table
 
 from devtools import bench
 from kernel.cli import add_measured_run_arguments, refuse_an_unmigrated_database
-from kernel.roles import connect_as_owner
-from signing.cli import confirm_reset, kek_once_the_broker_answers
-from signing.exceptions import ResetNeedsOwner
+from kernel.roles import ResetNeedsOwner, connect_as_owner
+from signing.management.cli import confirm_reset, kek_once_the_broker_answers
 from signing.models import SigningRun
 
 

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from devtools import bench, loadtest
 from kernel.cli import add_measured_run_arguments, refuse_an_unmigrated_database, whole_number
-from signing.cli import confirm_reset, kek_once_the_broker_answers
+from signing.management.cli import confirm_reset, kek_once_the_broker_answers
 from signing.models import SigningRun
 
 

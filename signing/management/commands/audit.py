@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 
 from kernel.cli import whole_number
-from signing.audit import AuditReport, audit
+from signing.audit.rules import AuditReport, audit
 from signing.models import SigningRun
 
 

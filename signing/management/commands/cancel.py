@@ -3,8 +3,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from kernel.cli import whole_number
-from signing.dispatch import cancel_run
-from signing.selectors import active_run
+from signing.runs.dispatch import cancel_run
+from signing.runs.selectors import active_run
 
 
 class Command(BaseCommand):

@@ -18,15 +18,15 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from kernel.cli import refuse_an_unmigrated_database, whole_number
-from kernel.roles import connect_as_owner
+from kernel.roles import ResetNeedsOwner, connect_as_owner
 from records.models import Record
 from records.selectors import record_totals
-from signing.cli import confirm_reset, kek_once_the_broker_answers
-from signing.exceptions import ResetNeedsOwner, RunAlreadyActive
+from signing.management.cli import confirm_reset, kek_once_the_broker_answers
 from signing.models import SigningRun
-from signing.seeding import seed_database
-from signing.selectors import progress_of
-from signing.workers import interrupt_on_termination, workers_for_this_mode
+from signing.ops.workers import interrupt_on_termination, workers_for_this_mode
+from signing.runs.exceptions import RunAlreadyActive
+from signing.runs.seeding import seed_database
+from signing.runs.selectors import progress_of
 
 
 class Command(BaseCommand):

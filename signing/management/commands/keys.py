@@ -13,8 +13,8 @@ from keyring.exceptions import KekError
 from keyring.models import SigningKey
 from keyring.selectors import keys_in_lru_order, public_jwks
 from keyring.services import create_keys, disable_key, enable_key
-from signing.dispatch import rotate_kek_between_runs
-from signing.exceptions import RunAlreadyActive
+from signing.runs.dispatch import rotate_kek_between_runs
+from signing.runs.exceptions import RunAlreadyActive
 
 NEW_KEK_ENV = "SIGNING_NEW_KEK"
 

@@ -8,7 +8,7 @@ bounds that wait at a few Redis round trips per second per idle worker.
 Workers are the tier that holds the KEK (the web tier need not): one started without it,
 or with a malformed one, refuses to start, saying so, rather than fail every batch it takes.
 A KEK that is well formed but does not open the keys is found on the first batch, which
-goes back at once with the reason (signing.services.sign_batch).
+goes back at once with the reason (signing.runs.services.sign_batch).
 """
 
 import os

@@ -6,12 +6,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from kernel import crypto
 from kernel.cli import refuse_an_unmigrated_database, whole_number
-from kernel.roles import connect_as_owner
+from kernel.roles import ResetNeedsOwner, connect_as_owner
 from keyring import sealing
 from keyring.exceptions import KekError
 from records.selectors import inventory
-from signing.exceptions import ResetNeedsOwner, RunAlreadyActive
-from signing.seeding import seed_database
+from signing.runs.exceptions import RunAlreadyActive
+from signing.runs.seeding import seed_database
 
 
 class Command(BaseCommand):

@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from kernel.cli import whole_number
-from signing.workers import interrupt_on_termination, workers_for_this_mode
-from signing_site.safety import refuse_unsafe_serving
+from kernel.safety import refuse_unsafe_serving
+from signing.ops.workers import interrupt_on_termination, workers_for_this_mode
 
 
 class Command(BaseCommand):

@@ -8,11 +8,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kernel.cli import refuse_an_unmigrated_database
-from signing.dispatch import check_ready_to_sign, parse_batch_size, start_run
-from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
 from signing.models import SigningRun
-from signing.selectors import RunProgress, run_progress
-from signing.workers import EmbeddedWorkers
+from signing.ops.workers import EmbeddedWorkers
+from signing.runs.dispatch import check_ready_to_sign, parse_batch_size, start_run
+from signing.runs.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
+from signing.runs.selectors import RunProgress, run_progress
 
 # How often the progress bar re-reads the run: a display refresh, not part of the pipeline.
 REFRESH_SECONDS = 0.25

@@ -1,7 +1,7 @@
 """The reaper: a slow safety tick inside every worker process, behind the event-driven flow.
 
 Events move a run forward; this tick only repairs what a crash, a lost message or a
-restarted server left behind (see signing.dispatch.recover). Every worker process runs the
+restarted server left behind (see signing.runs.dispatch.recover). Every worker process runs the
 tick, and a PostgreSQL advisory lock lets one at a time do the work, so no extra process has
 to be started and any surviving worker heals the others' mess.
 """
@@ -51,7 +51,7 @@ def reap_once() -> bool:
 def _reap(*, advisory_lock: bool) -> bool:
     from django.db import connection, transaction
 
-    from signing.dispatch import reclaim_expired_leases, resume_runs
+    from signing.runs.dispatch import reclaim_expired_leases, resume_runs
 
     try:
         with transaction.atomic():

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from signing import views
+from signing.web import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

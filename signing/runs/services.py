@@ -22,17 +22,17 @@ from keyring.exceptions import KekError, LeaseLost
 from keyring.services import UnsealedKey, extend_lease, open_private_key
 from records.models import Signature
 from records.selectors import unsigned_record_pages
-from records.services import (
+from signing.audit.rules import audit
+from signing.models import Batch, RunAudit, SigningRun
+from signing.runs import sql
+from signing.runs import sqlite as embedded
+from signing.runs.dispatch import give_back_batch
+from signing.runs.store import (
     SignatureStage,
     StoreOutcome,
     store_signatures,
     store_staged_signatures,
 )
-from signing import sql
-from signing import sqlite as embedded
-from signing.audit import audit
-from signing.dispatch import give_back_batch
-from signing.models import Batch, RunAudit, SigningRun
 
 log = EventLogger(__name__)
 
@@ -103,7 +103,7 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
     long batch extends its lease as it goes (every third of a TTL) and stops as soon as the
     lease is gone; the store checks the lease and token again, so an attempt that lost its
     lease writes nothing. A batch of one page is stored from memory; a bigger one is staged
-    page by page in the database (records.services.SignatureStage), so however big the
+    page by page in the database (signing.runs.store.SignatureStage), so however big the
     batch, a worker holds at most two pages of it.
     """
     started = time.perf_counter()

@@ -1,7 +1,8 @@
 """The seed's Data Seeder: random records and a fresh keyring, in one transaction.
 
 Used by `manage.py seed`, `demo` and `bench`. Whether a reset may delete what is there is
-the caller's question (signing.cli.confirm_reset); this only does it, whole or not at all.
+the caller's question (signing.management.cli.confirm_reset); this only does it, whole or
+not at all.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from django.db import transaction
 from kernel import crypto
 from keyring.services import create_keys, lock_keyring
 from records.services import load_records, random_payloads, reset_all
-from signing.exceptions import RunAlreadyActive
 from signing.models import SigningRun
+from signing.runs.exceptions import RunAlreadyActive
 
 
 @dataclass(frozen=True, slots=True)

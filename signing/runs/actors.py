@@ -15,11 +15,10 @@ import dramatiq
 
 from kernel.events import EventLogger
 from keyring.exceptions import KekError
-from records.services import StoreOutcome
-from signing.dispatch import complete_batch, record_batch_failure
-from signing.services import LeaseHint, audit_and_record, sign_batch
-
-QUEUE = "signing"
+from signing.runs.dispatch import complete_batch, record_batch_failure
+from signing.runs.messages import QUEUE
+from signing.runs.services import LeaseHint, audit_and_record, sign_batch
+from signing.runs.store import StoreOutcome
 
 log = EventLogger(__name__)
 

@@ -16,13 +16,3 @@ class RunAlreadyActive(Exception):
 
 class NotReadyToSign(Exception):
     """A run could not make progress: no usable key, or a KEK that does not open them."""
-
-
-class ResetNeedsOwner(Exception):
-    """This role may not TRUNCATE (it is the app role): only the database owner resets."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "this database role may not reset (TRUNCATE): resets are the database owner's. "
-            "Set DATABASE_OWNER_URL to the owner's URL (docs/architecture.md, Database roles)"
-        )

@@ -71,3 +71,56 @@ counted AS (
 )
 SELECT status, first_record_id, last_record_id FROM lease
 """
+
+# Store a batch's signatures, fenced, in one statement (signing.runs.store.store_signatures):
+# lock the lease row if it is still held under this token and not past its expiry; move
+# the batch from leased to signed; insert every signature; count each step. The lease
+# lock comes first: the batch update waits on it (EXISTS), and the insert on the batch
+# update (its row). Parameters are bound server-side in binary (%b): a thousand
+# signatures would otherwise be spelled out in hex inside the query text and parsed back.
+# {signatures} is where they come from: arrays bound with the statement, or the stage.
+_STORE_FENCED = """
+WITH lease AS (
+    SELECT id FROM keyring_keylease
+    WHERE id = %(lease_id)b AND token = %(token)b AND batch_id = %(batch_id)b
+      AND key_id = %(key_id)b AND released_at IS NULL AND expires_at > clock_timestamp()
+    FOR NO KEY UPDATE
+),
+claimed AS (
+    UPDATE signing_batch SET status = 'signed', signed_at = clock_timestamp()
+    WHERE id = %(batch_id)b AND status = 'leased' AND EXISTS (SELECT FROM lease){whole}
+    RETURNING signed_at
+),
+inserted AS (
+    INSERT INTO records_signature (record_id, key_id, batch_id, lease_id, signature, signed_at)
+    SELECT s.record_id, %(key_id)b, %(batch_id)b, %(lease_id)b, s.signature, claimed.signed_at
+    FROM claimed
+    CROSS JOIN {signatures} AS s(record_id, signature)
+    ON CONFLICT (record_id) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM claimed), (SELECT count(*) FROM inserted)
+"""
+STORE_SIGNATURES = _STORE_FENCED.format(
+    signatures="unnest(%(record_ids)b::bigint[], %(signatures)b::bytea[])", whole=""
+)
+
+# A batch bigger than a page of records is signed a page at a time, and each page's
+# signatures are staged in a temporary table, this session's own (no WAL, seen by no one
+# else, gone with the session), so a worker never holds more than a page. The stage is
+# stored by the same fenced statement, and only whole: a session lost half-way (a restart)
+# would leave fewer rows than were staged.
+CREATE_STAGE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS signing_staged_signature (
+    record_id bigint NOT NULL, signature bytea NOT NULL
+)
+"""
+CLEAR_STAGE = "TRUNCATE signing_staged_signature"
+STAGE_SIGNATURES = """
+INSERT INTO signing_staged_signature (record_id, signature)
+SELECT * FROM unnest(%(record_ids)b::bigint[], %(signatures)b::bytea[])
+"""
+STORE_STAGED_SIGNATURES = _STORE_FENCED.format(
+    signatures="signing_staged_signature",
+    whole="\n      AND (SELECT count(*) FROM signing_staged_signature) = %(staged)b",
+)

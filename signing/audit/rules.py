@@ -20,7 +20,7 @@ from django.db import connection
 
 from kernel import crypto
 from kernel.vendor import is_sqlite
-from signing import audit_sql as sql
+from signing.audit import sql as sql
 
 MAX_LISTED = 20
 VERIFY_CHUNK = 5_000

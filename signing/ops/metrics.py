@@ -212,7 +212,7 @@ registry: Final = CollectorRegistry()
 registry.register(SigningCollector())
 
 
-CACHE_KEY: Final = "signing.metrics.exposition"
+CACHE_KEY: Final = "signing.ops.metrics.exposition"
 # One scrape at a time computes the text in this process; the others wait for it and read it
 # from the cache, so a burst arriving together still costs one set of queries.
 _computing = threading.Lock()

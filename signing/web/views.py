@@ -16,12 +16,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from keyring.models import SigningKey
 from keyring.selectors import free_keys, keys_for_display
 from records.selectors import record_totals
-from signing.charts import lease_timeline, throughput
-from signing.dispatch import cancel_run, check_ready_to_sign, start_run
-from signing.exceptions import NotReadyToSign, RunAlreadyActive
-from signing.forms import StartRunForm
 from signing.models import RunAudit, SigningRun
-from signing.selectors import active_run, progress_of, recent_runs
+from signing.runs.dispatch import cancel_run, check_ready_to_sign, start_run
+from signing.runs.exceptions import NotReadyToSign, RunAlreadyActive
+from signing.runs.selectors import active_run, progress_of, recent_runs
+from signing.web.charts import lease_timeline, throughput
+from signing.web.forms import StartRunForm
 
 
 @login_required
@@ -95,7 +95,7 @@ def run_charts(request: HttpRequest, run_id: int) -> HttpResponse:
     process. It shows no user-specific content, so one copy serves every viewer; the key
     names the run's status, so a run that just finished is drawn afresh, whole."""
     run = get_object_or_404(SigningRun, pk=run_id)
-    key = f"signing.charts.{run.pk}.{run.status}"
+    key = f"signing.web.charts.{run.pk}.{run.status}"
     html = cache.get(key)
     if html is None:
         html = render_to_string(

@@ -16,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, TextField, Value, When
 from django.utils import timezone
 
+from kernel.connectivity import check_broker
 from kernel.events import EventLogger
 from kernel.vendor import Now, constraint_name, is_sqlite
 from keyring import sealing
@@ -31,11 +32,10 @@ from keyring.services import (
     release_lease,
     rotate_kek,
 )
-from signing import sql
-from signing import sqlite as embedded
-from signing.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
-from signing.health import check_broker
 from signing.models import Batch, SigningRun
+from signing.runs import messages, sql
+from signing.runs import sqlite as embedded
+from signing.runs.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
 
 log = EventLogger(__name__)
 
@@ -78,7 +78,7 @@ def check_ready_to_sign() -> None:
     environment may still differ, and a run whose batches cannot be signed fails there.
     A process without a KEK (the web tier of a deployment: it never signs) leaves the KEK
     to the workers, which check it when they start and give a batch back at once, with
-    the reason, when it does not open its key (signing.services.sign_batch). In embedded
+    the reason, when it does not open its key (signing.runs.services.sign_batch). In embedded
     mode the workers are this process's threads, so the KEK is checked here whatever.
     """
     if settings.SIGNING_EMBEDDED or sealing.kek_is_set():
@@ -194,12 +194,10 @@ def _send_signing_triggered(run_id: int, leases: list[GrantedLease]) -> None:
     batches go back to pending, no attempt counted), and the reaper dispatches them again
     once the broker answers: an outage only delays the run.
     """
-    # Imported here: the actors module imports this one to call its services.
-    from signing.actors import signing_triggered
-
     for sent, lease in enumerate(leases):
         try:
-            signing_triggered.send(
+            messages.send(
+                messages.SIGNING_TRIGGERED,
                 run_id=run_id,
                 batch_id=lease.batch_id,
                 lease_id=lease.id,
@@ -426,9 +424,7 @@ def finish_run_if_done(run_id: int) -> bool:
 
 
 def _send_audit_run(run_id: int) -> None:
-    from signing.actors import audit_run
-
-    audit_run.send(run_id=run_id)
+    messages.send(messages.AUDIT_RUN, run_id=run_id)
 
 
 def _record_failure_reason(run_id: int) -> None:

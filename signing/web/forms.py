@@ -3,7 +3,7 @@
 from django import forms
 from django.conf import settings
 
-from signing.dispatch import MAX_BATCH_SIZE
+from signing.runs.dispatch import MAX_BATCH_SIZE
 
 
 class StartRunForm(forms.Form):

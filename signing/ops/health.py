@@ -9,32 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import dramatiq
-from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from kernel.connectivity import check_broker, check_database
 from kernel.events import EventLogger
 
 log = EventLogger(__name__)
-
-
-def check_database() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-
-
-def check_broker() -> None:
-    """Ping the broker the workers consume from (Redis or RabbitMQ)."""
-    broker = dramatiq.get_broker()
-    client = getattr(broker, "client", None)  # RedisBroker
-    if client is not None:
-        client.ping()
-        return
-    connection_ = getattr(broker, "connection", None)  # RabbitmqBroker: opens one if needed
-    if connection_ is not None and not connection_.is_open:
-        raise ConnectionError("the broker connection is closed")
 
 
 CHECKS: dict[str, Callable[[], None]] = {"database": check_database, "broker": check_broker}

@@ -21,6 +21,9 @@ from typing import IO, Self
 import dramatiq
 from django.conf import settings
 
+import signing.runs.actors  # noqa: F401  declares the actors these workers run
+from signing.runs.messages import QUEUE
+
 SHUTDOWN_TIMEOUT_MS = 5_000
 # What Dramatiq logs once a worker process has booted and is consuming.
 READY_LINE = "is ready for action"
@@ -206,8 +209,6 @@ class EmbeddedWorkers(Workers):
     def drain(self, *, timeout: float = 60.0) -> None:
         """Wait until every message sent so far is handled (the run's audit among them):
         they live in this process's memory, and stopping would lose them."""
-        from signing.actors import QUEUE
-
         dramatiq.get_broker().join(QUEUE, timeout=int(timeout * 1000))
 
     def stop(self, *, timeout: float = 15.0) -> bool:

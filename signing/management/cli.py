@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from keyring import sealing
 from keyring.exceptions import KekError
 from records.selectors import Inventory, inventory
-from signing.dispatch import check_broker_reachable
-from signing.exceptions import NotReadyToSign
+from signing.runs.dispatch import check_broker_reachable
+from signing.runs.exceptions import NotReadyToSign
 
 
 def kek_once_the_broker_answers() -> bytes:

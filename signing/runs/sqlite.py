@@ -1,7 +1,12 @@
-"""Embedded mode's dispatch: signing/migrations/0007's function, the take-up of a batch and
-the run planner, for SQLite. Same steps, same order, same rows returned as the SQL they
-stand in for; the transaction's BEGIN IMMEDIATE is the keyring lock (keyring.sqlite says
-why)."""
+"""Embedded mode's run domain: signing/migrations/0007's function, the take-up of a batch,
+the run planner and the store, for SQLite. Same steps, same order, same rows returned as the
+SQL they stand in for; the transaction's BEGIN IMMEDIATE is the keyring lock (keyring.sqlite
+says why).
+
+store_signatures keeps the PostgreSQL statement's order and fencing, in one BEGIN
+IMMEDIATE transaction: SQLite's write lock stands in for the lease row's lock, so a
+release or expiry cannot slip between the lease check and the insert.
+"""
 
 from __future__ import annotations
 
@@ -104,3 +109,93 @@ def take_up_batch(
             )
             Batch.objects.filter(pk=batch_id).update(attempts=F("attempts") + 1)
     return status, first_record_id, last_record_id
+
+
+INSERT_SIGNATURES = """
+INSERT INTO records_signature (record_id, key_id, batch_id, lease_id, signature, signed_at)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (record_id) DO NOTHING
+"""
+
+
+def store_signatures(
+    *,
+    lease_id: int,
+    token: int,
+    batch_id: int,
+    key_id: int,
+    record_ids: list[int],
+    signatures: list[bytes],
+) -> tuple[int, int, int]:
+    """STORE_SIGNATURES: (lease still held?, batch claimed?, signatures inserted)."""
+    with transaction.atomic():
+        now = timezone.now()
+        fence = {"lease_id": lease_id, "token": token, "batch_id": batch_id, "key_id": key_id}
+        if not keyring_sqlite.live_lease(**fence, now=now).exists():
+            return 0, 0, 0
+        claimed = Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
+            status=Batch.Status.SIGNED, signed_at=now
+        )
+        if not claimed:
+            return 1, 0, 0
+        signed_at = connection.ops.adapt_datetimefield_value(now)
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                INSERT_SIGNATURES,
+                [
+                    (record_id, key_id, batch_id, lease_id, signature, signed_at)
+                    for record_id, signature in zip(record_ids, signatures, strict=True)
+                ],
+            )
+            return 1, 1, cursor.rowcount
+
+
+# CREATE_STAGE's table; `temp.` names it in the connection's own temporary database.
+STAGE = "temp.signing_staged_signature"
+
+
+def empty_stage() -> None:
+    """CREATE_STAGE and CLEAR_STAGE: this connection's temporary table, made if missing,
+    and emptied (before a big batch is staged, and after it is stored)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {STAGE} "
+            "(record_id INTEGER NOT NULL, signature BLOB NOT NULL)"
+        )
+        cursor.execute(f"DELETE FROM {STAGE}")
+
+
+def stage(record_ids: list[int], signatures: list[bytes]) -> None:
+    """STAGE_SIGNATURES."""
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {STAGE} (record_id, signature) VALUES (%s, %s)",
+            list(zip(record_ids, signatures, strict=True)),
+        )
+
+
+def store_staged_signatures(
+    *, lease_id: int, token: int, batch_id: int, key_id: int, staged: int
+) -> tuple[int, int, int]:
+    """STORE_STAGED_SIGNATURES: store_signatures, from the stage, if it holds `staged`."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        now = timezone.now()
+        fence = {"lease_id": lease_id, "token": token, "batch_id": batch_id, "key_id": key_id}
+        if not keyring_sqlite.live_lease(**fence, now=now).exists():
+            return 0, 0, 0
+        cursor.execute(f"SELECT count(*) FROM {STAGE}")
+        if cursor.fetchone()[0] != staged:
+            return 1, 0, 0
+        claimed = Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).update(
+            status=Batch.Status.SIGNED, signed_at=now
+        )
+        if not claimed:
+            return 1, 0, 0
+        cursor.execute(
+            "INSERT INTO records_signature "
+            "(record_id, key_id, batch_id, lease_id, signature, signed_at) "
+            f"SELECT record_id, %s, %s, %s, signature, %s FROM {STAGE} WHERE true "
+            "ON CONFLICT (record_id) DO NOTHING",
+            [key_id, batch_id, lease_id, connection.ops.adapt_datetimefield_value(now)],
+        )
+        return 1, 1, cursor.rowcount

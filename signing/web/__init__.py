@@ -1,0 +1,1 @@
+"""The dashboard: pages to start, watch and cancel runs, and the keys page."""
