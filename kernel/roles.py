@@ -1,6 +1,6 @@
 """Least privilege on PostgreSQL: the owner migrates and resets, the app role does the work.
 
-Two roles (README, "Database roles"; docs/architecture.md, "Database roles"):
+Two roles (docs/architecture.md, "Database roles"; docs/deployment.md for compose):
 
 - **The owner** (DATABASE_OWNER_URL, or DATABASE_URL's role when that is unset): `migrate`
   runs as it, so it owns every table, sequence and function; it alone changes the schema

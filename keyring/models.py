@@ -112,8 +112,8 @@ class KeyLease(models.Model):
                 fields=["batch"], condition=Q(released_at=None), name="keylease_one_open_per_batch"
             ),
             models.UniqueConstraint(fields=["key", "token"], name="keylease_token_unique_per_key"),
-            # Target of records_signature's (lease_id, key_id, batch_id) foreign key, so a
-            # signature can only name the key and batch of the lease it was written under.
+            # Lease, key and batch named together. records_signature's triggers
+            # (signature_matches_lease) check a signature against its lease's key and batch.
             models.UniqueConstraint(
                 fields=["id", "key", "batch"], name="keylease_id_key_batch_unique"
             ),

@@ -379,7 +379,7 @@ if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", SIGNING_DB_APP_ROLE):
     )
 SIGNING_DB_APP_PASSWORD = os.environ.get("SIGNING_DB_APP_PASSWORD", "")
 
-# --- Hardening: safe defaults with DEBUG off (README, "Production settings") ---------------
+# --- Hardening: safe defaults with DEBUG off (docs/deployment.md, "Production settings") ---
 # SECRET_KEY and ALLOWED_HOSTS are checked where the app is served, not here: manage.py
 # commands (sign, seed, audit, rundramatiq, migrate) serve nothing and must run on a
 # developer's machine with no DJANGO_SECRET_KEY. kernel.safety refuses to serve over
@@ -389,7 +389,7 @@ DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key"
 ALLOWED_HOSTS = [host.strip() for host in ALLOWED_HOSTS if host.strip()]
 
 # Served over HTTPS by a reverse proxy that terminates TLS and sets X-Forwarded-Proto
-# (README, "Production settings"): secure cookies, HSTS, and a redirect of plain HTTP.
+# (docs/deployment.md, "Production settings"): secure cookies, HSTS, and a redirect of plain HTTP.
 SIGNING_BEHIND_TLS_PROXY = os.environ.get("SIGNING_BEHIND_TLS_PROXY", "0") == "1"
 if SIGNING_BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,5 +1,6 @@
 """Brute-force protection of the three login doors: the dashboard's login page, the admin's,
-and POST /api/auth/token/ (settings: the "Hardening" block; README, "Production settings").
+and POST /api/auth/token/ (settings: the "Hardening" block; docs/deployment.md, "Production
+settings").
 
 django-axes counts failures in the database, per username and client address together, so
 every gunicorn process agrees on the count and nobody can lock a user out from elsewhere.

@@ -135,9 +135,10 @@ def _batch_figures(*, run_id: int | None) -> dict[str, Any]:
     """Batch counts by status, the duration histogram and one run's progress, in one pass
     over the batches: every figure is a ``count(…) FILTER (WHERE …)`` in PostgreSQL.
 
-    A batch's duration is ``signed_at - leased_at``, its last lease to its store. The two
-    stamps come from different clocks (PostgreSQL's and the worker's), so a negative
-    difference from clock skew counts as zero. A signed batch without ``leased_at`` has no
+    A batch's duration is ``signed_at - leased_at``, its last lease to its store, both from
+    the database's clock (PostgreSQL's clock_timestamp(); embedded mode's process clock). A
+    negative difference cannot happen there; it would count as zero, never as a negative
+    bucket. A signed batch without ``leased_at`` has no
     duration and is left out of the histogram.
     """
     signed = Q(status=Batch.Status.SIGNED)
