@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from django.db import connection
 
 from kernel import crypto
 from kernel.vendor import is_sqlite
-from signing.audit import sql as sql
+from signing.audit import sql
 
 MAX_LISTED = 20
 VERIFY_CHUNK = 5_000
@@ -269,27 +269,43 @@ def _check_lru_order(run_id: int | None) -> Check:
     check = Check("lru_order", "4", "each lease took the least recently used free key")
     periods: dict[int, list[Period]] = {}
     for key_id, disabled_at, enabled_at in _rows(sql.DISABLED_PERIODS, {}):
-        periods.setdefault(key_id, []).append((disabled_at, enabled_at))
+        periods.setdefault(key_id, []).append(Period(disabled_at, enabled_at))
     keys = {
-        key_id: (kid, created_at, enabled, periods.get(key_id, []))
+        key_id: KeyHistory(kid, created_at, enabled, periods.get(key_id, []))
         for key_id, kid, created_at, enabled in _rows(sql.KEYS, {})
     }
-    leases = _rows(sql.LEASE_HISTORY, {})
-    check.examined = sum(1 for lease in leases if run_id is None or lease[4] == run_id)
+    leases = [LeaseHistory._make(row) for row in _rows(sql.LEASE_HISTORY, {})]
+    check.examined = sum(1 for lease in leases if run_id is None or lease.run_id == run_id)
     for breach in replay_lru(keys, leases, run_id=run_id):
         check.add(breach)
     return check
 
 
-# A time a key was out of the keyring: [disabled at, enabled again at), open while disabled.
-Period = tuple[datetime, datetime | None]
-# kid, created at, enabled now, the times it was disabled (in order).
-KeyHistory = tuple[str, datetime, bool, list[Period]]
+class Period(NamedTuple):
+    """A time a key was out of the keyring: [since, until), open while still disabled."""
+
+    since: datetime
+    until: datetime | None
+
+
+class KeyHistory(NamedTuple):
+    kid: str
+    created_at: datetime
+    enabled: bool  # now
+    disabled: list[Period]  # in order
+
+
+class LeaseHistory(NamedTuple):
+    lease_id: int
+    key_id: int
+    acquired_at: datetime
+    released_at: datetime | None
+    run_id: int
 
 
 def replay_lru(
     keys: dict[int, KeyHistory],
-    leases: list[tuple[int, int, datetime, datetime | None, int]],
+    leases: list[LeaseHistory],
     *,
     run_id: int | None,
 ) -> Iterator[str]:
@@ -301,25 +317,27 @@ def replay_lru(
     """
     RELEASE, ENABLE, ACQUIRE = 0, 1, 2  # at one instant: releases, then enables, then leases
     events = []
-    for lease_id, key_id, acquired_at, released_at, lease_run in leases:
-        events.append((acquired_at, ACQUIRE, lease_id, key_id, lease_run))
-        if released_at is not None:
-            events.append((released_at, RELEASE, lease_id, key_id, lease_run))
-    for key_id, (_, _, _, disabled) in keys.items():
+    for lease in leases:
+        events.append((lease.acquired_at, ACQUIRE, lease.lease_id, lease.key_id, lease.run_id))
+        if lease.released_at is not None:
+            events.append((lease.released_at, RELEASE, lease.lease_id, lease.key_id, lease.run_id))
+    for key_id, history in keys.items():
         events.extend(
-            (enabled_at, ENABLE, 0, key_id, None) for _, enabled_at in disabled if enabled_at
+            (period.until, ENABLE, 0, key_id, None) for period in history.disabled if period.until
         )
     events.sort(key=lambda event: (event[0], event[1], event[2]))
 
     def unknown(key_id: int) -> bool:
-        _, _, enabled, disabled = keys.get(key_id, ("", None, False, []))
-        return not enabled and not any(until is None for _, until in disabled)
+        history = keys.get(key_id)
+        return history is None or (
+            not history.enabled and not any(period.until is None for period in history.disabled)
+        )
 
     def disabled_at(key_id: int, moment: datetime) -> datetime | None:
         """When the key's disabled period holding `moment` began, or None."""
-        for since, until in keys[key_id][3]:
-            if since <= moment and (until is None or moment < until):
-                return since
+        for period in keys[key_id].disabled:
+            if period.since <= moment and (period.until is None or moment < period.until):
+                return period.since
         return None
 
     never_used: datetime | None = None
@@ -327,7 +345,7 @@ def replay_lru(
     held: set[int] = set()
     # Heap of (used?, last_used, key_id) for free candidates; stale entries are skipped.
     by_creation = sorted(
-        (history[1], key_id) for key_id, history in keys.items() if not unknown(key_id)
+        (history.created_at, key_id) for key_id, history in keys.items() if not unknown(key_id)
     )
     free: list[tuple[bool, datetime | None, int]] = []
     created = 0
@@ -364,13 +382,13 @@ def replay_lru(
             continue
         if (since := disabled_at(key_id, at)) is not None:
             yield (
-                f"lease {lease_id} at {at.isoformat()} took {keys[key_id][0]}, "
+                f"lease {lease_id} at {at.isoformat()} took {keys[key_id].kid}, "
                 f"disabled at {since.isoformat()}"
             )
         elif expected is not None and expected != key_id:
             yield (
-                f"lease {lease_id} at {at.isoformat()} took {keys[key_id][0]} "
-                f"(last used {_when(last_used[key_id])}) while {keys[expected][0]} "
+                f"lease {lease_id} at {at.isoformat()} took {keys[key_id].kid} "
+                f"(last used {_when(last_used[key_id])}) while {keys[expected].kid} "
                 f"(last used {_when(last_used[expected])}) was free"
             )
 

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from signing.audit.rules import replay_lru
+from signing.audit.rules import KeyHistory, LeaseHistory, Period, replay_lru
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -19,7 +19,14 @@ KEYS = {
 
 
 def breaches(leases, keys=KEYS, run_id=None) -> list[str]:
-    return list(replay_lru(keys, leases, run_id=run_id))
+    """The tests write keys as (kid, created, enabled, [(since, until)]) and leases as
+    (id, key id, acquired, released, run id): short enough to read as a timeline."""
+    histories = {
+        key_id: KeyHistory(kid, created, enabled, [Period(*period) for period in disabled])
+        for key_id, (kid, created, enabled, disabled) in keys.items()
+    }
+    history = [LeaseHistory(*lease) for lease in leases]
+    return list(replay_lru(histories, history, run_id=run_id))
 
 
 def test_a_rotation_in_lru_order_passes():
