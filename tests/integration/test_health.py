@@ -8,7 +8,7 @@ from django.db.backends.postgresql.base import DatabaseWrapper
 from dramatiq.brokers.redis import RedisBroker
 
 from devtools.sandbox import free_port
-from signing.ops import health
+from kernel import connectivity
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ def test_healthz_answers_ok_without_login_when_both_answer(client):
 
 def test_healthz_names_a_broker_that_does_not_answer(client, monkeypatch):
     nobody = RedisBroker(url=f"redis://127.0.0.1:{free_port()}/0")
-    monkeypatch.setattr(health.dramatiq, "get_broker", lambda: nobody)
+    monkeypatch.setattr(connectivity.dramatiq, "get_broker", lambda: nobody)
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json() == {"status": "unhealthy", "database": "ok", "broker": "ConnectionError"}
@@ -32,7 +32,7 @@ def test_healthz_names_a_database_that_does_not_answer(client, monkeypatch):
     settings = copy.deepcopy(connection.settings_dict)
     settings["PORT"] = str(free_port())
     unreachable = DatabaseWrapper(settings, alias="unreachable")
-    monkeypatch.setattr(health, "connection", unreachable)
+    monkeypatch.setattr(connectivity, "connection", unreachable)
     try:
         response = client.get("/healthz")
     finally:
