@@ -1,16 +1,32 @@
 """Small builders for integration tests: leases granted by hand, as dispatch grants them,
-and batches signed as workers sign them."""
+batches signed as workers sign them, and the cast most tests start from."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 from django.db import transaction
+from django.db.models import F
 
 from kernel import crypto
-from keyring.models import KeyLease
+from keyring.models import KeyLease, SigningKey
 from keyring.services import GrantedLease, lease_lru_key, open_private_key, release_lease
 from records.selectors import batch_records
-from signing.models import Batch
+from signing.models import Batch, SigningRun
+from signing.runs.dispatch import plan_run
 from signing.runs.store import StoreOutcome, store_signatures
+from tests.conftest import seed
+
+
+class Lease(Protocol):
+    """What signing needs to know of a lease: a GrantedLease, or a KeyLease with its kid."""
+
+    id: int
+    token: int
+    batch_id: int
+    key_id: int
+    kid: str
 
 
 def lease_batch(batch: Batch, *, ttl_seconds: int = 30) -> GrantedLease:
@@ -22,19 +38,55 @@ def lease_batch(batch: Batch, *, ttl_seconds: int = 30) -> GrantedLease:
     return lease
 
 
-def sign_and_release(lease_id: int) -> None:
-    """What a worker and SigningCompleted do for a leased batch: sign, store, release."""
-    lease = KeyLease.objects.select_related("key", "batch").get(pk=lease_id)
-    key = open_private_key(key_id=lease.key_id, kid=lease.key.kid)
+def signatures_for(lease: Lease) -> list[crypto.SignedRecord]:
+    """The leased batch's records signed with the lease's key, as a worker signs them."""
+    key = open_private_key(key_id=lease.key_id, kid=lease.kid)
+    batch = Batch.objects.get(pk=lease.batch_id)
     records = batch_records(
-        first_record_id=lease.batch.first_record_id, last_record_id=lease.batch.last_record_id
+        first_record_id=batch.first_record_id, last_record_id=batch.last_record_id
     )
-    outcome, conflicts = store_signatures(
-        lease_id=lease.pk,
+    return crypto.sign_records(key.private_key, records)
+
+
+def store(lease: Lease, signatures: list[crypto.SignedRecord]) -> tuple[StoreOutcome, int]:
+    """Store signatures under a lease, through the fenced write workers use."""
+    return store_signatures(
+        lease_id=lease.id,
         token=lease.token,
         batch_id=lease.batch_id,
         key_id=lease.key_id,
-        signatures=crypto.sign_records(key.private_key, records),
+        signatures=signatures,
     )
-    assert (outcome, conflicts) == (StoreOutcome.STORED, 0)
+
+
+def sign_leased(lease: Lease) -> tuple[StoreOutcome, int]:
+    """Sign a leased batch and store it, as a worker does; the lease stays open."""
+    return store(lease, signatures_for(lease))
+
+
+def sign_and_release(lease_id: int) -> None:
+    """What a worker and SigningCompleted do for a leased batch: sign, store, release."""
+    lease = KeyLease.objects.annotate(kid=F("key__kid")).get(pk=lease_id)
+    assert sign_leased(lease) == (StoreOutcome.STORED, 0)
     release_lease(lease_id=lease.pk, outcome=KeyLease.Outcome.COMPLETED)
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    """The usual starting point, by name: `keys` seeded with the records, a `run` with its
+    batches planned, and its first batch (`batch`) leased under `lease`."""
+
+    keys: list[SigningKey]
+    run: SigningRun
+    batch: Batch
+    lease: GrantedLease
+
+
+def cast_of(*, records: int = 20, keys: int = 3, batch_size: int = 5) -> Cast:
+    """Seed `records` and `keys`, plan a run in batches of `batch_size`, lease batch 1."""
+    seeded = seed(records=records, keys=keys)
+    run = plan_run(batch_size=batch_size)
+    batch = run.batches.get(seq=1)
+    lease = lease_batch(batch)
+    batch.refresh_from_db()
+    return Cast(keys=seeded, run=run, batch=batch, lease=lease)

@@ -5,9 +5,9 @@ import pytest
 from keyring.models import KeyLease, SigningKey
 from records.models import Signature
 from signing.models import Batch, SigningRun
-from signing.runs.actors import signing_completed, signing_triggered
 from signing.runs.dispatch import start_run
 from tests.conftest import seed
+from tests.support import deliver
 
 pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.django_db(transaction=True)]
 
@@ -21,12 +21,6 @@ def state() -> dict[str, list]:
         "keys": list(SigningKey.objects.order_by("id").values("id", "last_used_at")),
         "runs": list(SigningRun.objects.order_by("id").values()),
     }
-
-
-def deliver(message) -> None:
-    """Run an actor on a message exactly as a worker does on (re)delivery."""
-    actor = {a.actor_name: a for a in (signing_triggered, signing_completed)}[message.actor_name]
-    actor.fn(*message.args, **message.kwargs)
 
 
 def test_signing_triggered_delivered_twice_changes_nothing_the_second_time(sent):

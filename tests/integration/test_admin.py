@@ -21,7 +21,6 @@ from records.models import Record, Signature
 from records.services import load_records, random_payloads
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import plan_run
-from tests.conftest import seed
 from tests.integration.factories import lease_batch, sign_and_release
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -62,15 +61,12 @@ class History:
 
 
 @pytest.fixture
-def history(db) -> History:
-    seed(records=20, keys=3)
-    run = plan_run(batch_size=5)
-    released = lease_batch(run.batches.get(seq=1))
-    sign_and_release(released.id)
-    held = lease_batch(run.batches.get(seq=2))
+def history(cast) -> History:
+    sign_and_release(cast.lease.id)
+    held = lease_batch(cast.run.batches.get(seq=2))
     return History(
-        run=run,
-        released=KeyLease.objects.get(pk=released.id),
+        run=cast.run,
+        released=KeyLease.objects.get(pk=cast.lease.id),
         held=KeyLease.objects.get(pk=held.id),
     )
 

@@ -9,12 +9,12 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from kernel import crypto
-from keyring.services import disable_key, open_private_key
+from keyring.services import disable_key
 from records.models import Record
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import plan_run
 from tests.conftest import seed
-from tests.integration.factories import lease_batch
+from tests.integration.factories import lease_batch, sign_leased
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
@@ -50,20 +50,8 @@ def keyring_and_records():
 @pytest.fixture
 def signed_record(keyring_and_records):
     """One record signed through the real store path, under a real lease."""
-    from signing.runs.store import store_signatures
-
     run = plan_run(batch_size=30)
-    batch = run.batches.get()
-    lease = lease_batch(batch)
-    key = open_private_key(key_id=lease.key_id, kid=lease.kid)
-    records = list(Record.objects.order_by("id").values_list("id", "payload"))
-    store_signatures(
-        lease_id=lease.id,
-        token=lease.token,
-        batch_id=batch.pk,
-        key_id=lease.key_id,
-        signatures=crypto.sign_records(key.private_key, records),
-    )
+    sign_leased(lease_batch(run.batches.get()))
     return Record.objects.order_by("id").first()
 
 
@@ -136,9 +124,9 @@ def test_a_second_run_gets_409(staff, keyring_and_records):
     assert SigningRun.objects.count() == 1
 
 
-def test_runs_list_and_detail_show_progress(reader, keyring_and_records):
-    run = plan_run(batch_size=10)
-    lease_batch(run.batches.get(seq=1))
+@pytest.mark.cast(records=30, keys=3, batch_size=10)
+def test_runs_list_and_detail_show_progress(reader, cast):
+    run = cast.run
     listed = reader.get("/api/runs/").json()
     assert listed["count"] == 1
     detail = reader.get(f"/api/runs/{run.pk}/").json()

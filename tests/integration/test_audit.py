@@ -13,9 +13,9 @@ from keyring.models import KeyLease, SigningKey
 from records.models import Signature
 from signing.audit.rules import audit
 from signing.models import Batch, SigningRun
-from signing.runs.actors import audit_run, signing_completed, signing_triggered
 from signing.runs.dispatch import start_run
 from tests.conftest import seed
+from tests.support import deliver_all
 
 pytestmark = pytest.mark.django_db
 
@@ -27,17 +27,7 @@ def signed_run(sent, django_capture_on_commit_callbacks, backend) -> SigningRun:
     seed(records=20, keys=3)
     with django_capture_on_commit_callbacks(execute=True):
         run = start_run(batch_size=5, max_in_flight=1)
-    delivered = set()
-    while pending := [m for m in sent.messages if m.message_id not in delivered]:
-        for message in pending:
-            delivered.add(message.message_id)
-            actor = {
-                "signing_triggered": signing_triggered,
-                "signing_completed": signing_completed,
-                "audit_run": audit_run,
-            }
-            with django_capture_on_commit_callbacks(execute=True):
-                actor[message.actor_name].fn(**message.kwargs)
+    deliver_all(sent, django_capture_on_commit_callbacks)
     run.refresh_from_db()
     assert run.status == SigningRun.Status.COMPLETED
     assert run.audit.passed, run.audit.report  # recorded by the audit_run actor

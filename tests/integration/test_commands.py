@@ -167,12 +167,9 @@ def test_seed_refuses_to_reset_under_an_active_run():
 
 
 @pytest.mark.django_db
-def test_cancel_releases_the_open_leases_of_the_active_run():
-    from tests.integration.factories import lease_batch
-
-    seed(records=10, keys=2)
-    run = plan_run(batch_size=5)
-    lease_batch(run.batches.get(seq=1))
+@pytest.mark.cast(records=10, keys=2, batch_size=5)
+def test_cancel_releases_the_open_leases_of_the_active_run(cast):
+    run = cast.run
     call_command("cancel", stdout=io.StringIO())
     run.refresh_from_db()
     assert run.status == SigningRun.Status.CANCELLED

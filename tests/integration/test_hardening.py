@@ -34,9 +34,9 @@ from devtools.sandbox import free_port
 from kernel.safety import development_server_address, is_loopback, refuse_unsafe_serving
 from signing.management.commands.demo import ensure_admin_user
 from tests.conftest import wait_until
+from tests.support import MANAGE
 
 ROOT = Path(__file__).resolve().parents[2]
-MANAGE = str(ROOT / "manage.py")
 PASSWORD = "correct horse battery staple"
 # What a WSGI server does: load signing_site.wsgi, then serve `application` (here with the
 # server runserver uses, which puts the whole environment into request.META).

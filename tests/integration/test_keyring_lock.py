@@ -160,11 +160,10 @@ def test_keys_add_waits_for_the_keyring_lock_and_stamps_created_at_by_its_clock(
     assert lock_released_at < created_at < read_after
 
 
-def test_a_key_added_while_a_lease_is_granted_makes_no_false_lru_breach():
-    [used] = seed(records=10, keys=1)
-    run = plan_run(batch_size=5)
-    first, second = run.batches.order_by("seq")
-    sign_and_release(lease_batch(first).id)  # the only key is used now: a new one goes first
+@pytest.mark.cast(records=10, keys=1, batch_size=5)
+def test_a_key_added_while_a_lease_is_granted_makes_no_false_lru_breach(cast):
+    [used], run, second = cast.keys, cast.run, cast.run.batches.get(seq=2)
+    sign_and_release(cast.lease.id)  # the only key is used now: a new one goes first
     adding, commit = key_added_not_committed()
     leasing = Background(lambda: lease_batch(second))
     waits_for("advisory", leasing)  # as it should; without the lock, it leases at once

@@ -23,9 +23,8 @@ from records.models import Record, Signature
 from signing.models import Batch, SigningRun
 from signing.ops.metrics import BATCH_DURATION_BUCKETS, metrics_view
 from signing.runs.dispatch import cancel_run, plan_run, return_batch
-from signing.runs.services import LeaseHint, sign_batch
 from tests.conftest import seed
-from tests.integration.factories import lease_batch
+from tests.integration.factories import lease_batch, sign_and_release
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
@@ -67,16 +66,7 @@ def buckets(samples: dict[str, list[Sample]]) -> dict[str, float]:
 
 def sign(batch: Batch, lease: GrantedLease, *, seconds: float) -> None:
     """Sign a leased batch for real, release its lease, and pin its duration to `seconds`."""
-    sign_batch(
-        LeaseHint(
-            lease_id=lease.id,
-            token=lease.token,
-            batch_id=batch.pk,
-            key_id=lease.key_id,
-            kid=lease.kid,
-        )
-    )
-    release_lease(lease_id=lease.id, outcome=KeyLease.Outcome.COMPLETED)
+    sign_and_release(lease.id)
     leased_at = timezone.now() - timedelta(minutes=1)
     Batch.objects.filter(pk=batch.pk).update(
         leased_at=leased_at, signed_at=leased_at + timedelta(seconds=seconds)

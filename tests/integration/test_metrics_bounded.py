@@ -3,12 +3,8 @@ outside the allowed networks or without the token (issue 15)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from django.test import RequestFactory
@@ -17,10 +13,10 @@ from records.models import Record
 from signing.ops import metrics
 from signing.ops.metrics import metrics_view
 from tests.conftest import run_together, seed, wait_until
+from tests.support import manage
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
-MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
 QUERIES_PER_SCRAPE = 5  # test_metrics.py: test_a_scrape_costs_the_same_few_queries…
 
 
@@ -148,13 +144,8 @@ def test_over_real_http_the_client_address_decides(settings, live_server):
 
 
 def test_a_malformed_network_stops_the_process_at_start():
-    result = subprocess.run(
-        [sys.executable, MANAGE, "check"],
-        env={**os.environ, "SIGNING_METRICS_ALLOWED_NETWORKS": "127.0.0.1/8,not-a-network"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = manage(
+        {"SIGNING_METRICS_ALLOWED_NETWORKS": "127.0.0.1/8,not-a-network"}, "check", timeout=60
     )
     assert result.returncode != 0
     assert "SIGNING_METRICS_ALLOWED_NETWORKS" in result.stderr

@@ -29,13 +29,12 @@ from keyring.models import SigningKey
 from keyring.services import forget_private_keys, open_private_key
 from records.models import Record
 from signing.models import RunAudit, SigningRun
-from signing.runs.actors import audit_run, signing_completed, signing_triggered
 from signing.runs.dispatch import start_run
 from tests.conftest import ARTIFACTS, SentMessages, seed, wait_until
+from tests.support import deliver_all
 
 RECORDS, KEYS, BATCH_SIZE = 500, 5, 50
 BATCHES = RECORDS // BATCH_SIZE
-ACTORS = {actor.actor_name: actor for actor in (signing_triggered, signing_completed, audit_run)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +150,7 @@ def signed_job(sent: SentMessages, django_capture_on_commit_callbacks, backend) 
     seed(records=RECORDS, keys=KEYS)
     with django_capture_on_commit_callbacks(execute=True):
         run = start_run(batch_size=BATCH_SIZE)
-    delivered: set[str] = set()
-    while pending := [m for m in sent.messages if m.message_id not in delivered]:
-        for message in pending:
-            delivered.add(message.message_id)
-            with django_capture_on_commit_callbacks(execute=True):
-                ACTORS[message.actor_name].fn(*message.args, **message.kwargs)
+    deliver_all(sent, django_capture_on_commit_callbacks)
     run.refresh_from_db()
     assert run.status == SigningRun.Status.COMPLETED
     assert run.audit.passed, run.audit.report

@@ -2,37 +2,17 @@
 
 import pytest
 
-from kernel import crypto
 from keyring.models import KeyLease
-from keyring.services import open_private_key, release_lease
+from keyring.services import release_lease
 from records.models import Signature
-from records.selectors import batch_records
 from signing.models import Batch
-from signing.runs.dispatch import plan_run
 from signing.runs.store import StoreOutcome, store_signatures
-from tests.conftest import run_together, seed
-from tests.integration.factories import lease_batch
+from tests.conftest import run_together
+from tests.integration.factories import lease_batch, signatures_for, store
 
-# Runs on both backends: the servers, and embedded mode (tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("backend")
-
-
-def signed_batch(batch: Batch, lease) -> list[crypto.SignedRecord]:
-    key = open_private_key(key_id=lease.key_id, kid=lease.kid)
-    records = batch_records(
-        first_record_id=batch.first_record_id, last_record_id=batch.last_record_id
-    )
-    return crypto.sign_records(key.private_key, records)
-
-
-def store(lease, signatures):
-    return store_signatures(
-        lease_id=lease.id,
-        token=lease.token,
-        batch_id=lease.batch_id,
-        key_id=lease.key_id,
-        signatures=signatures,
-    )
+# Runs on both backends: the servers, and embedded mode (tests/conftest.py). Each test
+# starts from one batch of 20 records, leased (`cast`).
+pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.cast(records=20, batch_size=20)]
 
 
 def expire(lease) -> None:
@@ -41,15 +21,9 @@ def expire(lease) -> None:
     Batch.objects.filter(pk=lease.batch_id).update(status=Batch.Status.PENDING)
 
 
-@pytest.fixture
-def batch(db) -> Batch:
-    seed(records=20, keys=3)
-    return plan_run(batch_size=20).batches.get()
-
-
-def test_a_batch_is_stored_whole_and_marked_signed(batch):
-    lease = lease_batch(batch)
-    assert store(lease, signed_batch(batch, lease)) == (StoreOutcome.STORED, 0)
+def test_a_batch_is_stored_whole_and_marked_signed(cast):
+    batch, lease = cast.batch, cast.lease
+    assert store(lease, signatures_for(lease)) == (StoreOutcome.STORED, 0)
     assert (
         Signature.objects.filter(batch=batch, key_id=lease.key_id, lease_id=lease.id).count() == 20
     )
@@ -57,47 +31,46 @@ def test_a_batch_is_stored_whole_and_marked_signed(batch):
     assert batch.status == Batch.Status.SIGNED
 
 
-def test_the_same_attempt_stored_twice_writes_once(batch):
-    lease = lease_batch(batch)
-    signatures = signed_batch(batch, lease)
+def test_the_same_attempt_stored_twice_writes_once(cast):
+    lease = cast.lease
+    signatures = signatures_for(lease)
     store(lease, signatures)
     before = list(Signature.objects.order_by("record_id").values())
     assert store(lease, signatures) == (StoreOutcome.ALREADY_STORED, 0)
     assert list(Signature.objects.order_by("record_id").values()) == before
 
 
-def test_a_writer_whose_lease_was_taken_away_writes_nothing(batch):
-    stale = lease_batch(batch)
-    signatures = signed_batch(batch, stale)
+def test_a_writer_whose_lease_was_taken_away_writes_nothing(cast):
+    stale = cast.lease
+    signatures = signatures_for(stale)
     expire(stale)
     assert store(stale, signatures) == (StoreOutcome.LEASE_LOST, 0)
     assert not Signature.objects.exists()
 
 
-def test_a_wrong_token_writes_nothing(batch):
-    lease = lease_batch(batch)
+def test_a_wrong_token_writes_nothing(cast):
+    batch, lease = cast.batch, cast.lease
     outcome, _ = store_signatures(
         lease_id=lease.id,
         token=lease.token + 1,
         batch_id=batch.pk,
         key_id=lease.key_id,
-        signatures=signed_batch(batch, lease),
+        signatures=signatures_for(lease),
     )
     assert outcome is StoreOutcome.LEASE_LOST
     assert not Signature.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_writers_of_one_batch_at_once_land_exactly_one_set_of_signatures():
+@pytest.mark.cast(records=50, keys=3, batch_size=50)
+def test_two_writers_of_one_batch_at_once_land_exactly_one_set_of_signatures(cast):
     # Given a batch whose first lease expired and was granted again to another key,
     # and both attempts holding their signatures, ready to store
-    seed(records=50, keys=3)
-    batch = plan_run(batch_size=50).batches.get()
-    stale = lease_batch(batch)
-    stale_signatures = signed_batch(batch, stale)
+    stale = cast.lease
+    stale_signatures = signatures_for(stale)
     expire(stale)
-    current = lease_batch(batch)
-    current_signatures = signed_batch(batch, current)
+    current = lease_batch(cast.batch)
+    current_signatures = signatures_for(current)
     assert current.key_id != stale.key_id
 
     # When both store at the same moment
@@ -116,11 +89,10 @@ def test_two_writers_of_one_batch_at_once_land_exactly_one_set_of_signatures():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_duplicate_delivery_racing_itself_stores_once():
-    seed(records=50, keys=2)
-    batch = plan_run(batch_size=50).batches.get()
-    lease = lease_batch(batch)
-    signatures = signed_batch(batch, lease)
+@pytest.mark.cast(records=50, keys=2, batch_size=50)
+def test_a_duplicate_delivery_racing_itself_stores_once(cast):
+    lease = cast.lease
+    signatures = signatures_for(lease)
     outcomes = run_together(lambda: store(lease, signatures), lambda: store(lease, signatures))
 
     assert sorted(outcome.value for outcome, _ in outcomes) == ["already_stored", "stored"]

@@ -30,11 +30,9 @@ def operator(client):
 
 
 @pytest.fixture
-def run():
-    seed(records=20, keys=3)
-    run = plan_run(batch_size=5)
-    lease_batch(run.batches.get(seq=1))
-    return run
+def run(cast):
+    """A run of 4 batches of 5 records, batch 1 leased (the integration tests' cast)."""
+    return cast.run
 
 
 def page_urls(run) -> list[str]:
