@@ -3,12 +3,12 @@ process, on the real test database.
 
 The worker tests (test_pipeline_with_workers.py) start `rundramatiq` processes on Redis and
 take seconds; this one runs the same actors, with Dramatiq's own worker, retries and
-middleware, in well under a second, as Dramatiq's guide to unit testing does.
+middleware, in a fraction of a second, as Dramatiq's guide to unit testing does (speed is
+measured by `manage.py bench`, never asserted here).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import dramatiq
@@ -66,7 +66,6 @@ def test_a_signing_triggered_signs_its_batch_and_its_completion_finishes_the_run
 ) -> None:
     # Given a run of one batch of 10 records, leased (the cast)
     lease = cast.lease
-    started = time.monotonic()
 
     # When its SigningTriggered is sent and every message that follows is handled
     actors.signing_triggered.send(
@@ -91,5 +90,3 @@ def test_a_signing_triggered_signs_its_batch_and_its_completion_finishes_the_run
     assert run.status == SigningRun.Status.COMPLETED
     assert run.audit.passed, run.audit.report
     assert not stub_broker.dead_letters
-    # in well under a second
-    assert time.monotonic() - started < 1.0
