@@ -1,10 +1,10 @@
-"""Upgrading from the first release: a database its code built, migrated by today's code.
+"""Upgrading from a release: a database its code built, migrated by today's code.
 
-The first release is v0.1.0, commit 250b99f (docs/releases.md). Its code, exported from git,
-migrates a database of its own and signs in it (its `demo`: seed, its own workers, a finished
-run, the audit); then today's code migrates that database, adds records, signs them with
-today's workers, and the audit passes over both runs. Today's migrations leave every function
-and trigger exactly as its file says, whatever the release had made.
+The first release is v0.1.0, commit 250b99f (docs/releases.md). A release's code, exported
+from git, migrates a database of its own and signs in it (its `demo`: seed, its own workers,
+a finished run, the audit); then today's code migrates that database, adds records, signs
+them with today's workers, and the audit passes over both runs. Today's migrations leave
+every function and trigger exactly as its file says, whatever the release had made.
 """
 
 from __future__ import annotations
@@ -27,41 +27,45 @@ from tests.support import ROOT, manage
 
 pytestmark = pytest.mark.workers  # the release's and today's, as processes
 
-RELEASE = "v0.1.0"
-RELEASE_COMMIT = "250b99f"  # the tag may be missing from a clone: the commit is what counts
+# The releases a database may be upgraded from (docs/releases.md), by tag and commit: the
+# commit is what counts, since a clone may not have fetched the tags.
+RELEASES = {"v0.1.0": "250b99f"}
 
 
-def release_commit() -> str:
-    """The full hash of the first release's commit, or a skip where there is no history."""
+def release_commit(tag: str) -> str:
+    """The full hash of a release's commit, or a skip where there is no history."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip(f"no git history here to export {RELEASE} from")
+        pytest.skip(f"no git history here to export {tag} from")
     found = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{RELEASE_COMMIT}^{{commit}}"],
+        ["git", "rev-parse", "--verify", "--quiet", f"{RELEASES[tag]}^{{commit}}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert found.returncode == 0, f"{RELEASE} ({RELEASE_COMMIT}) is not in this clone's history"
+    assert found.returncode == 0, f"{tag} ({RELEASES[tag]}) is not in this clone's history"
     return found.stdout.strip()
 
 
-@pytest.fixture
-def release(tmp_path: Path) -> Path:
-    """The first release's tree, as `git archive` exports it."""
-    tree = tmp_path / RELEASE
+@pytest.fixture(params=RELEASES)
+def release(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A release's tree, as `git archive` exports it."""
+    tree = tmp_path / request.param
     tree.mkdir()
     archive = subprocess.run(
-        ["git", "archive", release_commit()], cwd=ROOT, capture_output=True, check=True
+        ["git", "archive", release_commit(request.param)],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
     )
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     return tree
 
 
 @pytest.fixture
-def upgrade_env(worker_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """A database of the test's own (dropped at the end), on the servers."""
-    name = f"{connection.settings_dict['NAME']}_upgrade"
+def upgrade_env(release: Path, worker_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A database of the test's own for the release (dropped at the end), on the servers."""
+    name = f"{connection.settings_dict['NAME']}_upgrade_{release.name.replace('.', '_')}"
     yield {**worker_env, "SIGNING_DATABASE_NAME": name, "SIGNING_EMBEDDED": "0"}
     connection.close()
     with connection._nodb_cursor() as cursor:
@@ -80,7 +84,7 @@ def manage_release(release: Path, env: dict[str, str], *args: str) -> None:
         timeout=240,
         check=False,
     )
-    assert result.returncode == 0, f"{RELEASE}: manage.py {' '.join(args)}\n{result.stderr}"
+    assert result.returncode == 0, f"{release.name}: manage.py {' '.join(args)}\n{result.stderr}"
 
 
 def audit(env: dict[str, str]) -> dict:
@@ -103,7 +107,7 @@ def database_differences(env: dict[str, str]) -> list[str]:
     return found
 
 
-def test_a_database_of_the_first_release_migrates_signs_new_records_and_passes_the_audit(
+def test_a_database_of_a_release_migrates_signs_new_records_and_passes_the_audit(
     release, upgrade_env, broker, tmp_path
 ):
     for args in (["ensure_db"], ["migrate", "-v", "0"]):
