@@ -3,16 +3,33 @@
 
 import os
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kernel import backends
+
+PROJECT_SETTINGS = "signing_site.settings"
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signing_site.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", PROJECT_SETTINGS)
+    # Settings never open a connection: when nothing decides between the servers and
+    # embedded mode, every command probes here, before settings are read, and records the
+    # answer where they read it (kernel.backends). Other settings (the tests') configure it.
+    decided = None
+    if os.environ["DJANGO_SETTINGS_MODULE"] == PROJECT_SETTINGS:
+        decided = backends.decide_once(
+            os.environ,
+            base_dir=Path(__file__).resolve().parent,
+            by=" ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]),
+            now=datetime.now(UTC),
+        )
     from django.conf import settings
     from django.core.management import execute_from_command_line
 
     # Every command says on stderr when it runs embedded, and why (call_command does not):
     # here, not in each command, so Django's own commands say it too.
-    announcement = settings.SIGNING_BACKENDS.announcement()
+    announcement = (decided or settings.SIGNING_BACKENDS).announcement()
     if announcement:
         print(announcement, file=sys.stderr)
     execute_from_command_line(sys.argv)

@@ -10,12 +10,19 @@ then the project's env file (`.env`, as settings loads it; an empty value counts
    that does not answer is an error where it is first used, never a quiet fall-back: an
    operator who named a server must not find the records signed somewhere else.
 3. None of the three set: the default local servers if both accept a connection now,
-   embedded mode otherwise. That probe runs once: settings calls `record`, which writes
+   embedded mode otherwise. That probe runs once, in the entry point before settings are
+   read (manage.py calls `decide_once`, for every command): `record` writes
    ``SIGNING_EMBEDDED=0`` or ``=1`` to the env file, so every later process decides by
    rule 1. A Redis restarting at the wrong instant must not make `keys disable` or `cancel`
    act on a SQLite file instead of the servers that hold the data.
 
-Kept free of Django so settings can import it, and tests can call `choose` and `record`.
+Settings only read the decision (`choose`) and never open a connection when imported: a
+process started with no decision anywhere (not through manage.py: gunicorn, a bare
+``django.setup()``) uses the default servers, as rule 3 would once they answer. The image
+sets ``SIGNING_EMBEDDED=0``.
+
+Kept free of Django so manage.py can call it before settings are read, and tests can call
+`choose`, `probe` and `record`.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -51,6 +58,9 @@ class Backends:
     # Nothing configured the mode, so this process probed the default servers: the
     # decision is this process's to record (`record`).
     probed: bool = False
+    # Nothing configured the mode and nothing probed: the default servers, assumed. The
+    # entry point probes (`decide_once`) before settings read this.
+    undecided: bool = False
 
     def announcement(self) -> str:
         """The line a command says on stderr: always in embedded mode, and in the one
@@ -67,8 +77,9 @@ def choose(
     env_file: Path | None = None,
     env_file_values: Mapping[str, str | None] | None = None,
 ) -> Backends:
-    """Decide from the environment, then the env file's values; probe only when neither
-    configures anything (`probed` is then set, and the caller records the decision)."""
+    """Decide from the environment, then the env file's values, and never probe: when
+    neither configures anything, the default servers with `undecided` set (the entry point
+    probes and records before settings call this, so in practice a decision exists)."""
     env_file = env_file or base_dir / ".env"
     given = _set_values(environ)
     setting = {**_set_values(env_file_values or {}), **given}.get
@@ -91,31 +102,63 @@ def choose(
             "DATABASE_URL cannot name SQLite: set SIGNING_EMBEDDED=1 (and SIGNING_EMBEDDED_DB "
             "for the file) to run on SQLite"
         )
-    if database_url or broker_url or forced == "0":
-        return Backends(
-            embedded=False,
-            database_url=database_url or DEFAULT_DATABASE_URL,
-            broker_url=broker_url or DEFAULT_BROKER_URL,
-            sqlite_path=sqlite_path,
-        )
+    return Backends(
+        embedded=False,
+        database_url=database_url or DEFAULT_DATABASE_URL,
+        broker_url=broker_url or DEFAULT_BROKER_URL,
+        sqlite_path=sqlite_path,
+        undecided=not (database_url or broker_url or forced == "0"),
+    )
+
+
+def probe(undecided: Backends) -> Backends:
+    """Rule 3: the default servers if both accept a connection now, embedded mode
+    otherwise; `probed` is set, and the caller records the decision (`record`)."""
     defaults = (("PostgreSQL", DEFAULT_DATABASE_URL), ("Redis", DEFAULT_BROKER_URL))
     silent = [(name, url) for name, url in defaults if not answers(url)]
     if not silent:
         both = " and ".join(f"{name} at {_address(url)}" for name, url in defaults)
-        return Backends(
-            embedded=False, reason=f"{both} answered", sqlite_path=sqlite_path, probed=True
-        )
+        return replace(undecided, reason=f"{both} answered", probed=True, undecided=False)
     where = " and ".join(f"{name} at {_address(url)}" for name, url in silent)
     verb = "is" if len(silent) == 1 else "are"
-    return Backends(
+    return replace(
+        undecided,
         embedded=True,
         reason=(
             f"{where} {verb} not reachable and neither SIGNING_EMBEDDED, DATABASE_URL nor "
             "BROKER_URL is set"
         ),
-        sqlite_path=sqlite_path,
         probed=True,
+        undecided=False,
     )
+
+
+def decide_once(
+    environ: MutableMapping[str, str], *, base_dir: Path, by: str, now: datetime
+) -> Backends | None:
+    """For an entry point, before settings are read: when nothing configures the mode,
+    probe the default servers and record the answer in the env file, where settings then
+    read it. Returns the decision, whose announcement the command makes, or None when
+    configuration decides (settings' own decision is then the one to announce).
+
+    A decision the env file does not hold afterwards (it could not be written) is put in
+    `environ`, so that settings, and the workers this command starts, keep to it.
+    """
+    env_file = env_file_path(environ, base_dir)
+    chosen = choose(
+        environ, base_dir=base_dir, env_file=env_file, env_file_values=dotenv_values(env_file)
+    )
+    if not chosen.undecided:
+        return None
+    decided = record(probe(chosen), env_file, by=by, now=now)
+    if not _set_values(dotenv_values(env_file)).get("SIGNING_EMBEDDED"):
+        environ["SIGNING_EMBEDDED"] = str(int(decided.embedded))
+    return decided
+
+
+def env_file_path(environ: Mapping[str, str], base_dir: Path) -> Path:
+    """The env file settings load: SIGNING_ENV_FILE (the tests use their own), else `.env`."""
+    return Path(environ.get("SIGNING_ENV_FILE") or base_dir / ".env")
 
 
 def record(chosen: Backends, env_file: Path, *, by: str, now: datetime) -> Backends:

@@ -1,16 +1,15 @@
 """Settings for the signing service, every one read from the environment (12-factor).
 
-A `.env` file at the project root (written by `make demo` and by the first process that
-decides on embedded mode, git-ignored) is read first; variables already in the environment
-win over it. SIGNING_ENV_FILE names another file (the tests use their own).
+A `.env` file at the project root (written by `make demo` and by the first manage.py
+command that decides on embedded mode, git-ignored) is read first; variables already in the
+environment win over it. SIGNING_ENV_FILE names another file (the tests use their own).
 """
 
 import importlib.util
 import ipaddress
 import os
 import re
-import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
@@ -21,7 +20,7 @@ from dotenv import dotenv_values, load_dotenv
 from kernel import backends
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-ENV_FILE = Path(os.environ.get("SIGNING_ENV_FILE") or BASE_DIR / ".env")
+ENV_FILE = backends.env_file_path(os.environ, BASE_DIR)
 _GIVEN_ENVIRONMENT = dict(os.environ)  # before .env: commands say where a setting came from
 load_dotenv(ENV_FILE, override=False)
 
@@ -97,22 +96,14 @@ TEMPLATES = [
 ]
 
 # The servers, or embedded mode (SQLite and an in-process broker): kernel.backends
-# says how it is decided. manage.py prints SIGNING_BACKENDS.announcement() on stderr.
+# says how it is decided. Read, never probed: manage.py probes and records before this
+# runs when nothing decides it, and prints the decision's announcement on stderr.
 SIGNING_BACKENDS = backends.choose(
     _GIVEN_ENVIRONMENT,
     base_dir=BASE_DIR,
     env_file=ENV_FILE,
     env_file_values=dotenv_values(ENV_FILE),
 )
-if SIGNING_BACKENDS.probed:
-    # Nothing configured it, so this process probed: written down once, for every later
-    # process to read, so that a server silent at the wrong instant is never a switch.
-    SIGNING_BACKENDS = backends.record(
-        SIGNING_BACKENDS,
-        ENV_FILE,
-        by=" ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "python",
-        now=datetime.now(UTC),
-    )
 SIGNING_EMBEDDED = SIGNING_BACKENDS.embedded
 DATABASE_URL = SIGNING_BACKENDS.database_url
 # Every transaction here is short. One left idle (its process paused or wedged) would keep

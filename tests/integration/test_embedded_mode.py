@@ -94,6 +94,45 @@ def test_make_demo_with_no_servers_reachable_says_so_and_runs_embedded(tmp_path)
     assert "Audit PASSED" in output
 
 
+# Run before Django: any connection opened from here on ends the process with exit code 97.
+NO_CONNECTIONS = """
+import socket, sys
+
+def refuse(*args, **kwargs):
+    print(f"connection opened: {args[-1] if args else kwargs}", file=sys.stderr)
+    sys.exit(97)
+
+socket.create_connection = socket.socket.connect = socket.socket.connect_ex = refuse
+"""
+
+
+def test_reading_the_settings_opens_no_connection_even_with_nothing_decided(tmp_path):
+    # Given nothing configured and no decision recorded (what only manage.py probes for)
+    env = user_environment(tmp_path)
+
+    # When a process other than manage.py sets Django up, every connection refused
+    setup = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NO_CONNECTIONS + "import django; django.setup(); from django.conf import settings; "
+            "print(settings.SIGNING_EMBEDDED, settings.DATABASES['default']['HOST'])",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # Then nothing was probed nor written down, and it assumes the default servers
+    assert setup.returncode == 0, setup.stderr
+    assert "connection opened" not in setup.stderr
+    assert setup.stdout.split() == ["False", "127.0.0.1"]
+    assert not (tmp_path / ".env").exists()
+
+
 def test_an_explicit_database_url_that_does_not_answer_is_an_error_not_a_fallback(tmp_path):
     nobody = f"postgres://postgres@127.0.0.1:{free_port()}/signing"
     demo = subprocess.run(

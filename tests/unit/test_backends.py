@@ -1,5 +1,6 @@
 """How a process picks the servers or embedded mode (kernel.backends), and keeps the
-decision once a probe made it."""
+decision once a probe made it: manage.py probes and records (`decide_once`) before settings
+read the decision (`choose`), which never probes."""
 
 import stat
 from datetime import UTC, datetime
@@ -16,6 +17,8 @@ from kernel.backends import (
     Backends,
     answers,
     choose,
+    decide_once,
+    probe,
     record,
 )
 
@@ -47,8 +50,9 @@ def test_the_default_servers_are_used_when_both_answer():
     # PostgreSQL and Redis run on every machine the suite runs on.
     assert answers(DEFAULT_DATABASE_URL)
     assert answers(DEFAULT_BROKER_URL)
-    chosen = choose({}, base_dir=BASE)
+    chosen = probe(choose({}, base_dir=BASE))
     assert not chosen.embedded
+    assert chosen.probed
     assert (chosen.database_url, chosen.broker_url) == (DEFAULT_DATABASE_URL, DEFAULT_BROKER_URL)
 
 
@@ -68,7 +72,7 @@ def test_a_sqlite_database_url_is_refused_with_the_way_to_embedded_mode():
         choose({"DATABASE_URL": "sqlite:///signing.db"}, base_dir=BASE)
 
 
-# --- Decided once: nothing configured, the probe decides and `record` writes it down ---
+# --- Decided once: nothing configured, manage.py probes and `record` writes it down ---
 
 NOW = datetime(2026, 11, 27, 15, 46, tzinfo=UTC)
 NONE_SET = "neither SIGNING_EMBEDDED, DATABASE_URL nor BROKER_URL is set"
@@ -93,32 +97,54 @@ def probes(monkeypatch) -> Probes:
     return probes
 
 
-def choose_as_settings_does(env_file: Path, environ: dict[str, str] | None = None) -> Backends:
-    """Like settings: the given environment, then the env file; record what a probe decided."""
-    chosen = choose(
-        environ or {}, base_dir=BASE, env_file=env_file, env_file_values=dotenv_values(env_file)
+def start_a_command(
+    probes: Probes, env_file: Path, environ: dict[str, str] | None = None
+) -> Backends:
+    """Like `manage.py seed`: probe and record when nothing decides (`decide_once`), then
+    read the decision as settings do, which must never probe and must agree. Returns what
+    the command announces: the probe's decision if it probed, else settings' one."""
+    environ = {**(environ or {}), "SIGNING_ENV_FILE": str(env_file)}
+    decided = decide_once(environ, base_dir=BASE, by="manage.py seed", now=NOW)
+    probed = list(probes.urls)
+    in_settings = choose(
+        environ, base_dir=BASE, env_file=env_file, env_file_values=dotenv_values(env_file)
     )
-    if chosen.probed:
-        chosen = record(chosen, env_file, by="manage.py seed", now=NOW)
-    return chosen
+    assert probes.urls == probed
+    assert not in_settings.undecided
+    if decided is None:
+        return in_settings
+    assert in_settings.embedded == decided.embedded
+    return decided
 
 
-def test_with_nothing_configured_the_probe_decides_and_asks_to_be_recorded(probes, tmp_path):
+def test_with_nothing_configured_settings_assume_the_servers_and_never_probe(probes, tmp_path):
     chosen = choose({}, base_dir=BASE, env_file=tmp_path / ".env")
+
+    assert probes.urls == []
+    assert not chosen.embedded
+    assert chosen.undecided
+    assert (chosen.database_url, chosen.broker_url) == (DEFAULT_DATABASE_URL, DEFAULT_BROKER_URL)
+    assert chosen.announcement() == ""
+    assert not (tmp_path / ".env").exists()
+
+
+def test_the_probe_decides_and_asks_to_be_recorded(probes, tmp_path):
+    chosen = probe(choose({}, base_dir=BASE, env_file=tmp_path / ".env"))
 
     assert probes.urls == [DEFAULT_DATABASE_URL, DEFAULT_BROKER_URL]
     assert chosen.embedded
     assert chosen.probed
+    assert not chosen.undecided
     assert chosen.reason == (
         "PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 are not reachable and " + NONE_SET
     )
-    assert not (tmp_path / ".env").exists()  # choose only decides: settings records
+    assert not (tmp_path / ".env").exists()  # probe only decides: decide_once records
 
 
 def test_the_decision_is_written_to_a_new_env_file_that_only_its_owner_reads(probes, tmp_path):
     env_file = tmp_path / ".env"
 
-    chosen = choose_as_settings_does(env_file)
+    chosen = start_a_command(probes, env_file)
 
     assert env_file.read_text() == (
         "# decided by manage.py seed on 2026-11-27 15:46 UTC: PostgreSQL at 127.0.0.1:5432 and "
@@ -135,7 +161,7 @@ def test_the_decision_is_appended_after_the_lines_already_there(probes, tmp_path
     env_file.write_text("SIGNING_KEK=kept\n# a comment of the user's\nSIGNING_LOG_LEVEL=INFO")
     probes.servers_answer = True
 
-    chosen = choose_as_settings_does(env_file)
+    chosen = start_a_command(probes, env_file)
 
     assert not chosen.embedded
     assert env_file.read_text() == (
@@ -149,13 +175,13 @@ def test_the_decision_is_appended_after_the_lines_already_there(probes, tmp_path
 def test_a_later_process_reads_the_recorded_decision_and_never_probes(probes, tmp_path):
     # Given a first process that found no server and recorded embedded mode
     env_file = tmp_path / ".env"
-    choose_as_settings_does(env_file)
+    start_a_command(probes, env_file)
     recorded = env_file.read_text()
 
     # When the servers answer now, and another process starts
     probes.servers_answer = True
     probes.urls.clear()
-    later = choose_as_settings_does(env_file)
+    later = start_a_command(probes, env_file)
 
     # Then it stays embedded, says why, and neither probes nor writes
     assert later.embedded
@@ -171,12 +197,12 @@ def test_once_the_servers_are_recorded_a_silent_server_is_never_a_switch_to_sqli
     # Given a first process that found both servers and recorded them
     env_file = tmp_path / ".env"
     probes.servers_answer = True
-    assert not choose_as_settings_does(env_file).embedded
+    assert not start_a_command(probes, env_file).embedded
 
     # When Redis restarts (nothing answers) just as `manage.py keys disable` starts
     probes.servers_answer = False
     probes.urls.clear()
-    later = choose_as_settings_does(env_file)
+    later = start_a_command(probes, env_file)
 
     # Then it uses the servers all the same (and fails there if they stay down)
     assert not later.embedded
@@ -187,7 +213,7 @@ def test_once_the_servers_are_recorded_a_silent_server_is_never_a_switch_to_sqli
 def test_a_decision_recorded_meanwhile_by_another_process_is_the_one_kept(probes, tmp_path):
     # Given this process probed and found nothing, but another one recorded the servers first
     env_file = tmp_path / ".env"
-    chosen = choose({}, base_dir=BASE, env_file=env_file)
+    chosen = probe(choose({}, base_dir=BASE, env_file=env_file))
     env_file.write_text("# decided by manage.py serve on …: … answered\nSIGNING_EMBEDDED=0\n")
 
     # When this process records its decision
@@ -201,24 +227,28 @@ def test_a_decision_recorded_meanwhile_by_another_process_is_the_one_kept(probes
 
 def test_a_decision_that_cannot_be_written_holds_for_this_process_only(probes, tmp_path, capsys):
     env_file = tmp_path / "no-such-folder" / ".env"
+    environ = {"SIGNING_ENV_FILE": str(env_file)}
 
-    chosen = choose_as_settings_does(env_file)
+    chosen = decide_once(environ, base_dir=BASE, by="manage.py seed", now=NOW)
 
     assert chosen.embedded
     assert chosen.reason.endswith("; not recorded: for this process only")
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"could not record SIGNING_EMBEDDED=1 in {env_file} (")
     assert not env_file.exists()
+    # Settings, and the workers the command starts, read it from the environment instead
+    assert environ["SIGNING_EMBEDDED"] == "1"
+    assert choose(environ, base_dir=BASE, env_file=env_file).embedded
 
 
 def test_the_environment_wins_over_the_env_file_and_says_where_the_setting_is(probes, tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("SIGNING_EMBEDDED=0\n")
 
-    from_environment = choose_as_settings_does(env_file, {"SIGNING_EMBEDDED": "1"})
+    from_environment = start_a_command(probes, env_file, {"SIGNING_EMBEDDED": "1"})
     env_file.write_text("SIGNING_EMBEDDED=1\n")
-    from_file = choose_as_settings_does(env_file)
-    configured = choose_as_settings_does(env_file, {"BROKER_URL": DEFAULT_BROKER_URL})
+    from_file = start_a_command(probes, env_file)
+    configured = start_a_command(probes, env_file, {"BROKER_URL": DEFAULT_BROKER_URL})
 
     assert from_environment.reason == "SIGNING_EMBEDDED=1 in the environment"
     assert from_file.reason == f"SIGNING_EMBEDDED=1 in {env_file}"
@@ -231,7 +261,7 @@ def test_an_empty_value_in_the_environment_leaves_the_recorded_decision_in_force
     env_file = tmp_path / ".env"
     env_file.write_text("SIGNING_EMBEDDED=1\n")
 
-    chosen = choose_as_settings_does(env_file, {"SIGNING_EMBEDDED": "", "DATABASE_URL": " "})
+    chosen = start_a_command(probes, env_file, {"SIGNING_EMBEDDED": "", "DATABASE_URL": " "})
 
     assert chosen.embedded
     assert probes.urls == []
@@ -240,7 +270,7 @@ def test_an_empty_value_in_the_environment_leaves_the_recorded_decision_in_force
 def test_a_configured_process_never_probes_so_never_writes(probes, tmp_path):
     # tests/settings.py sets BROKER_URL; docker-compose.yml sets both URLs
     for configured in ({"BROKER_URL": "redis://127.0.0.1:6379/15"}, {"DATABASE_URL": NOBODY}):
-        assert not choose_as_settings_does(tmp_path / ".env", configured).probed
+        assert not start_a_command(probes, tmp_path / ".env", configured).probed
     assert probes.urls == []
     assert not (tmp_path / ".env").exists()
 
