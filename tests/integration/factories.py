@@ -6,17 +6,20 @@ from __future__ import annotations
 from django.db import transaction
 
 from kernel import crypto
+from keyring.leases import GrantedLease, LeaseHint
 from keyring.models import KeyLease
-from keyring.services import GrantedLease, lease_lru_key, open_private_key, release_lease
+from keyring.services import open_private_key
 from records.selectors import batch_records
+from signing.backends import backend
 from signing.models import Batch
+from signing.runs.leases import release_lease
 from signing.runs.store import StoreOutcome, store_signatures
 
 
 def lease_batch(batch: Batch, *, ttl_seconds: int = 30) -> GrantedLease:
     """Lease the LRU free key to a pending batch and mark it leased, as dispatch does."""
     with transaction.atomic():
-        lease = lease_lru_key(batch_id=batch.pk, ttl_seconds=ttl_seconds)
+        lease = backend().lease_lru_key(batch_id=batch.pk, ttl_seconds=ttl_seconds)
         assert lease is not None, "no free key"
         Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.LEASED)
     return lease
@@ -30,10 +33,7 @@ def sign_and_release(lease_id: int) -> None:
         first_record_id=lease.batch.first_record_id, last_record_id=lease.batch.last_record_id
     )
     outcome, conflicts = store_signatures(
-        lease_id=lease.pk,
-        token=lease.token,
-        batch_id=lease.batch_id,
-        key_id=lease.key_id,
+        LeaseHint(lease.pk, lease.token, lease.batch_id, lease.key_id, lease.key.kid),
         signatures=crypto.sign_records(key.private_key, records),
     )
     assert (outcome, conflicts) == (StoreOutcome.STORED, 0)

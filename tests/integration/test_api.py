@@ -57,13 +57,7 @@ def signed_record(keyring_and_records):
     lease = lease_batch(batch)
     key = open_private_key(key_id=lease.key_id, kid=lease.kid)
     records = list(Record.objects.order_by("id").values_list("id", "payload"))
-    store_signatures(
-        lease_id=lease.id,
-        token=lease.token,
-        batch_id=batch.pk,
-        key_id=lease.key_id,
-        signatures=crypto.sign_records(key.private_key, records),
-    )
+    store_signatures(lease.hint(), signatures=crypto.sign_records(key.private_key, records))
     return Record.objects.order_by("id").first()
 
 

@@ -79,8 +79,8 @@ def test_a_big_batch_whose_lease_is_lost_while_staging_stores_nothing(
     one_big_batch, monkeypatch, settings
 ):
     settings.SIGNING_LEASE_TTL = 1e-6  # every chunk is "a third of a TTL" later: beat each time
-    from keyring.services import release_lease
     from signing.runs import services
+    from signing.runs.leases import release_lease
 
     take_up = services.take_up_batch
 

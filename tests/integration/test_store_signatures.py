@@ -1,14 +1,17 @@
 """signing.runs.store.store_signatures: the fenced write, with two writers of one batch."""
 
+from dataclasses import replace
+
 import pytest
 
 from kernel import crypto
 from keyring.models import KeyLease
-from keyring.services import open_private_key, release_lease
+from keyring.services import open_private_key
 from records.models import Signature
 from records.selectors import batch_records
 from signing.models import Batch
 from signing.runs.dispatch import plan_run
+from signing.runs.leases import release_lease
 from signing.runs.store import StoreOutcome, store_signatures
 from tests.conftest import run_together, seed
 from tests.integration.factories import lease_batch
@@ -26,13 +29,7 @@ def signed_batch(batch: Batch, lease) -> list[crypto.SignedRecord]:
 
 
 def store(lease, signatures):
-    return store_signatures(
-        lease_id=lease.id,
-        token=lease.token,
-        batch_id=lease.batch_id,
-        key_id=lease.key_id,
-        signatures=signatures,
-    )
+    return store_signatures(lease.hint(), signatures=signatures)
 
 
 def expire(lease) -> None:
@@ -77,11 +74,7 @@ def test_a_writer_whose_lease_was_taken_away_writes_nothing(batch):
 def test_a_wrong_token_writes_nothing(batch):
     lease = lease_batch(batch)
     outcome, _ = store_signatures(
-        lease_id=lease.id,
-        token=lease.token + 1,
-        batch_id=batch.pk,
-        key_id=lease.key_id,
-        signatures=signed_batch(batch, lease),
+        replace(lease.hint(), token=lease.token + 1), signatures=signed_batch(batch, lease)
     )
     assert outcome is StoreOutcome.LEASE_LOST
     assert not Signature.objects.exists()
