@@ -61,9 +61,8 @@ def without_constraint(table: str, constraint: str) -> None:
 def without_trigger(table: str, trigger: str) -> None:
     """Disable a trigger inside the test's transaction, to plant what it would refuse."""
     with connection.cursor() as cursor:
-        if (
-            connection.vendor == SQLITE
-        ):  # SQLite's DDL is transactional too: the rollback restores it
+        # SQLite's DDL is transactional too: the rollback restores it.
+        if connection.vendor == SQLITE:
             cursor.execute(f"DROP TRIGGER {trigger}")
             return
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
