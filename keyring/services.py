@@ -5,8 +5,8 @@ Every change of the keyring runs under the keyring lock and is stamped by its cl
 lock and clock leases are granted and released under (signing.backends, where leasing,
 releasing and expiring live): the audit's replay of the LRU rule then knows, at every
 lease, exactly which keys were candidates. The lock and clock are the backend's that
-settings.SIGNING_BACKEND names, taken by that name (as Django's mail takes EMAIL_BACKEND),
-so keyring imports nothing of signing.
+settings.SIGNING_DATABASE_BACKEND names, taken by that name (as Django's mail takes
+EMAIL_BACKEND), so keyring imports nothing of signing.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class UnsealedKey:
 
 @cache
 def _keyring_backend():  # signing.backends.base.Backend; its lock_keyring and clock only
-    return import_string(settings.SIGNING_BACKEND)()
+    return import_string(settings.SIGNING_DATABASE_BACKEND)()
 
 
 def lock_keyring() -> None:

@@ -153,7 +153,7 @@ else:
     if os.environ.get("SIGNING_DATABASE_NAME"):  # checked by backends.database_name
         DATABASES["default"]["NAME"] = backends.database_name(os.environ["SIGNING_DATABASE_NAME"])
 # The database operations of the run path, one implementation per mode (signing.backends).
-SIGNING_BACKEND = (
+SIGNING_DATABASE_BACKEND = (
     "signing.backends.sqlite.SQLiteBackend"
     if SIGNING_EMBEDDED
     else "signing.backends.postgresql.PostgreSQLBackend"

@@ -2,9 +2,10 @@
 (signing.backends.base.Backend), with PostgreSQL's implementation (postgresql.py) and
 embedded mode's SQLite one (sqlite.py) side by side.
 
-The implementation is chosen once per process, from settings.SIGNING_BACKEND (a dotted
-class path, as Django's EMAIL_BACKEND is; settings derive it from SIGNING_EMBEDDED). No
-module outside this package asks which database it runs on.
+The implementation is chosen once per process, from settings.SIGNING_DATABASE_BACKEND (a
+dotted class path, as Django's EMAIL_BACKEND is; settings derive it from SIGNING_EMBEDDED).
+No module outside this package asks which database it runs on. (Not SIGNING_BACKEND:
+Django's cookie signing owns that name.)
 
 It lives in signing, the top app, and not in keyring or records: its operations write the
 three apps' tables in one transaction (a lease and its batch's claim; a batch's
@@ -26,4 +27,4 @@ from signing.backends.base import Backend
 @cache
 def backend() -> Backend:
     """The backend settings name, made once per process."""
-    return import_string(settings.SIGNING_BACKEND)()
+    return import_string(settings.SIGNING_DATABASE_BACKEND)()
