@@ -19,10 +19,6 @@ POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
 
 
-def is_sqlite() -> bool:
-    return connection.vendor == SQLITE
-
-
 class RunSQLFor(migrations.RunSQL):
     """RunSQL on one database vendor; on any other it does nothing.
 

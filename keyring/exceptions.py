@@ -17,9 +17,5 @@ class KekMismatch(KekError):
     """SIGNING_KEK is well formed but is not the key the private keys were sealed with."""
 
 
-class LeaseLost(Exception):
-    """The lease was released or expired, or its token changed: the holder must write nothing."""
-
-
 class KeyMismatch(Exception):
     """A sealed private key does not belong to the public key stored beside it."""

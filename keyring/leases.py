@@ -1,5 +1,7 @@
-"""A lease just granted, as both keyrings return it: PostgreSQL's lease functions and
-embedded mode's (keyring.sqlite)."""
+"""A lease as it travels: granted (as both backends return it, signing.backends), and named
+by a message (LeaseHint)."""
+
+from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,3 +19,19 @@ class GrantedLease:
     token: int
     acquired_at: datetime
     expires_at: datetime
+
+    def hint(self) -> LeaseHint:
+        """The lease as its SigningTriggered names it."""
+        return LeaseHint(self.id, self.token, self.batch_id, self.key_id, self.kid)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseHint:
+    """What a SigningTriggered says about its lease, checked against the database whole: the
+    one value a lease travels as into the fenced operations (take-up, heartbeat, store)."""
+
+    lease_id: int
+    token: int
+    batch_id: int
+    key_id: int
+    kid: str

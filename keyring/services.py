@@ -1,13 +1,12 @@
-"""The seed's Key Management Service: create keys, lease the least recently used, release.
+"""The seed's Key Management Service: create, enable and disable keys, rotate the KEK, open a
+private key for signing.
 
-Leasing and releasing both run under one PostgreSQL advisory lock (the keyring lock, as
-the seed's "lock the table"), and it buys two things: every lease sees every release
-committed before it, so the LRU pick is exact and the audit can replay it; and lease and
-release times come from one clock in one order. Both are database functions
-(migrations/0003_lease_functions.py), so the lock is held for one round trip, never across
-a worker's Python. The constraints on keyring_keylease still refuse overlapping leases on
-their own. In embedded mode (SQLite) the same steps run in Python (keyring.sqlite), under
-SQLite's write lock instead.
+Every change of the keyring runs under the keyring lock and is stamped by its clock, the
+lock and clock leases are granted and released under (signing.backends, where leasing,
+releasing and expiring live): the audit's replay of the LRU rule then knows, at every
+lease, exactly which keys were candidates. The lock and clock are the backend's that
+settings.SIGNING_DATABASE_BACKEND names, taken by that name (as Django's mail takes
+EMAIL_BACKEND), so keyring imports nothing of signing.
 """
 
 from __future__ import annotations
@@ -16,18 +15,17 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import transaction
 from django.db.models import QuerySet
-from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from kernel import crypto
 from kernel.events import EventLogger
-from kernel.vendor import is_sqlite
-from keyring import sealing, sql
-from keyring import sqlite as embedded
+from keyring import sealing
 from keyring.exceptions import KeyMismatch
-from keyring.leases import GrantedLease
 from keyring.models import KeyDisabledPeriod, SigningKey
 
 log = EventLogger(__name__)
@@ -43,13 +41,14 @@ class UnsealedKey:
     private_key: crypto.PrivateKey = field(repr=False)
 
 
+@cache
+def _keyring_backend():  # signing.backends.base.Backend; its lock_keyring and clock only
+    return import_string(settings.SIGNING_DATABASE_BACKEND)()
+
+
 def lock_keyring() -> None:
     """Serialize with every other lease and release until this transaction ends."""
-    assert connection.in_atomic_block, "the keyring lock lives as long as a transaction"
-    if is_sqlite():  # BEGIN IMMEDIATE took SQLite's write lock when the transaction began
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(sql.LOCK_KEYRING)
+    _keyring_backend().lock_keyring()
 
 
 def create_keys(*, count: int, algorithm: str = crypto.ED25519, kek: bytes) -> list[SigningKey]:
@@ -117,11 +116,7 @@ def set_keys_enabled(keys: QuerySet[SigningKey], *, enabled: bool) -> int:
 def keyring_clock() -> datetime:
     """The time by the clock leases are stamped with: PostgreSQL's, or on SQLite (embedded
     mode, one process) this process's."""
-    if is_sqlite():
-        return timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(sql.CLOCK)
-        return cursor.fetchone()[0]
+    return _keyring_backend().clock()
 
 
 def disable_key(*, kid: str) -> SigningKey:
@@ -174,92 +169,6 @@ def rotate_kek(*, old_kek: bytes, new_kek: bytes) -> int:
 def _short_fingerprint(private_key: crypto.PrivateKey) -> str:
     """First 48 bits of the SHA-256 of the public key: a kid never names two keys."""
     return hashlib.sha256(crypto.public_key_pem(private_key).encode("ascii")).hexdigest()[:12]
-
-
-def lease_lru_key(*, batch_id: int, ttl_seconds: int) -> GrantedLease | None:
-    """Lease the least recently used free key to a batch, or return None if all are busy.
-
-    Inside a transaction the lease commits with whatever else the caller claims (the
-    batch), so a crash never leaves one without the other.
-    """
-    if is_sqlite():
-        lease = embedded.lease_lru_key(batch_id=batch_id, ttl_seconds=ttl_seconds)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql.LEASE_LRU_KEY, {"batch_id": batch_id, "ttl_seconds": ttl_seconds})
-            row = cursor.fetchone()
-        lease = GrantedLease(*row) if row is not None else None
-    if lease is None:
-        return None
-    log_granted(lease)
-    return lease
-
-
-def log_granted(lease: GrantedLease) -> None:
-    # DEBUG: one line per batch at INFO (batch.stored) is enough to follow a run; the lease
-    # table keeps every grant for good.
-    log.debug(
-        "lease.granted",
-        lease_id=lease.id,
-        kid=lease.kid,
-        batch_id=lease.batch_id,
-        token=lease.token,
-    )
-
-
-def release_lease(*, lease_id: int, outcome: str) -> int | None:
-    """Close the lease and stamp its key's `last_used_at`; return the lease's batch id.
-
-    Idempotent: a lease already closed (a redelivered SigningCompleted) changes nothing
-    and returns None.
-    """
-    if is_sqlite():
-        batch_id = embedded.release_lease(lease_id=lease_id, outcome=outcome)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql.RELEASE_LEASE, {"lease_id": lease_id, "outcome": outcome})
-            (batch_id,) = cursor.fetchone()
-    if batch_id is not None:
-        log.info("lease.released", lease_id=lease_id, outcome=outcome)
-    return batch_id
-
-
-def extend_lease(*, lease_id: int, token: int, ttl_seconds: int) -> bool:
-    """Heartbeat: keep a lease alive while its batch is signed; False if it is gone.
-
-    Only a lease still open, under this token and not yet expired, is extended: a holder
-    that missed its expiry has lost the batch even if the reaper has not noticed yet.
-    """
-    if is_sqlite():
-        extended = embedded.extend_lease(lease_id=lease_id, token=token, ttl_seconds=ttl_seconds)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                sql.EXTEND_LEASE,
-                {"lease_id": lease_id, "token": token, "ttl_seconds": ttl_seconds},
-            )
-            extended = cursor.fetchone() is not None
-    if not extended:
-        log.warning("lease.lost", lease_id=lease_id, token=token)
-    return extended
-
-
-def expire_leases() -> list[tuple[int, int]]:
-    """Close every lease past its `expires_at`; return (lease id, batch id) of each.
-
-    Runs under the keyring lock like any release, so the replay of rule 4 stays exact.
-    """
-    if is_sqlite():
-        expired = embedded.expire_leases()
-    else:
-        with transaction.atomic():
-            lock_keyring()
-            with connection.cursor() as cursor:
-                cursor.execute(sql.EXPIRE_LEASES)
-                expired = cursor.fetchall()
-    for lease_id, batch_id in expired:
-        log.warning("lease.expired", lease_id=lease_id, batch_id=batch_id)
-    return expired
 
 
 # Cached by kid, not id: `seed --reset` restarts ids, and a kid embeds its key's fingerprint.

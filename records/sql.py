@@ -15,18 +15,3 @@ WHERE r.id > %(after_id)s AND r.id <= %(last_id)s
 ORDER BY r.id
 LIMIT %(limit)s
 """
-
-# Bulk-load seeded records (COPY is several times faster than INSERT at 100k rows).
-COPY_RECORDS = "COPY records_record (payload, created_at) FROM STDIN"
-ANALYZE_RECORDS = "SELECT signing_analyze_filled_v1('records_record')"  # signing 0008
-
-# Forget every record, signature, run, batch, lease and key (and the keys' disabled periods).
-# Ids are NOT restarted: a message from before the reset must never name a row of the new
-# data (a lease id and token of the old data would otherwise fence the new batch).
-# Deferred foreign-key checks still queued in this transaction run first: TRUNCATE
-# refuses a table with pending trigger events.
-RESET_ALL = """
-SET CONSTRAINTS ALL IMMEDIATE;
-TRUNCATE records_signature, keyring_keylease, signing_batch, signing_runaudit, signing_signingrun,
-         records_record, keyring_keydisabledperiod, keyring_signingkey
-"""

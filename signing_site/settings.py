@@ -143,6 +143,12 @@ else:
     DATABASES["default"].setdefault("TEST", {})
     if os.environ.get("SIGNING_DATABASE_NAME"):  # checked by backends.database_name
         DATABASES["default"]["NAME"] = backends.database_name(os.environ["SIGNING_DATABASE_NAME"])
+# The database operations of the run path, one implementation per mode (signing.backends).
+SIGNING_DATABASE_BACKEND = (
+    "signing.backends.sqlite.SQLiteBackend"
+    if SIGNING_EMBEDDED
+    else "signing.backends.postgresql.PostgreSQLBackend"
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

@@ -19,8 +19,9 @@ from dramatiq.middleware import Middleware
 from keyring import sealing
 from keyring.models import SigningKey
 from keyring.services import create_keys, forget_private_keys
-from records.services import load_records, random_payloads
+from records.services import random_payloads
 from signing.ops.workers import EmbeddedWorkers, WorkerPool, Workers
+from signing.runs.seeding import load_records
 from signing.runs.services import LeaseHint
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -19,8 +19,8 @@ from typing import Any, NamedTuple, TypeVar
 from django.db import connection
 
 from kernel import crypto
-from kernel.vendor import is_sqlite
 from signing.audit import sql
+from signing.backends import backend
 
 MAX_LISTED = 20
 VERIFY_CHUNK = 5_000
@@ -207,8 +207,7 @@ def _check_one_key_per_batch(params: dict[str, Any]) -> Check:
 
 def _check_no_overlapping_leases(params: dict[str, Any]) -> Check:
     check = Check("no_overlapping_leases", "2", "no key was leased to two batches at once")
-    query = sql.OVERLAPPING_LEASES_SQLITE if is_sqlite() else sql.OVERLAPPING_LEASES
-    for first, second, kid in _rows(query, params):
+    for first, second, kid in backend().overlapping_leases(run_id=params["run_id"]):
         check.add(f"leases {first} and {second} of {kid} overlap in time")
     return check
 

@@ -1,8 +1,9 @@
 """Named SQL of the audit: each query returns the rows that break a rule (none is a pass).
 
 `%(run_id)s` is NULL to audit everything, or a run id to audit that run's batches only.
-Every query reads the same on PostgreSQL and SQLite (embedded mode), but one: SQLite has
-no range types, so OVERLAPPING_LEASES_SQLITE spells the overlap out.
+Every query reads the same on PostgreSQL and SQLite (embedded mode), but one: rule 2's
+overlapping leases, which each backend asks its own way (SQLite has no range types), so
+it is signing.backends' overlapping_leases.
 """
 
 # Rule 1: records with more than one signature (the primary key should make this empty).
@@ -73,30 +74,6 @@ JOIN signing_batch b ON b.id = s.batch_id
 WHERE s.record_id NOT BETWEEN b.first_record_id AND b.last_record_id
   AND (CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s)
 ORDER BY s.record_id
-"""
-
-# Rule 2: pairs of leases of one key whose time ranges overlap.
-OVERLAPPING_LEASES = """
-SELECT a.id, b.id, k.kid FROM keyring_keylease a
-JOIN keyring_keylease b ON b.key_id = a.key_id AND b.id > a.id
- AND tstzrange(a.acquired_at, a.released_at) && tstzrange(b.acquired_at, b.released_at)
-JOIN keyring_signingkey k ON k.id = a.key_id
-JOIN signing_batch ba ON ba.id = a.batch_id
-JOIN signing_batch bb ON bb.id = b.batch_id
-WHERE CAST(%(run_id)s AS bigint) IS NULL OR %(run_id)s IN (ba.run_id, bb.run_id)
-"""
-
-# The same pairs, each lease the half-open range [acquired_at, released_at), open-ended
-# while held, an empty range overlapping nothing (as tstzrange's && has it).
-OVERLAPPING_LEASES_SQLITE = """
-SELECT a.id, b.id, k.kid FROM keyring_keylease a
-JOIN keyring_keylease b ON b.key_id = a.key_id AND b.id > a.id
- AND (a.released_at IS NULL OR (a.released_at > b.acquired_at AND a.released_at > a.acquired_at))
- AND (b.released_at IS NULL OR (b.released_at > a.acquired_at AND b.released_at > b.acquired_at))
-JOIN keyring_signingkey k ON k.id = a.key_id
-JOIN signing_batch ba ON ba.id = a.batch_id
-JOIN signing_batch bb ON bb.id = b.batch_id
-WHERE CAST(%(run_id)s AS bigint) IS NULL OR %(run_id)s IN (ba.run_id, bb.run_id)
 """
 
 # Rules 2 and 3: signatures written outside the time their lease was held.

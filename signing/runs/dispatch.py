@@ -12,30 +12,24 @@ from functools import partial
 from typing import Final
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, Exists, F, OuterRef, TextField, Value, When
 from django.utils import timezone
 
 from kernel.connectivity import check_broker
 from kernel.events import EventLogger
-from kernel.vendor import Now, constraint_name, is_sqlite
+from kernel.vendor import Now, constraint_name
 from keyring import sealing
 from keyring.exceptions import KekError
+from keyring.leases import GrantedLease
 from keyring.models import KeyLease
 from keyring.selectors import free_keys
-from keyring.services import (
-    GrantedLease,
-    check_kek_opens_keyring,
-    expire_leases,
-    lock_keyring,
-    log_granted,
-    release_lease,
-    rotate_kek,
-)
+from keyring.services import check_kek_opens_keyring, rotate_kek
+from signing.backends import backend
 from signing.models import Batch, SigningRun
-from signing.runs import messages, sql
-from signing.runs import sqlite as embedded
+from signing.runs import messages
 from signing.runs.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
+from signing.runs.leases import expire_leases, log_granted, release_lease
 
 log = EventLogger(__name__)
 
@@ -138,16 +132,9 @@ def plan_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun
                 raise
             active = SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).first()
             raise RunAlreadyActive(active.pk if active else None) from None
-        if is_sqlite():
-            run.batch_count, run.record_count = embedded.plan_batches(
-                run_id=run.pk, batch_size=batch_size
-            )
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute(sql.PLAN_BATCHES, {"run_id": run.pk, "batch_size": batch_size})
-                run.batch_count, run.record_count = cursor.fetchone()
-                # Up to one row per record just landed: plan the run's queries for them.
-                cursor.execute(sql.ANALYZE_BATCHES)
+        run.batch_count, run.record_count = backend().plan_batches(
+            run_id=run.pk, batch_size=batch_size
+        )
         run.save(update_fields=["batch_count", "record_count"])
     log.info(
         "run.planned",
@@ -168,17 +155,9 @@ def fill_run(run_id: int, *, release_lease_id: int | None = None) -> int:
     turn of the keyring lock. The SigningTriggered messages leave only after that commits.
     Returns how many were claimed.
     """
-    claim = {
-        "run_id": run_id,
-        "ttl_seconds": settings.SIGNING_LEASE_TTL,
-        "release_lease_id": release_lease_id,
-    }
-    if is_sqlite():
-        leases = embedded.claim_batches(**claim)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql.CLAIM_BATCHES, claim)
-            leases = [GrantedLease(*row) for row in cursor.fetchall()]
+    leases = backend().claim_batches(
+        run_id=run_id, ttl_seconds=settings.SIGNING_LEASE_TTL, release_lease_id=release_lease_id
+    )
     for lease in leases:
         log_granted(lease)
     if leases:
@@ -452,10 +431,8 @@ def rotate_kek_between_runs(*, old_kek: bytes, new_kek: bytes) -> int:
     two cannot wait for each other.
     """
     with transaction.atomic():
-        lock_keyring()
-        if not is_sqlite():
-            with connection.cursor() as cursor:
-                cursor.execute(sql.BLOCK_RUN_CHANGES)
+        backend().lock_keyring()
+        backend().block_run_changes()
         active = SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).first()
         if active is not None:
             raise RunAlreadyActive(active.pk)
@@ -473,7 +450,7 @@ def cancel_run(run_id: int) -> bool:
     lease claimed in that instant stayed open on a cancelled run.
     """
     with transaction.atomic():
-        lock_keyring()
+        backend().lock_keyring()
         cancelled = SigningRun.objects.filter(
             pk=run_id, status__in=SigningRun.ACTIVE_STATUSES
         ).update(status=SigningRun.Status.CANCELLED, finished_at=Now())

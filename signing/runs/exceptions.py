@@ -16,3 +16,7 @@ class RunAlreadyActive(Exception):
 
 class NotReadyToSign(Exception):
     """A run could not make progress: no usable key, or a KEK that does not open them."""
+
+
+class LeaseLost(Exception):
+    """The lease was released or expired, or its token changed: the holder must write nothing."""

@@ -2,24 +2,20 @@
 
 Events move a run forward; this tick only repairs what a crash, a lost message or a
 restarted server left behind (see signing.runs.dispatch.recover). Every worker process runs the
-tick, and a PostgreSQL advisory lock lets one at a time do the work, so no extra process has
-to be started and any surviving worker heals the others' mess.
+tick, and a lock of the backend's (PostgreSQL: an advisory lock; embedded mode: a thread lock)
+lets one at a time do the work, so no extra process has to be started and any surviving worker
+heals the others' mess.
 """
 
 from __future__ import annotations
 
 import threading
-import zlib
 
 from dramatiq import Broker, Middleware, Worker
 
 from kernel.events import EventLogger
 
 log = EventLogger(__name__)
-
-REAPER_LOCK_ID = zlib.crc32(b"signing reaper")
-# The advisory lock's counterpart in embedded mode, where every worker is a thread here.
-_embedded_reaper = threading.Lock()
 
 
 def reap_once() -> bool:
@@ -34,32 +30,23 @@ def reap_once() -> bool:
     # Imported here: this module is loaded with the broker, before Django's apps are ready.
     from django.db import close_old_connections
 
-    from kernel.vendor import is_sqlite
+    from signing.backends import backend
 
     close_old_connections()
-    if not is_sqlite():
-        return _reap(advisory_lock=True)
-    # Embedded mode: every worker is a thread of this process, so a thread lock will do.
-    if not _embedded_reaper.acquire(blocking=False):
-        return False
-    try:
-        return _reap(advisory_lock=False)
-    finally:
-        _embedded_reaper.release()
+    with backend().reaper_turn() as mine:
+        return mine and _reap()
 
 
-def _reap(*, advisory_lock: bool) -> bool:
+def _reap() -> bool:
     from django.db import connection, transaction
 
+    from signing.backends import backend
     from signing.runs.dispatch import reclaim_expired_leases, resume_runs
 
     try:
         with transaction.atomic():
-            if advisory_lock:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [REAPER_LOCK_ID])
-                    if not cursor.fetchone()[0]:
-                        return False
+            if not backend().try_reaper_lock():
+                return False
             expired = reclaim_expired_leases()
         # After the commit (and the lock's release): resuming waits on the broker, for
         # seconds when it does not answer, and is safe in several processes at once.

@@ -13,20 +13,20 @@ from dataclasses import dataclass
 from itertools import chain
 
 from django.conf import settings
-from django.db import connection
 
 from kernel import crypto
 from kernel.events import EventLogger
-from kernel.vendor import is_sqlite
-from keyring.exceptions import KekError, LeaseLost
-from keyring.services import UnsealedKey, extend_lease, open_private_key
+from keyring.exceptions import KekError
+from keyring.leases import LeaseHint
+from keyring.services import UnsealedKey, open_private_key
 from records.models import Signature
 from records.selectors import unsigned_record_pages
 from signing.audit.rules import audit
+from signing.backends import backend
 from signing.models import Batch, RunAudit, SigningRun
-from signing.runs import sql
-from signing.runs import sqlite as embedded
 from signing.runs.dispatch import give_back_batch
+from signing.runs.exceptions import LeaseLost
+from signing.runs.leases import extend_lease
 from signing.runs.store import (
     SignatureStage,
     StoreOutcome,
@@ -51,17 +51,6 @@ class BatchSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class LeaseHint:
-    """What a SigningTriggered says about its lease: checked against the database, whole."""
-
-    lease_id: int
-    token: int
-    batch_id: int
-    key_id: int
-    kid: str
-
-
-@dataclass(frozen=True, slots=True)
 class TakenUp:
     """A batch taken up under its lease: its status and the range of its records."""
 
@@ -77,20 +66,7 @@ def take_up_batch(hint: LeaseHint) -> TakenUp | None:
     The first take-up of a lease counts an attempt of its batch and gives the lease a full
     TTL from now (TAKE_UP_BATCH says why).
     """
-    params = {
-        "lease_id": hint.lease_id,
-        "token": hint.token,
-        "batch_id": hint.batch_id,
-        "key_id": hint.key_id,
-        "kid": hint.kid,
-        "ttl_seconds": settings.SIGNING_LEASE_TTL,
-    }
-    if is_sqlite():
-        row = embedded.take_up_batch(**params)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql.TAKE_UP_BATCH, params)
-            row = cursor.fetchone()
+    row = backend().take_up(hint, ttl_seconds=settings.SIGNING_LEASE_TTL)
     return TakenUp(*row) if row is not None else None
 
 
@@ -154,20 +130,14 @@ def _sign_and_store(
     signed_pages = (_sign_page(key, page, heartbeat) for page in pages)
     first = next(signed_pages, [])
     second = next(signed_pages, None)
-    fence = {
-        "lease_id": hint.lease_id,
-        "token": hint.token,
-        "batch_id": hint.batch_id,
-        "key_id": hint.key_id,
-    }
     if second is None:
-        outcome, conflicts = store_signatures(**fence, signatures=first)
+        outcome, conflicts = store_signatures(hint, signatures=first)
         return outcome, conflicts, len(first)
     with SignatureStage() as stage:
         for signatures in chain([first, second], signed_pages):
             stage.add(signatures)
         heartbeat.beat()  # the store of a big stage takes a while: start it with a fresh TTL
-        outcome, conflicts = store_staged_signatures(**fence, stage=stage)
+        outcome, conflicts = store_staged_signatures(hint, stage=stage)
         return outcome, conflicts, stage.count
 
 
@@ -197,9 +167,8 @@ class Heartbeat:
             self.beat()
 
     def beat(self) -> None:
-        lease_id, token = self.hint.lease_id, self.hint.token
-        if not extend_lease(lease_id=lease_id, token=token, ttl_seconds=self.ttl):
-            raise LeaseLost(f"lease {lease_id} (token {token}) is gone")
+        if not extend_lease(self.hint, ttl_seconds=self.ttl):
+            raise LeaseLost(f"lease {self.hint.lease_id} (token {self.hint.token}) is gone")
         self.last = time.perf_counter()
 
 

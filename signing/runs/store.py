@@ -5,18 +5,15 @@ redelivered SigningTriggered store nothing the second time)."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import suppress
 
-import psycopg
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 
 from kernel.crypto import SignedRecord
 from kernel.events import EventLogger
-from kernel.vendor import is_sqlite
+from keyring.leases import LeaseHint
+from signing.backends import backend
 from signing.models import Batch
-from signing.runs import sql
-from signing.runs import sqlite as embedded
 
 log = EventLogger(__name__)
 
@@ -30,7 +27,7 @@ class StoreOutcome(enum.Enum):
 
 
 def store_signatures(
-    *, lease_id: int, token: int, batch_id: int, key_id: int, signatures: list[SignedRecord]
+    lease: LeaseHint, *, signatures: list[SignedRecord]
 ) -> tuple[StoreOutcome, int]:
     """Write all of a batch's signatures in one statement, or none of them.
 
@@ -41,23 +38,18 @@ def store_signatures(
     Returns the outcome and the number of records that already had a signature
     (conflicts: there must be none).
     """
-    fence = {"lease_id": lease_id, "token": token, "batch_id": batch_id, "key_id": key_id}
-    arrays = {
-        "record_ids": [signed.record_id for signed in signatures],
-        "signatures": [signed.signature for signed in signatures],
-    }
-    if is_sqlite():
-        counts = embedded.store_signatures(**fence, **arrays)
-    else:
-        with _binary_cursor() as cursor:
-            cursor.execute(sql.STORE_SIGNATURES, {**fence, **arrays})
-            counts = cursor.fetchone()
-    return _outcome(*counts, written=len(signatures), batch_id=batch_id, lease_id=lease_id)
+    counts = backend().store_signatures(
+        lease,
+        record_ids=[signed.record_id for signed in signatures],
+        signatures=[signed.signature for signed in signatures],
+    )
+    return _outcome(*counts, written=len(signatures), lease=lease)
 
 
 class SignatureStage:
     """A big batch's signatures, staged a page at a time in this connection's own temporary
-    table (signing.runs.sql.CREATE_STAGE says why), then stored whole by store_staged_signatures.
+    table (signing.backends.sql.CREATE_STAGE says why), then stored whole by
+    store_staged_signatures.
 
     Used as a context manager around one batch; emptied on the way in and out.
     """
@@ -66,33 +58,19 @@ class SignatureStage:
         self.count = 0
 
     def __enter__(self) -> SignatureStage:
-        if is_sqlite():
-            embedded.empty_stage()
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute(sql.CREATE_STAGE)
-                cursor.execute(sql.CLEAR_STAGE)
+        backend().empty_stage()
         return self
 
     def add(self, signatures: list[SignedRecord]) -> None:
-        record_ids = [signed.record_id for signed in signatures]
-        raw = [signed.signature for signed in signatures]
-        if is_sqlite():
-            embedded.stage(record_ids, raw)
-        else:
-            with _binary_cursor() as cursor:
-                cursor.execute(sql.STAGE_SIGNATURES, {"record_ids": record_ids, "signatures": raw})
+        backend().stage(
+            record_ids=[signed.record_id for signed in signatures],
+            signatures=[signed.signature for signed in signatures],
+        )
         self.count += len(signatures)
 
     def __exit__(self, *exc_info: object) -> None:
-        try:
-            if is_sqlite():
-                embedded.empty_stage()
-            else:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql.CLEAR_STAGE)
-        except DatabaseError:  # the session is gone, and its temporary table with it
-            pass
+        with suppress(DatabaseError):  # a session gone takes its temporary table with it
+            backend().empty_stage()
 
 
 class StageIncomplete(Exception):
@@ -100,30 +78,22 @@ class StageIncomplete(Exception):
     (a database restart). Nothing was stored; the batch is signed again."""
 
 
-def store_staged_signatures(
-    *, lease_id: int, token: int, batch_id: int, key_id: int, stage: SignatureStage
-) -> tuple[StoreOutcome, int]:
+def store_staged_signatures(lease: LeaseHint, *, stage: SignatureStage) -> tuple[StoreOutcome, int]:
     """store_signatures for a staged batch: one fenced statement, and only if the stage
     still holds every signature staged (else StageIncomplete, nothing written)."""
-    fence = {"lease_id": lease_id, "token": token, "batch_id": batch_id, "key_id": key_id}
-    if is_sqlite():
-        counts = embedded.store_staged_signatures(**fence, staged=stage.count)
-    else:
-        with _binary_cursor() as cursor:
-            cursor.execute(sql.STORE_STAGED_SIGNATURES, {**fence, "staged": stage.count})
-            counts = cursor.fetchone()
+    counts = backend().store_staged_signatures(lease, staged=stage.count)
     leased, claimed, _ = counts
     if (
         leased
         and not claimed
-        and Batch.objects.filter(pk=batch_id, status=Batch.Status.LEASED).exists()
+        and Batch.objects.filter(pk=lease.batch_id, status=Batch.Status.LEASED).exists()
     ):
-        raise StageIncomplete(f"batch {batch_id}: the stage lost signatures before the store")
-    return _outcome(*counts, written=stage.count, batch_id=batch_id, lease_id=lease_id)
+        raise StageIncomplete(f"batch {lease.batch_id}: the stage lost signatures before the store")
+    return _outcome(*counts, written=stage.count, lease=lease)
 
 
 def _outcome(
-    leased: int, claimed: int, inserted: int, *, written: int, batch_id: int, lease_id: int
+    leased: int, claimed: int, inserted: int, *, written: int, lease: LeaseHint
 ) -> tuple[StoreOutcome, int]:
     if not leased:
         return StoreOutcome.LEASE_LOST, 0
@@ -131,17 +101,10 @@ def _outcome(
         return StoreOutcome.ALREADY_STORED, 0
     conflicts = written - inserted
     if conflicts:
-        log.error("signatures.conflicts", batch_id=batch_id, lease_id=lease_id, conflicts=conflicts)
+        log.error(
+            "signatures.conflicts",
+            batch_id=lease.batch_id,
+            lease_id=lease.lease_id,
+            conflicts=conflicts,
+        )
     return StoreOutcome.STORED, conflicts
-
-
-@contextmanager
-def _binary_cursor() -> Iterator[psycopg.Cursor]:
-    """A cursor that binds parameters server-side, so they can travel in binary.
-
-    Django's cursors bind on the client (values spelled into the query text). This one
-    shares Django's connection and transaction, and its errors are Django's.
-    """
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        yield cursor

@@ -10,11 +10,14 @@ from django.db import transaction
 from django.db.models import F
 
 from kernel import crypto
+from keyring.leases import GrantedLease, LeaseHint
 from keyring.models import KeyLease, SigningKey
-from keyring.services import GrantedLease, lease_lru_key, open_private_key, release_lease
+from keyring.services import open_private_key
 from records.selectors import batch_records
+from signing.backends import backend
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import plan_run
+from signing.runs.leases import release_lease
 from signing.runs.store import StoreOutcome, store_signatures
 from tests.conftest import seed
 
@@ -32,7 +35,7 @@ class Lease(Protocol):
 def lease_batch(batch: Batch, *, ttl_seconds: int = 30) -> GrantedLease:
     """Lease the LRU free key to a pending batch and mark it leased, as dispatch does."""
     with transaction.atomic():
-        lease = lease_lru_key(batch_id=batch.pk, ttl_seconds=ttl_seconds)
+        lease = backend().lease_lru_key(batch_id=batch.pk, ttl_seconds=ttl_seconds)
         assert lease is not None, "no free key"
         Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.LEASED)
     return lease
@@ -51,10 +54,7 @@ def signatures_for(lease: Lease) -> list[crypto.SignedRecord]:
 def store(lease: Lease, signatures: list[crypto.SignedRecord]) -> tuple[StoreOutcome, int]:
     """Store signatures under a lease, through the fenced write workers use."""
     return store_signatures(
-        lease_id=lease.id,
-        token=lease.token,
-        batch_id=lease.batch_id,
-        key_id=lease.key_id,
+        LeaseHint(lease.id, lease.token, lease.batch_id, lease.key_id, lease.kid),
         signatures=signatures,
     )
 

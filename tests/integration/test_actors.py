@@ -72,8 +72,8 @@ def test_a_late_signing_triggered_after_its_batch_was_signed_by_another_writes_n
     seed(records=10, keys=2)
     run = start_run(batch_size=10, max_in_flight=1)
     [late] = sent.named("signing_triggered")
-    from keyring.services import release_lease
     from signing.runs.dispatch import fill_run
+    from signing.runs.leases import release_lease
 
     release_lease(lease_id=late.kwargs["lease_id"], outcome=KeyLease.Outcome.EXPIRED)
     Batch.objects.filter(pk=late.kwargs["batch_id"]).update(status=Batch.Status.PENDING)

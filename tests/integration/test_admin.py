@@ -18,9 +18,10 @@ from keyring import sealing
 from keyring.models import KeyDisabledPeriod, KeyLease, SigningKey
 from keyring.services import create_keys
 from records.models import Record, Signature
-from records.services import load_records, random_payloads
+from records.services import random_payloads
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import plan_run
+from signing.runs.seeding import load_records
 from tests.integration.factories import lease_batch, sign_and_release
 
 pytestmark = pytest.mark.usefixtures("backend")

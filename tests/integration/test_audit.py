@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from kernel.vendor import is_sqlite
+from kernel.vendor import SQLITE
 from keyring.models import KeyLease, SigningKey
 from records.models import Signature
 from signing.audit.rules import audit
@@ -39,7 +39,7 @@ def without_constraint(table: str, constraint: str) -> None:
 
     On SQLite the constraints that PostgreSQL holds as such are triggers (one per write).
     """
-    if is_sqlite():
+    if connection.vendor == SQLITE:
         for write in ("insert", "update"):
             without_trigger(table, f"{constraint}_on_{write}")
         return
@@ -51,7 +51,8 @@ def without_constraint(table: str, constraint: str) -> None:
 def without_trigger(table: str, trigger: str) -> None:
     """Disable a trigger inside the test's transaction, to plant what it would refuse."""
     with connection.cursor() as cursor:
-        if is_sqlite():  # SQLite's DDL is transactional too: the rollback restores it
+        # SQLite's DDL is transactional too: the rollback restores it.
+        if connection.vendor == SQLITE:
             cursor.execute(f"DROP TRIGGER {trigger}")
             return
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -60,7 +61,7 @@ def without_trigger(table: str, trigger: str) -> None:
 
 def tampering_with_signatures() -> None:
     """Let this test's transaction rewrite signatures, which are append-only otherwise."""
-    if is_sqlite():
+    if connection.vendor == SQLITE:
         for write in ("update", "delete"):
             without_trigger("records_signature", f"signature_append_only_on_{write}")
         return

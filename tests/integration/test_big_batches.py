@@ -61,9 +61,9 @@ def test_a_stage_that_lost_signatures_stores_nothing(one_big_batch, monkeypatch)
 
     store = store_module.store_staged_signatures
 
-    def store_after_losing_one(**kwargs):
-        kwargs["stage"].count += 1  # as if the session had been replaced half-way
-        return store(**kwargs)
+    def store_after_losing_one(lease, *, stage):
+        stage.count += 1  # as if the session had been replaced half-way
+        return store(lease, stage=stage)
 
     monkeypatch.setattr("signing.runs.services.store_staged_signatures", store_after_losing_one)
     with pytest.raises(StageIncomplete):
@@ -79,8 +79,8 @@ def test_a_big_batch_whose_lease_is_lost_while_staging_stores_nothing(
     one_big_batch, monkeypatch, settings
 ):
     settings.SIGNING_LEASE_TTL = 1e-6  # every chunk is "a third of a TTL" later: beat each time
-    from keyring.services import release_lease
     from signing.runs import services
+    from signing.runs.leases import release_lease
 
     take_up = services.take_up_batch
 

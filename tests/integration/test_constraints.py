@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from kernel.vendor import constraint_name
 from keyring.models import KeyLease, SigningKey
-from keyring.services import release_lease
 from records.models import Record, Signature
 from signing.models import SigningRun
 from signing.runs.dispatch import plan_run
+from signing.runs.leases import release_lease
 from tests.conftest import seed
 from tests.integration.factories import lease_batch
 

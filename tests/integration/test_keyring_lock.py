@@ -24,8 +24,8 @@ from keyring import sealing
 from keyring.models import KeyLease, SigningKey
 from keyring.services import create_keys
 from signing.audit.rules import audit
+from signing.backends import sql
 from signing.models import Batch, SigningRun
-from signing.runs import sql
 from signing.runs.dispatch import cancel_run, plan_run
 from tests.conftest import seed, wait_until
 from tests.integration.factories import lease_batch, sign_and_release

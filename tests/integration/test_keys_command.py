@@ -10,7 +10,8 @@ from kernel import crypto
 from keyring import sealing
 from keyring.exceptions import KekMismatch
 from keyring.models import KeyLease, SigningKey
-from keyring.services import keyring_clock, lease_lru_key
+from keyring.services import keyring_clock
+from signing.backends import backend
 from signing.runs.dispatch import plan_run
 from tests.conftest import seed
 
@@ -88,9 +89,9 @@ def test_a_disabled_key_is_never_leased_again():
     assert not first.enabled
     assert first.disabled_at is not None
     assert f"{first.kid} is disabled" in output
-    assert lease_lru_key(batch_id=batches[0].pk, ttl_seconds=30).key_id == second.pk
+    assert backend().lease_lru_key(batch_id=batches[0].pk, ttl_seconds=30).key_id == second.pk
     # first was the least recently used and is free, yet nothing is left to lease
-    assert lease_lru_key(batch_id=batches[1].pk, ttl_seconds=30) is None
+    assert backend().lease_lru_key(batch_id=batches[1].pk, ttl_seconds=30) is None
     assert not KeyLease.objects.filter(key=first).exists()
 
 
@@ -117,7 +118,7 @@ def test_an_enabled_key_is_leased_again_in_its_lru_turn_and_its_time_out_is_kept
     [period] = first.disabled_periods.all()
     assert period.enabled_at > period.disabled_at
     # never used, it comes first again
-    assert lease_lru_key(batch_id=batches[0].pk, ttl_seconds=30).key_id == first.pk
+    assert backend().lease_lru_key(batch_id=batches[0].pk, ttl_seconds=30).key_id == first.pk
     with pytest.raises(CommandError, match="no key has the kid 'key-nope'"):
         keys("enable", "key-nope")
 

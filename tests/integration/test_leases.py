@@ -1,4 +1,4 @@
-"""keyring.services lease_lru_key / release_lease: rules 2 and 4 under real concurrency."""
+"""The backend's lease_lru_key and release_lease: rules 2 and 4 under real concurrency."""
 
 import threading
 from collections import deque
@@ -8,9 +8,11 @@ import pytest
 from django.db import transaction
 
 from keyring.models import KeyLease, SigningKey
-from keyring.services import lease_lru_key, release_lease, set_keys_enabled
+from keyring.services import set_keys_enabled
 from signing.audit.rules import audit
+from signing.backends import backend
 from signing.runs.dispatch import plan_run
+from signing.runs.leases import release_lease
 from tests.conftest import run_together, seed
 
 # Runs on both backends: the servers, and embedded mode (tests/conftest.py).
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("backend")
 
 def lease(batch_id: int):
     with transaction.atomic():
-        return lease_lru_key(batch_id=batch_id, ttl_seconds=30)
+        return backend().lease_lru_key(batch_id=batch_id, ttl_seconds=30)
 
 
 def release(lease_id: int) -> None:

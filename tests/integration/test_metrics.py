@@ -17,12 +17,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from keyring.leases import GrantedLease
 from keyring.models import KeyLease, SigningKey
-from keyring.services import GrantedLease, release_lease
 from records.models import Record, Signature
 from signing.models import Batch, SigningRun
 from signing.ops.metrics import BATCH_DURATION_BUCKETS, metrics_view
 from signing.runs.dispatch import cancel_run, plan_run, return_batch
+from signing.runs.leases import release_lease
 from tests.conftest import seed
 from tests.integration.factories import lease_batch, sign_and_release
 

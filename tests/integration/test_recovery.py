@@ -1,5 +1,6 @@
 """Lease expiry, heartbeats and the reaper's pass (signing.runs.dispatch.recover), in-process."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -7,11 +8,12 @@ from django.db import connections
 from django.db.models import F
 
 from keyring.models import KeyLease
-from keyring.services import extend_lease, release_lease
 from records.models import Signature
+from signing.backends.postgresql import REAPER_LOCK_ID
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import fill_run, plan_run, recover
-from signing.runs.reaper import REAPER_LOCK_ID, reap_once
+from signing.runs.leases import extend_lease, release_lease
+from signing.runs.reaper import reap_once
 from signing.runs.services import sign_batch, take_up_batch
 from signing.runs.store import StoreOutcome
 from tests.conftest import hint_of, seed
@@ -121,13 +123,13 @@ def test_a_signed_batch_whose_completion_was_lost_stays_signed(
 
 def test_a_heartbeat_extends_a_live_lease_only(run, sent):
     message = sent.named("signing_triggered")[0]
-    lease_id, token = message.kwargs["lease_id"], message.kwargs["token"]
-    before = KeyLease.objects.get(pk=lease_id).expires_at
-    assert extend_lease(lease_id=lease_id, token=token, ttl_seconds=60)
-    assert KeyLease.objects.get(pk=lease_id).expires_at > before
-    assert not extend_lease(lease_id=lease_id, token=token + 1, ttl_seconds=60)
-    expire_now(lease_id)
-    assert not extend_lease(lease_id=lease_id, token=token, ttl_seconds=60)
+    hint = hint_of(message)
+    before = KeyLease.objects.get(pk=hint.lease_id).expires_at
+    assert extend_lease(hint, ttl_seconds=60)
+    assert KeyLease.objects.get(pk=hint.lease_id).expires_at > before
+    assert not extend_lease(replace(hint, token=hint.token + 1), ttl_seconds=60)
+    expire_now(hint.lease_id)
+    assert not extend_lease(hint, ttl_seconds=60)
 
 
 def test_a_batch_that_loses_its_lease_while_signing_stops_and_writes_nothing(
@@ -143,7 +145,7 @@ def test_a_batch_that_loses_its_lease_while_signing_stops_and_writes_nothing(
         return taken
 
     monkeypatch.setattr("signing.runs.services.take_up_batch", take_up_then_lose_the_lease)
-    with caplog.at_level("WARNING", logger="keyring.services"):
+    with caplog.at_level("WARNING", logger="signing.runs.leases"):
         assert sign(message) is StoreOutcome.LEASE_LOST
     assert f"lease.lost lease_id={message.kwargs['lease_id']}" in caplog.text
     assert not Signature.objects.exists()

@@ -1,11 +1,13 @@
 """signing.runs.store.store_signatures: the fenced write, with two writers of one batch."""
 
+from dataclasses import replace
+
 import pytest
 
 from keyring.models import KeyLease
-from keyring.services import release_lease
 from records.models import Signature
 from signing.models import Batch
+from signing.runs.leases import release_lease
 from signing.runs.store import StoreOutcome, store_signatures
 from tests.conftest import run_together
 from tests.integration.factories import lease_batch, signatures_for, store
@@ -49,13 +51,9 @@ def test_a_writer_whose_lease_was_taken_away_writes_nothing(cast):
 
 
 def test_a_wrong_token_writes_nothing(cast):
-    batch, lease = cast.batch, cast.lease
+    lease = cast.lease
     outcome, _ = store_signatures(
-        lease_id=lease.id,
-        token=lease.token + 1,
-        batch_id=batch.pk,
-        key_id=lease.key_id,
-        signatures=signatures_for(lease),
+        replace(lease.hint(), token=lease.token + 1), signatures=signatures_for(lease)
     )
     assert outcome is StoreOutcome.LEASE_LOST
     assert not Signature.objects.exists()

@@ -12,7 +12,7 @@ from django.db import connections
 
 from kernel.roles import connect_as_owner
 from kernel.vendor import SQLITE
-from records.sqlite import reset_all
+from signing.backends.sqlite import reset_tables
 
 
 class Command(FlushCommand):
@@ -20,5 +20,5 @@ class Command(FlushCommand):
         options["reset_sequences"] = False
         connect_as_owner(options["database"])  # a TRUNCATE: the owner's (kernel/roles.py)
         if connections[options["database"]].vendor == SQLITE and not options["interactive"]:
-            reset_all(using=options["database"])
+            reset_tables(using=options["database"])
         super().handle(**options)

@@ -1,4 +1,78 @@
-"""Named SQL of the signing executor."""
+"""Named SQL of the PostgreSQL backend (signing.backends.postgresql): the keyring's leases,
+the loading and reset of records, and the run's plan, claim, take-up and fenced store.
+
+Each takes its parameters by name. Every timestamp of a lease comes from PostgreSQL's
+``clock_timestamp()``, one clock for every worker on every host, read while the keyring
+lock is held, so lease and release times are totally ordered (docs/architecture.md).
+Leasing, releasing and claiming are database functions (keyring migration 0003, signing
+migration 0007): one round trip each, the lock held only while PostgreSQL runs them.
+"""
+
+# --- The keyring ----------------------------------------------------------------------
+
+# Take the keyring lock for the rest of the transaction.
+LOCK_KEYRING = "SELECT keyring_lock()"
+
+# The clock leases and releases are stamped with (read it under the keyring lock).
+CLOCK = "SELECT clock_timestamp()"
+
+# Lease the LRU free key to a batch (keyring_lease_lru_key, migration 0003); no row when
+# every key is busy. The columns come in the order of keyring.leases.GrantedLease.
+LEASE_LRU_KEY = """
+SELECT lease_id, key_id, kid, public_key_pem, batch_id, token, acquired_at, expires_at
+FROM keyring_lease_lru_key(%(batch_id)s, %(ttl_seconds)s)
+"""
+
+# Close a lease still open and stamp its key as used; the lease's batch id, or NULL when
+# the lease was closed already.
+RELEASE_LEASE = "SELECT keyring_release_lease(%(lease_id)s, %(outcome)s)"
+
+# Push an open lease's expiry one TTL past now, if it is still held under this token.
+EXTEND_LEASE = """
+UPDATE keyring_keylease
+SET expires_at = clock_timestamp() + make_interval(secs => %(ttl_seconds)s)
+WHERE id = %(lease_id)s AND token = %(token)s AND released_at IS NULL
+  AND expires_at > clock_timestamp()
+RETURNING expires_at
+"""
+
+# Close every open lease whose time is up, stamping its key as used; say which were closed.
+EXPIRE_LEASES = """
+WITH now AS (SELECT clock_timestamp() AS t),
+expired AS (
+    UPDATE keyring_keylease SET released_at = now.t, outcome = 'expired'
+    FROM now
+    WHERE keyring_keylease.released_at IS NULL AND keyring_keylease.expires_at <= now.t
+    RETURNING keyring_keylease.id, keyring_keylease.key_id, keyring_keylease.batch_id,
+              keyring_keylease.released_at
+),
+stamped AS (
+    UPDATE keyring_signingkey SET last_used_at = expired.released_at, held_by_id = NULL
+    FROM expired WHERE keyring_signingkey.id = expired.key_id
+)
+SELECT id, batch_id FROM expired ORDER BY id
+"""
+
+
+# --- Records --------------------------------------------------------------------------
+
+# Bulk-load seeded records (COPY is several times faster than INSERT at 100k rows).
+COPY_RECORDS = "COPY records_record (payload, created_at) FROM STDIN"
+ANALYZE_RECORDS = "SELECT signing_analyze_filled_v1('records_record')"  # signing 0008
+
+# Forget every record, signature, run, batch, lease and key (and the keys' disabled periods).
+# Ids are NOT restarted: a message from before the reset must never name a row of the new
+# data (a lease id and token of the old data would otherwise fence the new batch).
+# Deferred foreign-key checks still queued in this transaction run first: TRUNCATE
+# refuses a table with pending trigger events.
+RESET_ALL = """
+SET CONSTRAINTS ALL IMMEDIATE;
+TRUNCATE records_signature, keyring_keylease, signing_batch, signing_runaudit, signing_signingrun,
+         records_record, keyring_keydisabledperiod, keyring_signingkey
+"""
+
+
+# --- A run ----------------------------------------------------------------------------
 
 # Plan a run: cut the unsigned record ids, in order, into contiguous batches of
 # %(batch_size)s (the last may be smaller), in one pass and one statement; say how many
@@ -124,3 +198,23 @@ STORE_STAGED_SIGNATURES = _STORE_FENCED.format(
     signatures="signing_staged_signature",
     whole="\n      AND (SELECT count(*) FROM signing_staged_signature) = %(staged)b",
 )
+
+
+# --- The audit ------------------------------------------------------------------------
+
+# Rule 2: pairs of leases of one key whose time ranges overlap.
+OVERLAPPING_LEASES = """
+SELECT a.id, b.id, k.kid FROM keyring_keylease a
+JOIN keyring_keylease b ON b.key_id = a.key_id AND b.id > a.id
+ AND tstzrange(a.acquired_at, a.released_at) && tstzrange(b.acquired_at, b.released_at)
+JOIN keyring_signingkey k ON k.id = a.key_id
+JOIN signing_batch ba ON ba.id = a.batch_id
+JOIN signing_batch bb ON bb.id = b.batch_id
+WHERE CAST(%(run_id)s AS bigint) IS NULL OR %(run_id)s IN (ba.run_id, bb.run_id)
+"""
+
+# --- The reaper -----------------------------------------------------------------------
+
+# One recovery pass at a time across every worker process: a transaction-scoped advisory
+# lock, so it can never outlive the pass's transaction.
+TRY_REAPER_LOCK = "SELECT pg_try_advisory_xact_lock(%s)"
