@@ -15,9 +15,12 @@ import dramatiq
 
 from kernel.events import EventLogger
 from keyring.exceptions import KekError
-from signing.runs.dispatch import complete_batch, record_batch_failure
+from keyring.leases import LeaseHint
+from signing.runs import messages
+from signing.runs.dispatch import advance_run
 from signing.runs.messages import QUEUE
-from signing.runs.services import LeaseHint, audit_and_record, sign_batch
+from signing.runs.recovery import record_batch_failure
+from signing.runs.services import audit_and_record, sign_batch
 from signing.runs.store import StoreOutcome
 
 log = EventLogger(__name__)
@@ -26,16 +29,13 @@ log = EventLogger(__name__)
 @dramatiq.actor(queue_name=QUEUE, max_retries=20, min_backoff=200, max_backoff=10_000)
 def signing_failed(message: dict[str, Any], retries: dict[str, Any]) -> None:
     """A SigningTriggered ran out of retries: note why on its batch; its lease runs out."""
-    kwargs = message.get("kwargs") or {}
-    lease_id, token = kwargs.get("lease_id"), kwargs.get("token")
-    if not _ids(lease_id, token):
+    lease = _lease_of(message.get("kwargs") or {})
+    if lease is None:
         log.warning("message.invalid", actor="signing_failed")
         return
     reason = (message.get("options", {}).get("traceback") or "").strip().splitlines()
     record_batch_failure(
-        lease_id=lease_id,
-        token=token,
-        reason=reason[-1] if reason else f"failed after {retries.get('retries')} retries",
+        lease, reason=reason[-1] if reason else f"failed after {retries.get('retries')} retries"
     )
 
 
@@ -68,33 +68,30 @@ def signing_triggered(
     **_ignored: Any,  # messages of earlier versions carried the records and public key
 ) -> None:
     """Sign and store one batch; report it unless the message names no live lease."""
-    if not (_ids(run_id, batch_id, lease_id, token, key_id) and _kid(kid)):
+    lease = _lease_of(
+        {"batch_id": batch_id, "lease_id": lease_id, "token": token, "key_id": key_id, "kid": kid}
+    )
+    if lease is None or not _ids(run_id):
         log.warning("message.invalid", actor="signing_triggered")
         return
-    hint = LeaseHint(lease_id=lease_id, token=token, batch_id=batch_id, key_id=key_id, kid=kid)
-    summary = sign_batch(hint)
+    summary = sign_batch(lease)
     if summary.outcome is StoreOutcome.LEASE_LOST:
         return
-    signing_completed.send(
-        run_id=run_id,
-        lease_id=lease_id,
-        signed=summary.signed,
-        conflicts=summary.conflicts,
-        seconds=round(summary.seconds, 6),
-    )
+    messages.send(messages.SIGNING_COMPLETED, run_id=run_id, lease_id=lease_id)
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=20, min_backoff=200, max_backoff=10_000)
-def signing_completed(*, run_id: int, lease_id: int, **summary: Any) -> None:
-    """Release the batch's lease and dispatch the next batch (a no-op the second time).
-
-    The summary (signed, conflicts, seconds) is for whoever watches the queue; nothing
-    reads it here.
-    """
+def signing_completed(
+    *,
+    run_id: int,
+    lease_id: int,
+    **_ignored: Any,  # messages of earlier versions carried a summary (now in the log)
+) -> None:
+    """Release the batch's lease and dispatch the next batch (a no-op the second time)."""
     if not _ids(run_id, lease_id):
         log.warning("message.invalid", actor="signing_completed")
         return
-    complete_batch(run_id=run_id, lease_id=lease_id)
+    advance_run(run_id, release_lease_id=lease_id)
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=5, time_limit=600_000)
@@ -108,6 +105,15 @@ def audit_run(*, run_id: int) -> None:
 
 # The largest id PostgreSQL's bigint holds: a larger one would fail in the database, retried.
 _MAX_ID = 2**63 - 1
+
+
+def _lease_of(fields: dict[str, Any]) -> LeaseHint | None:
+    """The lease a SigningTriggered names, as one value; None if its fields are not even of
+    the right types (the database checks the rest)."""
+    ids = [fields.get(name) for name in ("lease_id", "token", "batch_id", "key_id")]
+    if not (_ids(*ids) and _kid(fields.get("kid"))):
+        return None
+    return LeaseHint(*ids, kid=fields["kid"])
 
 
 def _ids(*values: object) -> bool:

@@ -1,6 +1,6 @@
 """The run domain's lease operations: release, heartbeat and expiry, through the backend
 seam (signing.backends), each with its log event. Leases are granted by the claim
-(signing.runs.dispatch.fill_run), one batch per lease.
+(signing.runs.dispatch.dispatch_batches), one batch per lease.
 
 Leasing and releasing run under one keyring lock (the seed's "lock the table": an
 advisory lock on PostgreSQL, the write lock on SQLite), which buys two things: every lease

@@ -1,7 +1,7 @@
 """The reaper: a slow safety tick inside every worker process, behind the event-driven flow.
 
 Events move a run forward; this tick only repairs what a crash, a lost message or a
-restarted server left behind (see signing.runs.dispatch.recover). Every worker process runs the
+restarted server left behind (see signing.runs.recovery.recover). Every worker process runs the
 tick, and a lock of the backend's (PostgreSQL: an advisory lock; embedded mode: a thread lock)
 lets one at a time do the work, so no extra process has to be started and any surviving worker
 heals the others' mess.
@@ -41,7 +41,7 @@ def _reap() -> bool:
     from django.db import connection, transaction
 
     from signing.backends import backend
-    from signing.runs.dispatch import reclaim_expired_leases, resume_runs
+    from signing.runs.recovery import reclaim_expired_leases, resume_runs
 
     try:
         with transaction.atomic():

@@ -24,9 +24,9 @@ from records.selectors import unsigned_record_pages
 from signing.audit.rules import audit
 from signing.backends import backend
 from signing.models import Batch, RunAudit, SigningRun
-from signing.runs.dispatch import give_back_batch
 from signing.runs.exceptions import LeaseLost
 from signing.runs.leases import extend_lease
+from signing.runs.recovery import give_back_batch
 from signing.runs.store import (
     SignatureStage,
     StoreOutcome,
@@ -96,7 +96,7 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
         except KekError as error:
             # This worker's KEK (none, or not the keys'): no retry would help. The batch
             # goes back at once with the reason, and the actor gives the message up.
-            give_back_batch(lease_id=hint.lease_id, reason=f"{type(error).__name__}: {error}")
+            give_back_batch(hint, reason=f"{type(error).__name__}: {error}")
             raise
         pages = unsigned_record_pages(
             first_record_id=taken.first_record_id, last_record_id=taken.last_record_id

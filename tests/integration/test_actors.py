@@ -72,12 +72,12 @@ def test_a_late_signing_triggered_after_its_batch_was_signed_by_another_writes_n
     seed(records=10, keys=2)
     run = start_run(batch_size=10, max_in_flight=1)
     [late] = sent.named("signing_triggered")
-    from signing.runs.dispatch import fill_run
+    from signing.runs.dispatch import dispatch_batches
     from signing.runs.leases import release_lease
 
     release_lease(lease_id=late.kwargs["lease_id"], outcome=KeyLease.Outcome.EXPIRED)
     Batch.objects.filter(pk=late.kwargs["batch_id"]).update(status=Batch.Status.PENDING)
-    fill_run(run.pk)
+    dispatch_batches(run.pk)
     second = sent.named("signing_triggered")[1]
     assert second.kwargs["key_id"] != late.kwargs["key_id"]
     deliver(second)

@@ -10,7 +10,7 @@ from keyring.models import KeyLease
 from records.models import Signature
 from signing.audit.rules import audit
 from signing.models import Batch, SigningRun
-from signing.runs.dispatch import complete_batch, start_run
+from signing.runs.dispatch import advance_run, start_run
 from signing.runs.services import sign_batch
 from signing.runs.store import SignatureStage, StageIncomplete, StoreOutcome
 from tests.conftest import hint_of, seed, wait_until
@@ -50,7 +50,7 @@ def test_a_batch_bigger_than_a_page_is_signed_a_page_at_a_time_and_stored_whole(
     assert staged_pages == [7, 7, 7, 7, 7, 7, 7, 1]
     assert Signature.objects.count() == 50
     assert Batch.objects.get().status == Batch.Status.SIGNED
-    complete_batch(run_id=one_big_batch.kwargs["run_id"], lease_id=one_big_batch.kwargs["lease_id"])
+    advance_run(one_big_batch.kwargs["run_id"], release_lease_id=one_big_batch.kwargs["lease_id"])
     assert SigningRun.objects.get().status == SigningRun.Status.COMPLETED
     assert audit(processes=1).passed
 

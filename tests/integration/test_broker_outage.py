@@ -15,7 +15,8 @@ from django.utils import timezone
 from devtools.sandbox import free_port
 from keyring.models import KeyLease, SigningKey
 from signing.models import Batch, RunAudit, SigningRun
-from signing.runs.dispatch import recover, resend_lost_audits, start_run
+from signing.runs.dispatch import start_run
+from signing.runs.recovery import recover, resend_lost_audits
 from tests.conftest import hint_of, seed
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +66,7 @@ def test_the_reaper_dispatches_nothing_while_the_broker_is_down_then_resumes(
     def silent() -> None:
         raise TimeoutError("Timeout reading from socket")
 
-    monkeypatch.setattr("signing.runs.dispatch.check_broker", silent)
+    monkeypatch.setattr("signing.runs.recovery.check_broker", silent)
     for _ in range(3):  # reaper ticks during the outage
         with django_capture_on_commit_callbacks(execute=True):
             recover()

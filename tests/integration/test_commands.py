@@ -191,13 +191,13 @@ def test_a_signature_made_here_verifies_with_the_openssl_command_line(
     algorithm, tmp_path, sent, django_capture_on_commit_callbacks
 ):
     from signing.runs.actors import signing_triggered
-    from signing.runs.dispatch import fill_run
+    from signing.runs.dispatch import dispatch_batches
 
     # Given a record signed by the pipeline's own code path
     seed(records=3, keys=1, algorithm=algorithm)
     run = plan_run(batch_size=3)
     with django_capture_on_commit_callbacks(execute=True):
-        fill_run(run.pk)
+        dispatch_batches(run.pk)
     signing_triggered.fn(**sent.named("signing_triggered")[0].kwargs)
     assert Signature.objects.count() == 3
 

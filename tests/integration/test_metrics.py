@@ -22,8 +22,9 @@ from keyring.models import KeyLease, SigningKey
 from records.models import Record, Signature
 from signing.models import Batch, SigningRun
 from signing.ops.metrics import BATCH_DURATION_BUCKETS, metrics_view
-from signing.runs.dispatch import cancel_run, plan_run, return_batch
+from signing.runs.dispatch import cancel_run, plan_run
 from signing.runs.leases import release_lease
+from signing.runs.recovery import return_batch
 from tests.conftest import seed
 from tests.integration.factories import lease_batch, sign_and_release
 

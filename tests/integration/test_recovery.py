@@ -1,4 +1,4 @@
-"""Lease expiry, heartbeats and the reaper's pass (signing.runs.dispatch.recover), in-process."""
+"""Lease expiry, heartbeats and the reaper's pass (signing.runs.recovery.recover), in-process."""
 
 from dataclasses import replace
 from datetime import timedelta
@@ -11,9 +11,10 @@ from keyring.models import KeyLease
 from records.models import Signature
 from signing.backends.postgresql import REAPER_LOCK_ID
 from signing.models import Batch, SigningRun
-from signing.runs.dispatch import fill_run, plan_run, recover
+from signing.runs.dispatch import dispatch_batches, plan_run
 from signing.runs.leases import extend_lease, release_lease
 from signing.runs.reaper import reap_once
+from signing.runs.recovery import recover
 from signing.runs.services import sign_batch, take_up_batch
 from signing.runs.store import StoreOutcome
 from tests.conftest import hint_of, seed
@@ -25,7 +26,7 @@ def run(db, django_capture_on_commit_callbacks, sent, backend) -> SigningRun:
     seed(records=10, keys=3)
     run = plan_run(batch_size=5, max_in_flight=2)
     with django_capture_on_commit_callbacks(execute=True):
-        fill_run(run.pk)
+        dispatch_batches(run.pk)
     return run
 
 

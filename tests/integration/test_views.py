@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from keyring.models import SigningKey
 from signing.models import SigningRun
-from signing.runs.dispatch import finish_run_if_done, plan_run
+from signing.runs.dispatch import finish_run, plan_run
 from tests.conftest import seed
 from tests.integration.factories import lease_batch, sign_and_release
 
@@ -81,7 +81,7 @@ def test_a_run_with_nothing_to_sign_takes_the_operator_to_it_completed(operator)
     seed(records=5, keys=2)
     earlier = plan_run(batch_size=5)
     sign_and_release(lease_batch(earlier.batches.get()).id)
-    assert finish_run_if_done(earlier.pk)
+    assert finish_run(earlier.pk)
 
     response = operator.post(reverse("dashboard"), {"batch_size": "5"}, follow=True)
 
