@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
+from typing import Protocol
 
 from django.conf import settings
 from django.db import transaction
@@ -41,8 +42,19 @@ class UnsealedKey:
     private_key: crypto.PrivateKey = field(repr=False)
 
 
+class KeyringDatabase(Protocol):
+    """What the keyring needs of the database seam: its lock and its clock. The seam
+    (signing.backends, the top app's) provides them; settings name it, so the keyring asks
+    for this much by that name and imports nothing above it (as Django's mail asks for the
+    EMAIL_BACKEND it is given)."""
+
+    def lock_keyring(self) -> None: ...
+
+    def clock(self) -> datetime: ...
+
+
 @cache
-def _keyring_backend():  # signing.backends.base.Backend; its lock_keyring and clock only
+def _keyring_backend() -> KeyringDatabase:
     return import_string(settings.SIGNING_DATABASE_BACKEND)()
 
 
