@@ -1,12 +1,10 @@
 """The seed's Key Management Service: create, enable and disable keys, rotate the KEK, open a
 private key for signing.
 
-Every change of the keyring runs under the keyring lock and is stamped by its clock, the
-lock and clock leases are granted and released under (signing.backends, where leasing,
-releasing and expiring live): the audit's replay of the LRU rule then knows, at every
-lease, exactly which keys were candidates. The lock and clock are the backend's that
-settings.SIGNING_DATABASE_BACKEND names, taken by that name (as Django's mail takes
-EMAIL_BACKEND), so keyring imports nothing of signing.
+Every change of the keyring runs under the keyring lock and is stamped by its clock, as
+leases are (docs/architecture.md, "Why one keyring lock"), so the audit's replay of the LRU
+rule knows, at every lease, which keys were candidates. The lock and clock are the database
+seam's, asked for through settings (KeyringDatabase below says why).
 """
 
 from __future__ import annotations

@@ -2,10 +2,8 @@
 seam (signing.backends), each with its log event. Leases are granted by the claim
 (signing.runs.dispatch.dispatch_batches), one batch per lease.
 
-Leasing and releasing run under one keyring lock (the seed's "lock the table": an
-advisory lock on PostgreSQL, the write lock on SQLite), which buys two things: every lease
-sees every release committed before it, so the LRU pick is exact and the audit can replay
-it; and lease and release times come from one clock in one order. The constraints on
+Leasing and releasing run under the keyring lock and are stamped by its clock: why, and
+what else takes it, is docs/architecture.md, "Why one keyring lock". The constraints on
 keyring_keylease still refuse overlapping leases on their own.
 """
 
