@@ -24,6 +24,10 @@ class Backend(Protocol):
     """Every method runs on Django's default connection, in the caller's transaction when
     there is one. A lease travels in as one LeaseHint and comes out as a GrantedLease."""
 
+    # Whether the workers that sign are this process's threads (embedded mode's in-process
+    # broker) rather than processes of their own with their own environment.
+    signs_in_this_process: bool
+
     # The keyring lock and its clock.
     def lock_keyring(self) -> None:
         """Serialize with every other lease and release until this transaction ends."""

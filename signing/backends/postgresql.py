@@ -24,6 +24,8 @@ REAPER_LOCK_ID = zlib.crc32(b"signing reaper")
 class PostgreSQLBackend:
     """The servers' backend: PostgreSQL's functions, locks and clock."""
 
+    signs_in_this_process = False  # rundramatiq processes, each with its own KEK
+
     def lock_keyring(self) -> None:
         assert connection.in_atomic_block, "the keyring lock lives as long as a transaction"
         with connection.cursor() as cursor:

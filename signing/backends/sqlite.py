@@ -90,6 +90,8 @@ _reaper = threading.Lock()
 class SQLiteBackend:
     """Embedded mode's backend: SQLite's write lock, this process's clock."""
 
+    signs_in_this_process = True  # embedded mode: the workers are this process's threads
+
     def lock_keyring(self) -> None:
         assert connection.in_atomic_block, "the keyring lock lives as long as a transaction"
         # BEGIN IMMEDIATE took SQLite's write lock when the transaction began.

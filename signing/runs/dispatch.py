@@ -74,10 +74,10 @@ def check_ready_to_sign() -> None:
     environment may still differ, and a run whose batches cannot be signed fails there.
     A process without a KEK (the web tier of a deployment: it never signs) leaves the KEK
     to the workers, which check it when they start and give a batch back at once, with
-    the reason, when it does not open its key (signing.runs.services.sign_batch). In embedded
-    mode the workers are this process's threads, so the KEK is checked here whatever.
+    the reason, when it does not open its key (signing.runs.services.sign_batch). Where the
+    workers are this process's threads (embedded mode), the KEK is checked here whatever.
     """
-    if settings.SIGNING_EMBEDDED or sealing.kek_is_set():
+    if backend().signs_in_this_process or sealing.kek_is_set():
         try:
             check_kek_opens_keyring()
         except KekError as error:
