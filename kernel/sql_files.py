@@ -51,18 +51,6 @@ def sql_text(app_label: str, vendor: str, name: str) -> str:
     return sql_path(app_label, vendor, name).read_text(encoding="utf-8")
 
 
-def sql_files(vendor: str) -> dict[str, Path]:
-    """Every installed app's files for `vendor`, by object name (names are unique across apps,
-    as the database needs them to be: trigger names on SQLite, function names everywhere)."""
-    found: dict[str, Path] = {}
-    for config in apps.get_app_configs():
-        for path in sorted((Path(config.path) / FOLDER / vendor).glob("*.sql")):
-            if path.stem in found:
-                raise ValueError(f"{path} and {found[path.stem]} both define {path.stem}")
-            found[path.stem] = path
-    return found
-
-
 def sql_digest(app_label: str, vendor: str, name: str) -> str:
     """The SHA-256 of `name`'s file, as a migration records it."""
     return hashlib.sha256(sql_path(app_label, vendor, name).read_bytes()).hexdigest()

@@ -39,17 +39,6 @@ def unsigned_record_pages(
         after_id = page[-1][0]
 
 
-def batch_records(*, first_record_id: int, last_record_id: int) -> list[tuple[int, str]]:
-    """Every unsigned (id, payload) pair in a batch's range, in id order, in one list."""
-    return [
-        record
-        for page in unsigned_record_pages(
-            first_record_id=first_record_id, last_record_id=last_record_id
-        )
-        for record in page
-    ]
-
-
 def record_totals() -> dict[str, int]:
     return {"records": Record.objects.count(), "signed": Signature.objects.count()}
 

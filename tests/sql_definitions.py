@@ -10,7 +10,22 @@ import difflib
 import re
 from pathlib import Path
 
-from kernel.sql_files import sql_files
+from django.apps import apps
+
+from kernel.sql_files import FOLDER
+
+
+def sql_files(vendor: str) -> dict[str, Path]:
+    """Every installed app's files for `vendor`, by object name (names are unique across apps,
+    as the database needs them to be: trigger names on SQLite, function names everywhere)."""
+    found: dict[str, Path] = {}
+    for config in apps.get_app_configs():
+        for path in sorted((Path(config.path) / FOLDER / vendor).glob("*.sql")):
+            if path.stem in found:
+                raise ValueError(f"{path} and {found[path.stem]} both define {path.stem}")
+            found[path.stem] = path
+    return found
+
 
 # Our schema's functions (not an extension's, such as btree_gist's) and triggers (not the
 # internal ones behind foreign keys), each as PostgreSQL prints it back: pg_get_functiondef

@@ -13,7 +13,7 @@ from kernel import crypto
 from keyring.leases import GrantedLease, LeaseHint
 from keyring.models import KeyLease, SigningKey
 from keyring.services import open_private_key
-from records.selectors import batch_records
+from records.selectors import unsigned_record_pages
 from signing.backends import backend
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import plan_run
@@ -45,9 +45,10 @@ def signatures_for(lease: Lease) -> list[crypto.SignedRecord]:
     """The leased batch's records signed with the lease's key, as a worker signs them."""
     key = open_private_key(key_id=lease.key_id, kid=lease.kid)
     batch = Batch.objects.get(pk=lease.batch_id)
-    records = batch_records(
+    pages = unsigned_record_pages(
         first_record_id=batch.first_record_id, last_record_id=batch.last_record_id
     )
+    records = [record for page in pages for record in page]
     return crypto.sign_records(key.private_key, records)
 
 

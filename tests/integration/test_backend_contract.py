@@ -17,16 +17,14 @@ import pytest
 from django.db import transaction
 from django.db.models import F
 
-from kernel import crypto
 from keyring.leases import GrantedLease, LeaseHint
 from keyring.models import KeyLease, SigningKey
-from keyring.services import open_private_key
 from records.models import Record, Signature
-from records.selectors import batch_records
 from signing.backends import backend as seam
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import plan_run
 from tests.conftest import seed
+from tests.integration.factories import signatures_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
@@ -40,12 +38,8 @@ def lease(batch: Batch, ttl_seconds: float = 30) -> GrantedLease | None:
 
 
 def signed(lease: GrantedLease) -> tuple[list[int], list[bytes]]:
-    batch = Batch.objects.get(pk=lease.batch_id)
-    key = open_private_key(key_id=lease.key_id, kid=lease.kid)
-    records = batch_records(
-        first_record_id=batch.first_record_id, last_record_id=batch.last_record_id
-    )
-    signatures = crypto.sign_records(key.private_key, records)
+    """The leased batch signed (tests.integration.factories), as the seam's arrays."""
+    signatures = signatures_for(lease)
     return [s.record_id for s in signatures], [s.signature for s in signatures]
 
 

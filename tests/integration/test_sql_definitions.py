@@ -12,8 +12,8 @@ import pytest
 from django.apps import apps
 from django.db import connection
 
-from kernel.sql_files import VENDORS, RunSQLFile, sql_digest, sql_files
-from tests.sql_definitions import differences
+from kernel.sql_files import VENDORS, RunSQLFile, sql_digest
+from tests.sql_definitions import differences, sql_files
 
 # Runs on both backends: the servers, and embedded mode (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("backend")
