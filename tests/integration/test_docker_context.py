@@ -161,7 +161,14 @@ def test_what_the_image_copies_runs_the_app_without_the_development_tooling(tmp_
             copy = shutil.copytree if (ROOT / source).is_dir() else shutil.copy2
             copy(ROOT / source, image / source)
     assert not (image / "devtools").exists()
+    # This checkout's editable install would find every package here whatever was copied:
+    # its finders go, so only the copied files can be imported.
     walk = (
+        "import sys; "
+        "sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in repr(f)]; "
+        "sys.path_hooks[:] = [h for h in sys.path_hooks if '__editable__' not in repr(h)]; "
+        "sys.path[:] = [p for p in sys.path if '__editable__' not in p]; "
+        "sys.path_importer_cache.clear(); "
         "import django, importlib, pkgutil; django.setup(); "
         "from django.core.management import get_commands; "
         "names = [m.name for p in ('kernel', 'keyring', 'records', 'signing', 'signing_site') "
