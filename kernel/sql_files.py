@@ -14,9 +14,10 @@ tests/integration/test_sql_definitions.py compares a migrated database with the 
 fails when a file's digest is not the one the latest migration loading it recorded: a file
 edited without its migration.
 
-An earlier migration that loads a file edited since runs today's text (there is only one),
-and the later migration runs the same text again: a fresh database ends where an upgraded
-one does.
+An earlier migration whose file has been edited since (its digest no longer matches) skips
+that object: the later migration that recorded the new digest makes it, so a fresh database
+and an upgraded one end with the same definition, and no migration runs text written for a
+schema it does not have yet.
 
 A file recreates its object whatever was there before, so loading it again is harmless:
 - PostgreSQL: `CREATE OR REPLACE FUNCTION` / `CREATE OR REPLACE TRIGGER` (PostgreSQL 14+),
@@ -71,8 +72,9 @@ class RunSQLFile(Operation):
     `RunSQLFile("postgresql", "keyring", {"keyring_lock": "<sha256>", ...})` runs
     keyring/database/postgresql/keyring_lock.sql, and so on in the order given (a function
     before the triggers that call it); on any other vendor it does nothing. The digest is the
-    file's as this migration was written (`sql_digest`): the test of the files holds the
-    latest migration of each file to it. The migration
+    file's as this migration was written (`sql_digest`): an object whose file has changed
+    since is skipped here and made by the later migration that loads the new text; the test
+    of the files holds the latest migration of each file to its digest. The migration
     names every object it loads, so that a fresh database gets, migration by migration, the
     objects each one names and no object of a later one.
 
@@ -103,7 +105,12 @@ class RunSQLFile(Operation):
         connection = schema_editor.connection
         if connection.vendor != self.vendor:
             return
-        for name in self.names:
+        for name, digest in self.digests.items():
+            if sql_digest(self.app_label, self.vendor, name) != digest:
+                # The file was edited since this migration was written: a later migration
+                # loads the new text (the test of the files holds the latest to its
+                # digest). Running it here could need what only later migrations make.
+                continue
             for statement in replacing_statements(connection, self.app_label, self.vendor, name):
                 schema_editor.execute(statement, params=None)
 

@@ -22,10 +22,16 @@ class GrantedLease:
 
     def hint(self) -> LeaseHint:
         """The lease as its SigningTriggered names it."""
-        return LeaseHint(self.id, self.token, self.batch_id, self.key_id, self.kid)
+        return LeaseHint(
+            lease_id=self.id,
+            token=self.token,
+            batch_id=self.batch_id,
+            key_id=self.key_id,
+            kid=self.kid,
+        )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LeaseHint:
     """What a SigningTriggered says about its lease, checked against the database whole: the
     one value a lease travels as into the fenced operations (take-up, heartbeat, store)."""

@@ -62,8 +62,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
 ]
-# Development tooling (chaos, bench, loadtest): in a checkout only, never in the image.
-if importlib.util.find_spec("devtools") is not None:
+# Development tooling (chaos, bench, loadtest): in a checkout only, never in the image. This
+# checkout's own folder, not any importable package of that name (PyPI has a `devtools`).
+_DEVTOOLS = importlib.util.find_spec("devtools")
+if _DEVTOOLS is not None and Path(_DEVTOOLS.origin or "").parent == BASE_DIR / "devtools":
     INSTALLED_APPS += ["devtools"]
 
 MIDDLEWARE = [

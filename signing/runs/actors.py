@@ -45,6 +45,7 @@ SIGNING_PRIORITY = 10
 
 
 @dramatiq.actor(
+    actor_name=messages.SIGNING_TRIGGERED,
     queue_name=QUEUE,
     max_retries=5,
     min_backoff=500,
@@ -80,7 +81,13 @@ def signing_triggered(
     messages.send(messages.SIGNING_COMPLETED, run_id=run_id, lease_id=lease_id)
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=20, min_backoff=200, max_backoff=10_000)
+@dramatiq.actor(
+    actor_name=messages.SIGNING_COMPLETED,
+    queue_name=QUEUE,
+    max_retries=20,
+    min_backoff=200,
+    max_backoff=10_000,
+)
 def signing_completed(
     *,
     run_id: int,
@@ -94,7 +101,7 @@ def signing_completed(
     advance_run(run_id, release_lease_id=lease_id)
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=5, time_limit=600_000)
+@dramatiq.actor(actor_name=messages.AUDIT_RUN, queue_name=QUEUE, max_retries=5, time_limit=600_000)
 def audit_run(*, run_id: int) -> None:
     """Audit a run that just finished and keep the report (shown on its page)."""
     if not _ids(run_id):
@@ -110,10 +117,10 @@ _MAX_ID = 2**63 - 1
 def _lease_of(fields: dict[str, Any]) -> LeaseHint | None:
     """The lease a SigningTriggered names, as one value; None if its fields are not even of
     the right types (the database checks the rest)."""
-    ids = [fields.get(name) for name in ("lease_id", "token", "batch_id", "key_id")]
-    if not (_ids(*ids) and _kid(fields.get("kid"))):
+    ids = {name: fields.get(name) for name in ("lease_id", "token", "batch_id", "key_id")}
+    if not (_ids(*ids.values()) and _kid(fields.get("kid"))):
         return None
-    return LeaseHint(*ids, kid=fields["kid"])
+    return LeaseHint(**ids, kid=fields["kid"])
 
 
 def _ids(*values: object) -> bool:

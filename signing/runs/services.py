@@ -42,7 +42,8 @@ HEARTBEAT_EVERY_RECORDS = 500
 
 @dataclass(frozen=True, slots=True)
 class BatchSummary:
-    """What SigningCompleted reports: enough for monitoring, nothing secret."""
+    """How a batch went, for its actor (the outcome decides whether SigningCompleted is sent)
+    and for tests; the `batch.stored` log line carries the same figures."""
 
     outcome: StoreOutcome
     signed: int

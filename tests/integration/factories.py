@@ -55,7 +55,13 @@ def signatures_for(lease: Lease) -> list[crypto.SignedRecord]:
 def store(lease: Lease, signatures: list[crypto.SignedRecord]) -> tuple[StoreOutcome, int]:
     """Store signatures under a lease, through the fenced write workers use."""
     return store_signatures(
-        LeaseHint(lease.id, lease.token, lease.batch_id, lease.key_id, lease.kid),
+        LeaseHint(
+            lease_id=lease.id,
+            token=lease.token,
+            batch_id=lease.batch_id,
+            key_id=lease.key_id,
+            kid=lease.kid,
+        ),
         signatures=signatures,
     )
 

@@ -216,5 +216,9 @@ def test_one_recovery_pass_at_a_time(db):
 def test_a_hint_names_a_granted_lease_whole(batches):
     granted = lease(batches[0])
     assert granted.hint() == LeaseHint(
-        granted.id, granted.token, granted.batch_id, granted.key_id, granted.kid
+        lease_id=granted.id,
+        token=granted.token,
+        batch_id=granted.batch_id,
+        key_id=granted.key_id,
+        kid=granted.kid,
     )
