@@ -122,11 +122,14 @@ class WorkerPool(Workers):
             time.sleep(0.05)
 
     def _ready_count(self) -> int:
+        """Ready lines written since start; the offset is in bytes, so the count is too (the
+        log may hold other output, progress bars among it, whose characters are several
+        bytes each)."""
         try:
-            text = self.log_file.read_text(errors="replace")
+            logged = self.log_file.read_bytes()
         except FileNotFoundError:
             return 0
-        return text[self._log_offset :].count(READY_LINE)
+        return logged[self._log_offset :].count(READY_LINE.encode())
 
     def worker_pids(self) -> list[int]:
         """The worker processes the dramatiq master forked (not the master itself)."""

@@ -28,7 +28,8 @@ batch_sizes.__name__ = "comma-separated list of batch sizes"
 class Command(BaseCommand):
     help = (
         "Measure raw signing throughput (1 and N processes, no database or broker), seeding, "
-        "and a full audited run per batch size with real workers. Deletes what the database "
+        "and per batch size `manage.py sign` timed from the outside with real workers, its "
+        "commits and Redis commands per batch, audited. Deletes what the database "
         "holds: refused, unless --reset (or a yes at a terminal), when it holds anything."
     )
 
@@ -86,23 +87,30 @@ class Command(BaseCommand):
         )
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("run", total=report.records)
-            seconds, peak_mb, passed, batches = bench.pipeline_run(
+            run = bench.pipeline_run(
                 batch_size=size,
                 workers=report.workers,
                 threads=options["threads"],
                 log_file=bench.log_file(),
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
-        rate = report.records / seconds if seconds else 0.0
+        rate = report.records / run.seconds if run.seconds else 0.0
         return bench.PipelineResult(
             batch_size=size,
-            seconds=round(seconds, 3),
+            seconds=round(run.seconds, 3),
             records_per_s=round(rate, 1),
             ratio=round(rate / report.raw_records_per_s, 3) if report.raw_records_per_s else 0.0,
-            batches_per_s=round(batches / seconds, 1) if seconds else 0.0,
-            peak_rss_mb=round(peak_mb, 1),
-            audit_passed=passed,
+            batches_per_s=round(run.batches / run.seconds, 1) if run.seconds else 0.0,
+            peak_rss_mb=round(run.peak_rss_mb, 1),
+            audit_passed=run.audit_passed,
+            run_seconds=round(run.run_seconds, 3),
+            commits_per_batch=_per(run.commits, run.batches),
+            broker_commands_per_batch=_per(run.broker_commands, run.batches),
         )
+
+
+def _per(count: int | None, batches: int) -> float | None:
+    return None if count is None or not batches else round(count / batches, 2)
 
 
 def results_table(report) -> Table:
@@ -117,10 +125,13 @@ def results_table(report) -> Table:
     )
     for column in (
         "batch size",
-        "seconds",
+        "seconds (sign, outside)",
         "records/s",
         "ratio to raw",
         "batches/s",
+        "commits/batch",
+        "Redis cmds/batch",
+        "run's own seconds",
         "peak worker RSS MB",
         "audit",
     ):
@@ -132,6 +143,9 @@ def results_table(report) -> Table:
             f"{r.records_per_s:,.0f}",
             f"{r.ratio:.0%}",
             f"{r.batches_per_s:,.1f}",
+            "-" if r.commits_per_batch is None else f"{r.commits_per_batch:.1f}",
+            "-" if r.broker_commands_per_batch is None else f"{r.broker_commands_per_batch:.1f}",
+            f"{r.run_seconds:.2f}",
             f"{r.peak_rss_mb:.0f}",
             "passed" if r.audit_passed else "FAILED",
         )
