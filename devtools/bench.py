@@ -159,16 +159,16 @@ def pipeline_run(
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            while command.poll() is None:
+            # Waiting on the process, not sleeping: its exit ends the clock at once. Between
+            # waits, a look at the progress (it reads the run's batches: load the workers
+            # feel, so not more often).
+            while not _exited(command, within=PROGRESS_POLL_SECONDS):
                 if pool is None:  # the workers are the command's threads
                     peak_mb = max(peak_mb, _peak_rss_mb(command.pid))
                 _report_progress(on_progress, after_run=last_run)
                 if time.perf_counter() - started > RUN_DEADLINE_SECONDS:
                     command.kill()
                     raise TimeoutError(f"sign did not finish in {RUN_DEADLINE_SECONDS:.0f} s")
-                # A measurement loop (the pipeline itself never polls): each look at the
-                # progress reads the run's batches, load the workers would feel.
-                time.sleep(PROGRESS_POLL_SECONDS)
             seconds = time.perf_counter() - started
         if pool is not None:
             peak_mb = max((_peak_rss_mb(pid) for pid in pool.worker_pids()), default=0.0)
@@ -190,6 +190,14 @@ def pipeline_run(
         commits=commits,
         broker_commands=commands,
     )
+
+
+def _exited(command: subprocess.Popen, *, within: float) -> bool:
+    try:
+        command.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _report_progress(on_progress: Callable[[int, int], None] | None, *, after_run: int) -> None:
