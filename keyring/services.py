@@ -13,16 +13,14 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
-from typing import Protocol
+from typing import Protocol, cast
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
-from django.utils.module_loading import import_string
 
 from kernel import crypto
 from kernel.events import EventLogger
+from kernel.seam import configured_backend
 from keyring import sealing
 from keyring.exceptions import KeyMismatch
 from keyring.models import KeyDisabledPeriod, SigningKey
@@ -51,9 +49,8 @@ class KeyringDatabase(Protocol):
     def clock(self) -> datetime: ...
 
 
-@cache
 def _keyring_backend() -> KeyringDatabase:
-    return import_string(settings.SIGNING_DATABASE_BACKEND)()
+    return cast(KeyringDatabase, configured_backend())
 
 
 def lock_keyring() -> None:

@@ -16,15 +16,12 @@ name, as Django's mail takes its backend: keyring imports nothing of signing.
 
 from __future__ import annotations
 
-from functools import cache
+from typing import cast
 
-from django.conf import settings
-from django.utils.module_loading import import_string
-
+from kernel.seam import configured_backend
 from signing.backends.base import Backend
 
 
-@cache
 def backend() -> Backend:
-    """The backend settings name, made once per process."""
-    return import_string(settings.SIGNING_DATABASE_BACKEND)()
+    """The backend settings name, made once per process (kernel.seam)."""
+    return cast(Backend, configured_backend())
