@@ -105,7 +105,18 @@ class Batch(models.Model):
                 condition=Q(status__in=BatchStatus.values), name="batch_known_status"
             ),
         ]
-        indexes = [models.Index(fields=["run", "status", "seq"], name="batch_run_status_idx")]
+        indexes = [
+            models.Index(fields=["run", "status", "seq"], name="batch_run_status_idx"),
+            # The claim's next pending batches by seq (signing_claim_batches_v3), found without
+            # stepping over the run's batches already signed: a plan made when every batch
+            # was pending (the statistics of the run's start) took batch_seq_unique_per_run and
+            # filtered, so each claim read more rows than the last, under the keyring lock.
+            models.Index(
+                fields=["run", "seq"],
+                condition=Q(status=BatchStatus.PENDING),
+                name="batch_pending_by_seq",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"batch {self.pk} (#{self.seq} of run {self.run_id})"

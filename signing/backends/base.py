@@ -9,7 +9,7 @@ which database they are on. signing.backends.backend() picks one, once, from set
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
@@ -55,11 +55,11 @@ class Backend(Protocol):
         """Cut the unsigned records into the run's batches; (batches, records)."""
 
     def claim_batches(
-        self, *, run_id: int, ttl_seconds: float, release_lease_id: int | None
+        self, *, run_id: int, ttl_seconds: float, release_lease_ids: Sequence[int] = ()
     ) -> list[GrantedLease]:
-        """Release a lease (if given, and only if its batch is signed and of this run), then
+        """Release the leases given (each only if its batch is signed and of this run), then
         claim the run's next pending batches up to its in-flight limit, each leased the LRU
-        free key, in one turn of the keyring lock."""
+        free key, in seq order, in one turn of the keyring lock."""
 
     def take_up(self, lease: LeaseHint, *, ttl_seconds: float) -> tuple[str, int, int] | None:
         """Check a message's lease whole; on its first take-up stamp it, count the batch's

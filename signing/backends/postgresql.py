@@ -5,7 +5,7 @@ of them calls of the PL/pgSQL functions the migrations define, under the keyring
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -72,9 +72,13 @@ class PostgreSQLBackend:
         return planned
 
     def claim_batches(
-        self, *, run_id: int, ttl_seconds: float, release_lease_id: int | None
+        self, *, run_id: int, ttl_seconds: float, release_lease_ids: Sequence[int] = ()
     ) -> list[GrantedLease]:
-        claim = {"run_id": run_id, "ttl_seconds": ttl_seconds, "release_lease_id": release_lease_id}
+        claim = {
+            "run_id": run_id,
+            "ttl_seconds": ttl_seconds,
+            "release_lease_ids": list(release_lease_ids),
+        }
         with connection.cursor() as cursor:
             cursor.execute(sql.CLAIM_BATCHES, claim)
             return [GrantedLease(*row) for row in cursor.fetchall()]

@@ -104,12 +104,13 @@ ANALYZE_BATCHES = "SELECT signing_analyze_filled_v1('signing_batch')"
 # started makes this wait for its commit; a run started after this waits for ours.
 BLOCK_RUN_CHANGES = "LOCK TABLE signing_signingrun IN SHARE MODE"
 
-# Release a lease (if given, and only if its batch is signed), then claim the run's next
-# batches and lease each a key, in one turn of the keyring lock (signing_claim_batches_v2,
-# migration 0007). The columns come in the order of keyring.leases.GrantedLease.
+# Release the leases given (each only if its batch is signed and of this run), then claim
+# the run's next batches and lease each a key, in one turn of the keyring lock
+# (signing_claim_batches_v3, migration 0010). The columns come in the order of
+# keyring.leases.GrantedLease.
 CLAIM_BATCHES = """
 SELECT lease_id, key_id, kid, public_key_pem, batch_id, token, acquired_at, expires_at
-FROM signing_claim_batches_v2(%(run_id)s, %(ttl_seconds)s, %(release_lease_id)s)
+FROM signing_claim_batches_v3(%(run_id)s, %(ttl_seconds)s, %(release_lease_ids)s::bigint[])
 """
 
 # A worker takes up the batch a SigningTriggered names. The message is a hint, checked

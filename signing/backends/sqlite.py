@@ -13,7 +13,7 @@ lock, so a release or expiry cannot slip between the lease check and the insert.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from itertools import islice
@@ -177,18 +177,16 @@ class SQLiteBackend:
             return cursor.fetchone()
 
     def claim_batches(
-        self, *, run_id: int, ttl_seconds: float, release_lease_id: int | None
+        self, *, run_id: int, ttl_seconds: float, release_lease_ids: Sequence[int] = ()
     ) -> list[GrantedLease]:
-        """signing_claim_batches_v2."""
+        """signing_claim_batches_v3, a release and a lease at a time."""
         claimed: list[GrantedLease] = []
         with transaction.atomic():
-            if (
-                release_lease_id is not None
-                and KeyLease.objects.filter(
-                    pk=release_lease_id, batch__run_id=run_id, batch__status=Batch.Status.SIGNED
-                ).exists()
-            ):
-                self.release_lease(lease_id=release_lease_id, outcome=KeyLease.Outcome.COMPLETED)
+            completed = KeyLease.objects.filter(
+                pk__in=release_lease_ids, batch__run_id=run_id, batch__status=Batch.Status.SIGNED
+            )
+            for lease_id in completed.order_by("pk").values_list("pk", flat=True):
+                self.release_lease(lease_id=lease_id, outcome=KeyLease.Outcome.COMPLETED)
             running = SigningRun.objects.filter(pk=run_id, status=SigningRun.Status.RUNNING)
             max_in_flight = running.values_list("max_in_flight", flat=True).first()
             if max_in_flight is None:

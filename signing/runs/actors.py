@@ -17,7 +17,7 @@ from kernel.events import EventLogger
 from keyring.exceptions import KekError
 from keyring.leases import LeaseHint
 from signing.runs import messages
-from signing.runs.dispatch import advance_run
+from signing.runs.completions import complete_batch
 from signing.runs.messages import QUEUE
 from signing.runs.recovery import record_batch_failure
 from signing.runs.services import audit_and_record, sign_batch
@@ -94,11 +94,12 @@ def signing_completed(
     lease_id: int,
     **_ignored: Any,  # messages of earlier versions carried a summary (now in the log)
 ) -> None:
-    """Release the batch's lease and dispatch the next batch (a no-op the second time)."""
+    """Release the batch's lease and dispatch the next batch (a no-op the second time), in
+    one statement with the completions this process's other threads are handling."""
     if not _ids(run_id, lease_id):
         log.warning("message.invalid", actor="signing_completed")
         return
-    advance_run(run_id, release_lease_id=lease_id)
+    complete_batch(run_id=run_id, lease_id=lease_id)
 
 
 @dramatiq.actor(actor_name=messages.AUDIT_RUN, queue_name=QUEUE, max_retries=5, time_limit=600_000)

@@ -2,8 +2,8 @@
 
 One verb per step of a batch's straight path: `start_run` (checks, then `plan_run` and the
 first `dispatch_batches`), `dispatch_batches` (claim batches, lease each the LRU free key,
-send SigningTriggered once that commits), `advance_run` (a SigningCompleted: release and
-dispatch again, or `finish_run` when nothing is left). Signing and storing are the worker's
+send SigningTriggered once that commits), `advance_run` (SigningCompleted messages: release
+and dispatch again, or `finish_run` when nothing is left). Signing and storing are the worker's
 (signing.runs.services, signing.runs.store); what a lost or late message leaves behind is
 signing.runs.recovery's. A run moves forward by events only: nothing here sleeps or polls.
 """
@@ -11,6 +11,7 @@ signing.runs.recovery's. A run moves forward by events only: nothing here sleeps
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import partial
 from typing import Final
 
@@ -148,17 +149,17 @@ def plan_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun
     return run
 
 
-def dispatch_batches(run_id: int, *, release_lease_id: int | None = None) -> int:
+def dispatch_batches(run_id: int, *, release_lease_ids: Sequence[int] = ()) -> int:
     """Dispatch batches until the run's in-flight limit, its batches or free keys run out.
 
-    One call of signing_claim_batches_v2 (migration 0007) releases `release_lease_id` if
-    given (and only if its batch is stored), counts what is in flight, claims the next
-    pending batches (SKIP LOCKED, by seq) and leases each the LRU free key, all under one
-    turn of the keyring lock. The SigningTriggered messages leave only after that commits.
-    Returns how many were claimed.
+    One call of signing_claim_batches_v3 (migration 0010) releases the leases of
+    `release_lease_ids` (each only if its batch is stored and of this run), counts what is
+    in flight, claims the next pending batches (SKIP LOCKED, by seq) and leases each the LRU
+    free key, all under one turn of the keyring lock. The SigningTriggered messages leave
+    only after that commits. Returns how many were claimed.
     """
     leases = backend().claim_batches(
-        run_id=run_id, ttl_seconds=settings.SIGNING_LEASE_TTL, release_lease_id=release_lease_id
+        run_id=run_id, ttl_seconds=settings.SIGNING_LEASE_TTL, release_lease_ids=release_lease_ids
     )
     for lease in leases:
         log_granted(lease)
@@ -209,16 +210,17 @@ def _give_back_unsent(lease_ids: list[int]) -> None:
                 )
 
 
-def advance_run(run_id: int, *, release_lease_id: int | None = None) -> None:
+def advance_run(run_id: int, *, release_lease_ids: Sequence[int] = ()) -> None:
     """Move the run forward: dispatch what it can, or finish it when nothing is left.
 
-    With `release_lease_id` this is how a SigningCompleted is handled: release and dispatch
-    are one statement (one turn of the keyring lock), and the lease is released only if its
-    batch is stored and of this run: the message is not trusted. Safe to run twice: the
-    second release finds the lease closed and changes nothing, and the dispatch finds the
-    run's in-flight limit already met. The reaper calls it without a lease to resume a run.
+    With `release_lease_ids` this is how SigningCompleted messages are handled (one, or a
+    group: signing.runs.completions): release and dispatch are one statement (one turn of
+    the keyring lock), and a lease is released only if its batch is stored and of this run:
+    the message is not trusted. Safe to run twice: the second release finds the lease closed
+    and changes nothing, and the dispatch finds the run's in-flight limit already met. The
+    reaper calls it without a lease to resume a run.
     """
-    if not dispatch_batches(run_id, release_lease_id=release_lease_id):
+    if not dispatch_batches(run_id, release_lease_ids=release_lease_ids):
         finish_run(run_id)
 
 

@@ -20,6 +20,7 @@ from django.db.models import F
 from keyring.leases import GrantedLease, LeaseHint
 from keyring.models import KeyLease, SigningKey
 from records.models import Record, Signature
+from signing.audit.rules import audit
 from signing.backends import backend as seam
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import plan_run
@@ -119,19 +120,45 @@ def test_expire_closes_only_overdue_leases(batches):
 def test_claim_leases_pending_batches_up_to_the_in_flight_limit(batches):
     run_id = batches[0].run_id
     SigningRun.objects.filter(pk=run_id).update(max_in_flight=2)
-    claimed = seam().claim_batches(run_id=run_id, ttl_seconds=30, release_lease_id=None)
+    claimed = seam().claim_batches(run_id=run_id, ttl_seconds=30, release_lease_ids=())
     assert [granted.batch_id for granted in claimed] == [batches[0].pk, batches[1].pk]
-    assert seam().claim_batches(run_id=run_id, ttl_seconds=30, release_lease_id=None) == []
+    assert seam().claim_batches(run_id=run_id, ttl_seconds=30, release_lease_ids=()) == []
     # A release that names an unsigned batch's lease releases nothing, and so claims nothing.
-    again = seam().claim_batches(run_id=run_id, ttl_seconds=30, release_lease_id=claimed[0].id)
+    again = seam().claim_batches(run_id=run_id, ttl_seconds=30, release_lease_ids=[claimed[0].id])
     assert again == []
     assert KeyLease.objects.get(pk=claimed[0].id).released_at is None
     record_ids, raw = signed(claimed[0])
     assert seam().store_signatures(claimed[0].hint(), record_ids=record_ids, signatures=raw)[1]
-    after = seam().claim_batches(run_id=run_id, ttl_seconds=30, release_lease_id=claimed[0].id)
+    after = seam().claim_batches(run_id=run_id, ttl_seconds=30, release_lease_ids=[claimed[0].id])
     assert [granted.batch_id for granted in after] == [batches[2].pk]
     assert KeyLease.objects.get(pk=claimed[0].id).outcome == KeyLease.Outcome.COMPLETED
     assert Batch.objects.get(pk=batches[2].pk).status == Batch.Status.LEASED
+
+
+def test_one_claim_releases_every_stored_lease_it_is_given_and_no_other():
+    """A group of completions (signing.runs.completions): one turn releases the leases of
+    the stored batches named, leaves the rest open, and leases the freed room LRU first."""
+    seed(records=30, keys=5)
+    run = plan_run(batch_size=5, max_in_flight=3)
+    batches = list(run.batches.order_by("seq"))
+    first, second, unsigned = seam().claim_batches(run_id=run.pk, ttl_seconds=30)
+    for granted in (first, second):
+        record_ids, raw = signed(granted)
+        assert seam().store_signatures(granted.hint(), record_ids=record_ids, signatures=raw)[1]
+    after = seam().claim_batches(
+        run_id=run.pk, ttl_seconds=30, release_lease_ids=[second.id, unsigned.id, first.id]
+    )
+    assert [granted.batch_id for granted in after] == [batches[3].pk, batches[4].pk]
+    outcomes = dict(
+        KeyLease.objects.filter(pk__in=[first.id, second.id, unsigned.id]).values_list(
+            "pk", "outcome"
+        )
+    )
+    assert outcomes == {first.id: "completed", second.id: "completed", unsigned.id: None}
+    # The two keys never used are taken before the two just released.
+    assert {first.key_id, second.key_id}.isdisjoint(granted.key_id for granted in after)
+    lru = next(check for check in audit(run_id=run.pk).checks if check.name == "lru_order")
+    assert lru.passed, lru.breaches
 
 
 def test_take_up_checks_the_hint_whole_and_counts_one_attempt(batches):

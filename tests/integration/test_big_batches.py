@@ -50,7 +50,9 @@ def test_a_batch_bigger_than_a_page_is_signed_a_page_at_a_time_and_stored_whole(
     assert staged_pages == [7, 7, 7, 7, 7, 7, 7, 1]
     assert Signature.objects.count() == 50
     assert Batch.objects.get().status == Batch.Status.SIGNED
-    advance_run(one_big_batch.kwargs["run_id"], release_lease_id=one_big_batch.kwargs["lease_id"])
+    advance_run(
+        one_big_batch.kwargs["run_id"], release_lease_ids=[one_big_batch.kwargs["lease_id"]]
+    )
     assert SigningRun.objects.get().status == SigningRun.Status.COMPLETED
     assert audit(processes=1).passed
 

@@ -129,7 +129,7 @@ def test_cancel_waits_for_the_keyring_lock_and_releases_a_lease_claimed_meanwhil
     run = plan_run(batch_size=5)
     # A completion's dispatch, caught inside its turn of the keyring lock: it has read the
     # run as running and leased keys to both batches, and has not committed yet.
-    claim = {"run_id": run.pk, "ttl_seconds": 30, "release_lease_id": None}
+    claim = {"run_id": run.pk, "ttl_seconds": 30, "release_lease_ids": []}
     claimed = other_session.execute(sql.CLAIM_BATCHES, claim).fetchall()
     assert len(claimed) == 2
 
