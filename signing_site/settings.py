@@ -199,15 +199,16 @@ DRAMATIQ_BROKER = {
     "BROKER": "dramatiq.brokers.stub.StubBroker" if SIGNING_EMBEDDED else _BROKER_CLASSES[_scheme],
     "OPTIONS": {} if SIGNING_EMBEDDED else {"url": _with_redis_timeouts(BROKER_URL)},
     # No AdminMiddleware: it writes a row per message, and the tables of record here are
-    # the leases and batches. DbConnectionsMiddleware closes stale connections around
-    # each message so a restarted PostgreSQL only costs a retry.
+    # the leases and batches. DatabaseConnections closes a connection that failed (a
+    # restarted PostgreSQL), so its message's retry gets a new one, without the health
+    # check query per message that django_dramatiq's DbConnectionsMiddleware costs.
     "MIDDLEWARE": [
         "dramatiq.middleware.AgeLimit",
         "dramatiq.middleware.TimeLimit",
         "dramatiq.middleware.Callbacks",
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
-        "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "signing.ops.connections.DatabaseConnections",
         "signing.runs.reaper.ReaperMiddleware",
     ],
 }

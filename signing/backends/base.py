@@ -18,6 +18,9 @@ from keyring.leases import GrantedLease, LeaseHint
 
 # What a fenced store says: (lease still held?, batch claimed?, signatures inserted).
 StoreCounts = tuple[int, int, int]
+# A batch taken up: its status, its range, and the first page of its records still unsigned
+# (none unless it is leased).
+TakeUp = tuple[str, int, int, list[tuple[int, str]]]
 
 
 class Backend(Protocol):
@@ -61,10 +64,11 @@ class Backend(Protocol):
         claim the run's next pending batches up to its in-flight limit, each leased the LRU
         free key, in seq order, in one turn of the keyring lock."""
 
-    def take_up(self, lease: LeaseHint, *, ttl_seconds: float) -> tuple[str, int, int] | None:
+    def take_up(self, lease: LeaseHint, *, ttl_seconds: float, page_size: int) -> TakeUp | None:
         """Check a message's lease whole; on its first take-up stamp it, count the batch's
-        attempt and give the lease a full TTL. (status, first, last record id) of the
-        batch, or None when the hint names no live lease."""
+        attempt and give the lease a full TTL. (status, first, last record id, the first
+        `page_size` records still unsigned while it is leased) of the batch, or None when
+        the hint names no live lease."""
 
     def block_run_changes(self) -> None:
         """Until this transaction ends, no run is inserted or changes status."""

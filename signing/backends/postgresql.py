@@ -16,7 +16,7 @@ from django.utils import timezone
 from kernel.roles import ResetNeedsOwner, insufficient_privilege
 from keyring.leases import GrantedLease, LeaseHint
 from signing.backends import sql
-from signing.backends.base import StoreCounts
+from signing.backends.base import StoreCounts, TakeUp
 
 REAPER_LOCK_ID = zlib.crc32(b"signing reaper")
 
@@ -83,7 +83,7 @@ class PostgreSQLBackend:
             cursor.execute(sql.CLAIM_BATCHES, claim)
             return [GrantedLease(*row) for row in cursor.fetchall()]
 
-    def take_up(self, lease: LeaseHint, *, ttl_seconds: float) -> tuple[str, int, int] | None:
+    def take_up(self, lease: LeaseHint, *, ttl_seconds: float, page_size: int) -> TakeUp | None:
         params = {
             "lease_id": lease.lease_id,
             "token": lease.token,
@@ -91,10 +91,16 @@ class PostgreSQLBackend:
             "key_id": lease.key_id,
             "kid": lease.kid,
             "ttl_seconds": ttl_seconds,
+            "page_size": page_size,
         }
         with connection.cursor() as cursor:
             cursor.execute(sql.TAKE_UP_BATCH, params)
-            return cursor.fetchone()
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        status, first_record_id, last_record_id = rows[0][:3]
+        page = [(record_id, payload) for *_, record_id, payload in rows if record_id is not None]
+        return status, first_record_id, last_record_id, page
 
     def block_run_changes(self) -> None:
         with connection.cursor() as cursor:

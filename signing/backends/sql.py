@@ -119,7 +119,9 @@ FROM signing_claim_batches_v3(%(run_id)s, %(ttl_seconds)s, %(release_lease_ids)s
 # lease is taken up it is stamped `started_at`, its batch counts an attempt, and it lives a
 # full TTL from now (its message may have waited in the queue). The lease row is locked
 # first, so an expiry or release running at the same time is ordered with this.
-# Returns the batch's status and range: the worker reads the records itself.
+# Returns the batch's status and range, and, while it is leased, the first page of its
+# records still unsigned (records.sql.UNSIGNED_PAGE's first page, in the same round trip):
+# one row per record, or one row with no record. The worker reads any further page itself.
 TAKE_UP_BATCH = """
 WITH lease AS (
     SELECT l.id, l.batch_id, l.started_at, b.status, b.first_record_id, b.last_record_id
@@ -144,7 +146,21 @@ started AS (
 counted AS (
     UPDATE signing_batch b SET attempts = b.attempts + 1 FROM started WHERE b.id = started.batch_id
 )
-SELECT status, first_record_id, last_record_id FROM lease
+SELECT lease.status, lease.first_record_id, lease.last_record_id, page.id, page.payload
+FROM lease
+LEFT JOIN LATERAL (
+    SELECT r.id, r.payload FROM records_record r
+    WHERE lease.status = 'leased'
+      AND r.id >= lease.first_record_id AND r.id <= lease.last_record_id
+      AND NOT EXISTS (
+          SELECT 1 FROM records_signature s
+          WHERE s.record_id = r.id
+            AND s.record_id >= lease.first_record_id AND s.record_id <= lease.last_record_id
+      )
+    ORDER BY r.id
+    LIMIT %(page_size)s
+) page ON true
+ORDER BY page.id
 """
 
 # Store a batch's signatures, fenced, in one statement (signing.runs.store.store_signatures):

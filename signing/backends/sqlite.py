@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from keyring.leases import GrantedLease, LeaseHint
 from keyring.models import KeyLease, SigningKey
-from signing.backends.base import StoreCounts
+from records.selectors import unsigned_record_pages
+from signing.backends.base import StoreCounts, TakeUp
 from signing.models import Batch, SigningRun
 
 INSERT_RECORD = "INSERT INTO records_record (payload, created_at) VALUES (%s, %s)"
@@ -205,7 +206,7 @@ class SQLiteBackend:
                 claimed.append(lease)
         return claimed
 
-    def take_up(self, lease: LeaseHint, *, ttl_seconds: float) -> tuple[str, int, int] | None:
+    def take_up(self, lease: LeaseHint, *, ttl_seconds: float, page_size: int) -> TakeUp | None:
         """TAKE_UP_BATCH."""
         with transaction.atomic():
             now = timezone.now()
@@ -226,7 +227,15 @@ class SQLiteBackend:
                     expires_at=max(expires_at, now + timedelta(seconds=ttl_seconds)),
                 )
                 Batch.objects.filter(pk=lease.batch_id).update(attempts=F("attempts") + 1)
-        return status, first_record_id, last_record_id
+            page = []
+            if status == Batch.Status.LEASED:
+                pages = unsigned_record_pages(
+                    first_record_id=first_record_id,
+                    last_record_id=last_record_id,
+                    page_size=page_size,
+                )
+                page = next(pages, [])
+        return status, first_record_id, last_record_id, page
 
     def block_run_changes(self) -> None:
         """BEGIN IMMEDIATE holds the one write lock already: no run changes meanwhile."""

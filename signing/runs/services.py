@@ -14,6 +14,7 @@ from itertools import chain
 
 from django.conf import settings
 
+import records.selectors
 from kernel import crypto
 from kernel.events import EventLogger
 from keyring.exceptions import KekError
@@ -53,11 +54,25 @@ class BatchSummary:
 
 @dataclass(frozen=True, slots=True)
 class TakenUp:
-    """A batch taken up under its lease: its status and the range of its records."""
+    """A batch taken up under its lease: its status, the range of its records and, while it
+    is leased, the first page of those still unsigned (read in the take-up's round trip)."""
 
     status: str
     first_record_id: int
     last_record_id: int
+    first_page: list[tuple[int, str]]
+    page_size: int
+
+    def unsigned_pages(self) -> Iterator[list[tuple[int, str]]]:
+        """Every page of the batch's records still unsigned: the first, then any more."""
+        if self.first_page:
+            yield self.first_page
+        if len(self.first_page) == self.page_size:
+            yield from unsigned_record_pages(
+                first_record_id=self.first_page[-1][0] + 1,
+                last_record_id=self.last_record_id,
+                page_size=self.page_size,
+            )
 
 
 def take_up_batch(hint: LeaseHint) -> TakenUp | None:
@@ -67,8 +82,9 @@ def take_up_batch(hint: LeaseHint) -> TakenUp | None:
     The first take-up of a lease counts an attempt of its batch and gives the lease a full
     TTL from now (TAKE_UP_BATCH says why).
     """
-    row = backend().take_up(hint, ttl_seconds=settings.SIGNING_LEASE_TTL)
-    return TakenUp(*row) if row is not None else None
+    page_size = records.selectors.PAGE_SIZE
+    row = backend().take_up(hint, ttl_seconds=settings.SIGNING_LEASE_TTL, page_size=page_size)
+    return TakenUp(*row, page_size=page_size) if row is not None else None
 
 
 def sign_batch(hint: LeaseHint) -> BatchSummary:
@@ -99,11 +115,8 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
             # goes back at once with the reason, and the actor gives the message up.
             give_back_batch(hint, reason=f"{type(error).__name__}: {error}")
             raise
-        pages = unsigned_record_pages(
-            first_record_id=taken.first_record_id, last_record_id=taken.last_record_id
-        )
         try:
-            outcome, conflicts, signed = _sign_and_store(key, pages, hint=hint)
+            outcome, conflicts, signed = _sign_and_store(key, taken.unsigned_pages(), hint=hint)
         except LeaseLost:
             outcome, conflicts = StoreOutcome.LEASE_LOST, 0
     seconds = time.perf_counter() - started

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import dramatiq
 import pytest
-from django_dramatiq.middleware import DbConnectionsMiddleware
 from dramatiq.brokers.stub import StubBroker
 
 from keyring.models import KeyLease
 from records.models import Signature
 from signing.models import Batch, SigningRun
+from signing.ops.connections import DatabaseConnections
 from signing.runs import actors
 from signing.runs.messages import QUEUE
 from tests.integration.factories import Cast
@@ -38,7 +38,7 @@ def stub_broker() -> Iterator[StubBroker]:
     broker = StubBroker()
     # Closes the worker thread's database connection after each message, as the workers
     # do: the test database can then be flushed and dropped.
-    broker.add_middleware(DbConnectionsMiddleware())
+    broker.add_middleware(DatabaseConnections())
     broker.emit_after("process_boot")
     dramatiq.set_broker(broker)
     for actor in ACTORS:

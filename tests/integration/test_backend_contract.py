@@ -165,12 +165,16 @@ def test_take_up_checks_the_hint_whole_and_counts_one_attempt(batches):
     hint = lease(batches[0]).hint()
     status = Batch.Status.LEASED
     first, last = batches[0].first_record_id, batches[0].last_record_id
-    assert seam().take_up(hint, ttl_seconds=30) == (status, first, last)
-    assert seam().take_up(hint, ttl_seconds=30) == (status, first, last)  # a redelivery
+    records = list(
+        Record.objects.filter(pk__range=(first, last)).order_by("pk").values_list("pk", "payload")
+    )
+    assert seam().take_up(hint, ttl_seconds=30, page_size=10) == (status, first, last, records)
+    # A redelivery; a page smaller than the batch.
+    assert seam().take_up(hint, ttl_seconds=30, page_size=2) == (status, first, last, records[:2])
     assert Batch.objects.get(pk=batches[0].pk).attempts == 1
     assert KeyLease.objects.get(pk=hint.lease_id).started_at is not None
     for forged in (replace(hint, kid="key-9999"), replace(hint, token=2), replace(hint, key_id=0)):
-        assert seam().take_up(forged, ttl_seconds=30) is None
+        assert seam().take_up(forged, ttl_seconds=30, page_size=10) is None
 
 
 def test_the_store_is_fenced_and_stores_once(batches):
