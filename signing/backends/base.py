@@ -73,6 +73,17 @@ class Backend(Protocol):
     def block_run_changes(self) -> None:
         """Until this transaction ends, no run is inserted or changes status."""
 
+    # A run's end, told to whoever watches it (`manage.py sign`): no one has to poll for it.
+    def announce_run_finished(self, run_id: int) -> None:
+        """Once this transaction commits, wake every process waiting in wait_for_finished_run."""
+
+    def listen_for_finished_runs(self) -> None:
+        """From now on, this connection hears every run that finishes (before reading one)."""
+
+    def wait_for_finished_run(self, *, timeout: float) -> None:
+        """Return when a run has finished since the last call (any run: the caller reads its
+        own again), or after `timeout` seconds."""
+
     # The store, fenced by the lease.
     def store_signatures(
         self, lease: LeaseHint, *, record_ids: list[int], signatures: list[bytes]

@@ -106,6 +106,22 @@ class PostgreSQLBackend:
         with connection.cursor() as cursor:
             cursor.execute(sql.BLOCK_RUN_CHANGES)
 
+    def announce_run_finished(self, run_id: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.ANNOUNCE_RUN_FINISHED, {"run_id": run_id})
+
+    def listen_for_finished_runs(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.LISTEN_FOR_FINISHED_RUNS)
+
+    def wait_for_finished_run(self, *, timeout: float) -> None:
+        """Notifications that came while the connection ran other queries wait in psycopg's
+        backlog, and end this wait at once."""
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            for _ in connection.connection.notifies(timeout=timeout, stop_after=1):
+                return
+
     def store_signatures(
         self, lease: LeaseHint, *, record_ids: list[int], signatures: list[bytes]
     ) -> StoreCounts:

@@ -99,6 +99,13 @@ SELECT COUNT(*), COALESCE(SUM(size), 0) FROM planned
 # ANALYZE through the owner's function (migration 0008): the app role owns no table.
 ANALYZE_BATCHES = "SELECT signing_analyze_filled_v1('signing_batch')"
 
+# A run finished: every session LISTENing on the channel hears it once this commits. The
+# payload is the run's id, and only a hint: a listener reads its run again (anyone who can
+# connect could NOTIFY).
+FINISHED_RUNS_CHANNEL = "signing_run_finished"
+ANNOUNCE_RUN_FINISHED = "SELECT pg_notify('signing_run_finished', %(run_id)s::text)"
+LISTEN_FOR_FINISHED_RUNS = "LISTEN signing_run_finished"
+
 # Until the transaction ends, no run is inserted or changes status: SHARE conflicts with
 # the ROW EXCLUSIVE lock of INSERT and UPDATE, and with itself with neither. A run being
 # started makes this wait for its commit; a run started after this waits for ours.

@@ -93,6 +93,12 @@ class SQLiteBackend:
 
     signs_in_this_process = True  # embedded mode: the workers are this process's threads
 
+    def __init__(self) -> None:
+        # Runs finished so far in this process, and how many each listening thread has heard.
+        self._finished_runs = threading.Condition()
+        self._finished_runs_seen = 0
+        self._listeners = threading.local()
+
     def lock_keyring(self) -> None:
         assert connection.in_atomic_block, "the keyring lock lives as long as a transaction"
         # BEGIN IMMEDIATE took SQLite's write lock when the transaction began.
@@ -239,6 +245,25 @@ class SQLiteBackend:
 
     def block_run_changes(self) -> None:
         """BEGIN IMMEDIATE holds the one write lock already: no run changes meanwhile."""
+
+    def announce_run_finished(self, run_id: int) -> None:
+        """Embedded, a run is signed and watched by threads of one process: a condition."""
+        transaction.on_commit(self._announce)
+
+    def _announce(self) -> None:
+        with self._finished_runs:
+            self._finished_runs_seen += 1
+            self._finished_runs.notify_all()
+
+    def listen_for_finished_runs(self) -> None:
+        with self._finished_runs:
+            self._listeners.heard = self._finished_runs_seen
+
+    def wait_for_finished_run(self, *, timeout: float) -> None:
+        with self._finished_runs:
+            heard = getattr(self._listeners, "heard", self._finished_runs_seen)
+            self._finished_runs.wait_for(lambda: self._finished_runs_seen != heard, timeout=timeout)
+            self._listeners.heard = self._finished_runs_seen
 
     def store_signatures(
         self, lease: LeaseHint, *, record_ids: list[int], signatures: list[bytes]

@@ -255,6 +255,7 @@ def finish_run(run_id: int) -> bool:
         )
         if finished:
             _record_failure_reason(run_id)
+            backend().announce_run_finished(run_id)
             log.info("run.finished", run_id=run_id)
             transaction.on_commit(partial(messages.send, messages.AUDIT_RUN, run_id=run_id))
     return bool(finished)
@@ -316,5 +317,6 @@ def cancel_run(run_id: int) -> bool:
         Batch.objects.filter(run_id=run_id, status=Batch.Status.LEASED).update(
             status=Batch.Status.PENDING
         )
+        backend().announce_run_finished(run_id)
     log.info("run.cancelled", run_id=run_id)
     return True

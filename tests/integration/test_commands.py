@@ -234,7 +234,7 @@ def database_one_migration_behind(worker_env) -> Iterator[dict[str, str]]:
     env = {**worker_env, "SIGNING_DATABASE_NAME": name}
     created = manage(env, "ensure_db")
     assert created.returncode == 0, created.stderr
-    for target in ([], ["signing", "0008"]):  # all, then the newest one undone
+    for target in ([], ["records", "0008"]):  # all, then the newest one undone
         migrated = manage(env, "migrate", *target, "-v", "0")
         assert migrated.returncode == 0, migrated.stderr
     yield env
@@ -249,6 +249,6 @@ def test_a_database_behind_the_code_is_refused_with_the_command_to_run(
 ):
     result = manage(database_one_migration_behind, *command)
     assert result.returncode == 1
-    assert "lacks 1 migration(s) (signing.0009_sql_files)" in result.stderr
+    assert "lacks 1 migration(s) (records.0009_signature_in_batch_v2)" in result.stderr
     assert "run `manage.py migrate` first" in result.stderr
     assert "Traceback" not in result.stderr

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kernel.cli import refuse_an_unmigrated_database
+from signing.backends import backend
 from signing.models import SigningRun
 from signing.ops.workers import EmbeddedWorkers
 from signing.runs.dispatch import check_ready_to_sign, parse_batch_size, start_run
@@ -15,6 +16,8 @@ from signing.runs.exceptions import InvalidBatchSize, NotReadyToSign, RunAlready
 from signing.runs.selectors import RunProgress, run_progress
 
 # How often the progress bar re-reads the run: a display refresh, not part of the pipeline.
+# The end of the run does not wait for it: the run's finish is announced (the backend's
+# announce_run_finished, a NOTIFY on PostgreSQL), and the wait ends as it comes.
 REFRESH_SECONDS = 0.25
 # After this long with no batch signed, the bar says that no worker may be running.
 STALL_HINT_SECONDS = 15.0
@@ -26,6 +29,10 @@ STALL_HINT_EMBEDDED = "no progress: waiting for a stopped process's leases to ex
 
 class Command(BaseCommand):
     help = "Sign every unsigned record in batches of a fixed size, with LRU-leased keys."
+    # Django's system checks (templates, URLs, the admin) judge the web app's configuration,
+    # not a run's, and loading every template library and URL for them was a third of this
+    # command's start-up (issue 17). `migrate`, `check` and `serve` still run them.
+    requires_system_checks = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -100,6 +107,7 @@ class Command(BaseCommand):
             return run
 
     def watch(self, run_id: int, console: Console) -> RunProgress:
+        backend().listen_for_finished_runs()  # before the first read: no finish goes unheard
         progress = run_progress(run_id)
         columns = (
             TextColumn("[bold]run {task.fields[run_id]}"),
@@ -129,7 +137,7 @@ class Command(BaseCommand):
                 )
                 if progress.finished:
                     return progress
-                time.sleep(REFRESH_SECONDS)
+                backend().wait_for_finished_run(timeout=REFRESH_SECONDS)
 
 
 def summary_line(progress: RunProgress) -> str:
