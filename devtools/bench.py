@@ -25,6 +25,7 @@ import dramatiq
 from django.conf import settings
 from django.db import connection
 
+from devtools.keyring_turns import KeyringTurns, StoreRate
 from kernel import crypto
 from keyring import sealing
 from keyring.models import SigningKey
@@ -80,9 +81,12 @@ class BenchReport:
     raw_records_per_s: float
     seed_seconds: float
     results: list[PipelineResult] = field(default_factory=list)
+    # The keyring lock's turn per batch and PostgreSQL's store rate (devtools.keyring_turns).
+    keyring_turns: list[KeyringTurns] = field(default_factory=list)
+    store_rates: list[StoreRate] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "results": [asdict(r) for r in self.results]}
+        return asdict(self)
 
 
 def seed_fresh(*, records: int, keys: int) -> float:

@@ -145,9 +145,16 @@ def test_bench_measures_raw_signing_and_an_audited_run(worker_env, tmp_path, bac
     if backend == "postgresql":  # with Redis: each batch commits and sends messages
         assert result["commits_per_batch"] >= 1
         assert result["broker_commands_per_batch"] >= 2
-    else:  # SQLite keeps no commit count; the broker is in-process
+        # The keyring lock's turn, for 1, 4 and 16 completions, and the store's rate.
+        turns = report["keyring_turns"]
+        assert [turn["completions_per_turn"] for turn in turns] == [1, 4, 16]
+        assert all(turn["turn_ms"] > 0 and turn["ceiling_batches_per_s"] > 0 for turn in turns)
+        assert [rate["batch_size"] for rate in report["store_rates"]] == [10, 100, 1000, 10_000]
+        assert all(rate["records_per_s"] > 0 for rate in report["store_rates"])
+    else:  # SQLite keeps no commit count; the broker is in-process; no keyring lock
         assert result["commits_per_batch"] is None
         assert result["broker_commands_per_batch"] is None
+        assert report["keyring_turns"] == []
 
 
 def rabbitmq_is_up() -> bool:

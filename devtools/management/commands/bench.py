@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from devtools import bench
+from devtools import bench, keyring_turns
 from kernel.cli import add_measured_run_arguments, refuse_an_unmigrated_database
 from kernel.roles import ResetNeedsOwner, connect_as_owner
 from signing.management.cli import confirm_reset, kek_once_the_broker_answers
@@ -69,13 +69,29 @@ class Command(BaseCommand):
             raw_records_per_s=round(raw, 1),
             seed_seconds=round(seed_seconds, 3),
         )
+        if not settings.SIGNING_EMBEDDED:  # the keyring lock is PostgreSQL's
+            self.measure_keyring(report, console)
         for size in options["batch_sizes"]:
             report.results.append(self.measure(size, report, options, console))
         console.print(results_table(report))
+        if report.keyring_turns:
+            console.print(keyring_table(report))
         if options["json"] is not None:
             options["json"].write_text(json.dumps(report.as_dict(), indent=2))
         if not all(result.audit_passed for result in report.results):
             raise CommandError("an audit failed (see the table)")
+
+    def measure_keyring(self, report: bench.BenchReport, console: Console) -> None:
+        """The keyring lock's turn and the store's rate, uncontended (docs/scaling.md)."""
+        with console.status("the keyring lock's turns and the store's rate"):
+            for group in KEYRING_GROUPS:
+                bench.seed_fresh(records=min(report.records, 20_000), keys=report.keys)
+                report.keyring_turns.append(
+                    keyring_turns.measure_turns(completions_per_turn=group, turns=300)
+                )
+            for size in STORE_BATCH_SIZES:
+                bench.seed_fresh(records=min(report.records, size * 20), keys=report.keys)
+                report.store_rates.append(keyring_turns.measure_store(batch_size=size, batches=15))
 
     def measure(self, size: int, report, options, console: Console) -> bench.PipelineResult:
         bench.seed_fresh(records=report.records, keys=report.keys)
@@ -107,6 +123,32 @@ class Command(BaseCommand):
             commits_per_batch=_per(run.commits, run.batches),
             broker_commands_per_batch=_per(run.broker_commands, run.batches),
         )
+
+
+# Completions per turn of the keyring lock, and batch sizes whose store is timed.
+KEYRING_GROUPS = (1, 4, 16)
+STORE_BATCH_SIZES = (10, 100, 1000, 10_000)
+
+
+def keyring_table(report) -> Table:
+    table = Table(title="the keyring lock per turn, and the store, uncontended (docs/scaling.md)")
+    for column in ("completions per turn", "turn ms", "ms per batch", "ceiling batches/s"):
+        table.add_column(column, justify="right")
+    for turns in report.keyring_turns:
+        table.add_row(
+            str(turns.completions_per_turn),
+            f"{turns.turn_ms:.2f}",
+            f"{turns.per_batch_ms:.2f}",
+            f"{turns.ceiling_batches_per_s:,.0f}",
+        )
+    for rate in report.store_rates:
+        table.add_row(
+            f"store of {rate.batch_size:,}",
+            f"{rate.store_ms:.2f}",
+            "",
+            f"{rate.records_per_s:,.0f} records/s",
+        )
+    return table
 
 
 def _per(count: int | None, batches: int) -> float | None:
