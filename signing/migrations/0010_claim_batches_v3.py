@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
             "postgresql",
             "signing",
             {
-                "signing_claim_batches_v3": "d0ec0c5816dabe98947339c0ce7488c008a7f2033a9194af84b661b6d3f62a9c"
+                "signing_claim_batches_v3": "2be2a8c6a4f24ce6024f2fc68d35225933d00daa0ea5b185131599332f3d92a3"
             },
         ),
         RunSQLFor(POSTGRESQL, migrations.RunSQL.noop, BACKWARD),
