@@ -8,7 +8,7 @@ Two roles (docs/architecture.md, "Database roles"; docs/deployment.md for compos
 - **The app role** (SIGNING_DB_APP_ROLE, `signing_app` by default): what the web app, the
   workers, the seeder and the executor connect as. It reads and writes rows, uses the
   sequences, runs the functions the migrations define (the keyring's lease functions,
-  signing_claim_batches_v2, signing_analyze_filled_v1) and makes temporary tables (a big
+  signing_claim_batches_v3, signing_analyze_filled_v1) and makes temporary tables (a big
   batch's signatures are staged in one: signing.runs.store.SignatureStage). Nothing else: no
   DDL, no TRUNCATE, no superuser; no UPDATE or DELETE on the append-only records and
   signatures, no DELETE of lease history, no write to django_migrations.

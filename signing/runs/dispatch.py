@@ -299,7 +299,7 @@ def cancel_run(run_id: int) -> bool:
 
     Returns False if the run had already finished. Its signed batches stay signed; the
     records it did not reach are planned again by the next run. Under the keyring lock,
-    taken before the run changes: a dispatch (signing_claim_batches) reads the run's
+    taken before the run changes: a dispatch (signing_claim_batches_v3) reads the run's
     status under that lock, so a lease it grants either commits before the cancel, which
     then sees and releases it, or comes after and finds the run cancelled. Without it a
     lease claimed in that instant stayed open on a cancelled run.
