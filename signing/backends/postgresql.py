@@ -79,7 +79,7 @@ class PostgreSQLBackend:
             "ttl_seconds": ttl_seconds,
             "release_lease_ids": list(release_lease_ids),
         }
-        with connection.cursor() as cursor:
+        with _binary_cursor() as cursor:  # prepared once per session: it runs per completion
             cursor.execute(sql.CLAIM_BATCHES, claim)
             return [GrantedLease(*row) for row in cursor.fetchall()]
 
@@ -93,7 +93,7 @@ class PostgreSQLBackend:
             "ttl_seconds": ttl_seconds,
             "page_size": page_size,
         }
-        with connection.cursor() as cursor:
+        with _binary_cursor() as cursor:  # prepared once per session: it runs per batch
             cursor.execute(sql.TAKE_UP_BATCH, params)
             rows = cursor.fetchall()
         if not rows:
@@ -196,10 +196,13 @@ def _fence(lease: LeaseHint) -> dict[str, int]:
 
 @contextmanager
 def _binary_cursor() -> Iterator[psycopg.Cursor]:
-    """A cursor that binds parameters server-side, so they can travel in binary.
+    """A cursor that binds parameters server-side, so they can travel in binary, and the
+    statements a worker runs per batch are prepared once per session (psycopg prepares a
+    query from its fifth execution).
 
-    Django's cursors bind on the client (values spelled into the query text). This one
-    shares Django's connection and transaction, and its errors are Django's.
+    Django's cursors bind on the client (values spelled into the query text, parsed and
+    planned by PostgreSQL each time). This one shares Django's connection and transaction,
+    and its errors are Django's.
     """
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
