@@ -4,6 +4,10 @@ tests.
 Trials kill and restart servers; doing that to the machine's shared services would break
 everything else running on it. These live in a temporary folder, on free ports, and are
 gone when the sandbox closes. Nothing here imports Django models.
+
+Each server listens on the loopback address, and also on `host` when one is given (the
+address of a bridge that network namespaces reach, tests/chaos/test_many_hosts.py): its
+`url` then names that address, so processes in those namespaces can use it too.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import time
 from pathlib import Path
 
 import psycopg
+
+LOOPBACK = "127.0.0.1"
 
 
 class SandboxError(RuntimeError):
@@ -58,14 +64,15 @@ def postgres_bin(name: str) -> str:
 class PrivateRedis:
     """A redis-server that keeps nothing on disk: a restart empties every queue."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, host: str = LOOPBACK) -> None:
         self.port = free_port()
         self.root = root
+        self.host = host
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> None:
         server = shutil.which("redis-server")
@@ -77,7 +84,10 @@ class PrivateRedis:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                " ".join(dict.fromkeys([LOOPBACK, self.host])),
+                # No password: beyond the loopback it answers only if told to.
+                "--protected-mode",
+                "yes" if self.host == LOOPBACK else "no",
                 "--save",
                 "",
                 "--appendonly",
@@ -119,6 +129,7 @@ class PrivateRedis:
 # Debian's RabbitMQ, without the wrapper in /usr/sbin (which switches to the rabbitmq user and
 # its own folders, and would not pass our environment through).
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+RABBITMQCTL = RABBITMQ_SERVER.with_name("rabbitmqctl")
 
 
 class PrivateRabbitMQ:
@@ -126,15 +137,16 @@ class PrivateRabbitMQ:
     broker trials that use RabbitMQ instead of Redis. Started on first use: it takes a few
     seconds, and most trials never need it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, host: str = LOOPBACK) -> None:
         self.port = free_port()
         self.dist_port = free_port()
         self.root = root / "rabbitmq"
+        self.host = host
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        return f"amqp://guest:guest@{self.host}:{self.port}/%2F"
 
     @property
     def env(self) -> dict[str, str]:
@@ -163,7 +175,7 @@ class PrivateRabbitMQ:
         if empty:
             shutil.rmtree(self.root / "mnesia", ignore_errors=True)
         self.root.mkdir(exist_ok=True)
-        (self.root / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        (self.root / "rabbitmq.conf").write_text(self._config())
         for name, text in (("rabbitmq-env.conf", ""), ("enabled_plugins", "[].\n")):
             (self.root / name).write_text(text)
         self.process = subprocess.Popen(
@@ -175,9 +187,32 @@ class PrivateRabbitMQ:
         )
         wait_for(self._accepts, what=f"rabbitmq on port {self.port}", timeout=60)
 
+    def _config(self) -> str:
+        lines = [f"listeners.tcp.local = {LOOPBACK}:{self.port}"]
+        if self.host != LOOPBACK:
+            # guest may only log in over the loopback unless told otherwise; this node is
+            # throwaway and listens on nothing but the loopback and `host`.
+            lines += [f"listeners.tcp.shared = {self.host}:{self.port}", "loopback_users = none"]
+        return "\n".join(lines) + "\n"
+
     def _accepts(self) -> bool:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+        with socket.create_connection((self.host, self.port), timeout=1):
             return (self.root / "pid").exists()
+
+    def ctl(self, *args: str) -> list[list[str]]:
+        """Ask the node with rabbitmqctl (`list_queues name messages_ready`, ...): its rows,
+        split on tabs. What a test reads of the broker's own view (who holds what)."""
+        done = subprocess.run(
+            [str(RABBITMQCTL), "--quiet", "--no-table-headers", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SandboxError(f"rabbitmqctl {args[0]} failed: {done.stderr.strip()[-300:]}")
+        return [line.split("\t") for line in done.stdout.splitlines() if line.strip()]
 
     def _beam(self) -> int:
         """The Erlang VM's pid: the process that holds the queues and answers clients."""
@@ -203,8 +238,9 @@ class PrivateRabbitMQ:
 class PrivatePostgres:
     """A PostgreSQL cluster of its own (initdb in a temp folder), on a free port."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, host: str = LOOPBACK) -> None:
         self.port = free_port()
+        self.host = host
         self.data = root / "pgdata"
         self.socket_dir = root / "pgsocket"
         self.log = root / "postgres.log"
@@ -212,7 +248,7 @@ class PrivatePostgres:
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/signing"
+        return f"postgres://postgres@{self.host}:{self.port}/signing"
 
     def _run(self, *command: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
@@ -241,15 +277,21 @@ class PrivatePostgres:
             "-E",
             "UTF8",
         )
+        if self.host != LOOPBACK:
+            # initdb trusts the loopback only; also trust the subnets this machine is on
+            # (the bridge behind `host` among them), as throwaway as the rest.
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet trust\n")
         self.start()
         with psycopg.connect(self._dsn("postgres"), autocommit=True) as conn:
             conn.execute("CREATE DATABASE signing")
 
     def _dsn(self, dbname: str) -> str:
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname} connect_timeout=2"
+        return f"host={LOOPBACK} port={self.port} user=postgres dbname={dbname} connect_timeout=2"
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        listen = ",".join(dict.fromkeys([LOOPBACK, self.host]))
+        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses={listen} -c fsync=off"
         self._run(
             postgres_bin("pg_ctl"),
             "-D",
@@ -280,14 +322,18 @@ class PrivatePostgres:
 
 
 class Sandbox:
-    """Both private servers in one temporary folder; `env` points a process at them."""
+    """The private servers in one temporary folder; `env` points a process at them.
 
-    def __init__(self) -> None:
+    `host`: an address of this machine (a bridge's) the servers listen on besides the
+    loopback, and that their URLs name; it must exist before they start.
+    """
+
+    def __init__(self, *, host: str = LOOPBACK) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="signing-sandbox-")
         self.root = Path(self._tmp.name)
-        self.redis = PrivateRedis(self.root)
-        self.postgres = PrivatePostgres(self.root)
-        self.rabbitmq = PrivateRabbitMQ(self.root)
+        self.redis = PrivateRedis(self.root, host=host)
+        self.postgres = PrivatePostgres(self.root, host=host)
+        self.rabbitmq = PrivateRabbitMQ(self.root, host=host)
 
     @property
     def env(self) -> dict[str, str]:

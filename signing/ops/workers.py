@@ -82,8 +82,10 @@ class WorkerPool(Workers):
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
 
-    def start(self) -> WorkerPool:
-        command = [
+    def command(self) -> list[str]:
+        """What starts the pool; a subclass may wrap it (the many-hosts test runs it inside
+        a network namespace with `ip netns exec`, which keeps the process id)."""
+        return [
             sys.executable,
             str(Path(settings.BASE_DIR) / "manage.py"),
             "rundramatiq",
@@ -94,6 +96,9 @@ class WorkerPool(Workers):
             "--worker-shutdown-timeout",
             str(SHUTDOWN_TIMEOUT_MS),
         ]
+
+    def start(self) -> WorkerPool:
+        command = self.command()
         self._log_offset = (
             self.log_file.stat().st_size if self.log_file and self.log_file.exists() else 0
         )
