@@ -33,7 +33,7 @@ class _Completion:
     lease_id: int
     done: bool = False
     error: BaseException | None = None
-    # The group this completion went to the database with (for tests and the log).
+    # How many completions went to the database with this one (itself included).
     group_size: int = field(default=0)
 
 
