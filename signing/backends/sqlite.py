@@ -213,7 +213,8 @@ class SQLiteBackend:
         return claimed
 
     def take_up(self, lease: LeaseHint, *, ttl_seconds: float, page_size: int) -> TakeUp | None:
-        """TAKE_UP_BATCH."""
+        """TAKE_UP_BATCH; the first page is read after the take-up commits, so SQLite's one
+        write lock is not held while up to a page of records is read."""
         with transaction.atomic():
             now = timezone.now()
             live = _live_lease(lease, now=now).filter(key__kid=lease.kid)
@@ -233,14 +234,12 @@ class SQLiteBackend:
                     expires_at=max(expires_at, now + timedelta(seconds=ttl_seconds)),
                 )
                 Batch.objects.filter(pk=lease.batch_id).update(attempts=F("attempts") + 1)
-            page = []
-            if status == Batch.Status.LEASED:
-                pages = unsigned_record_pages(
-                    first_record_id=first_record_id,
-                    last_record_id=last_record_id,
-                    page_size=page_size,
-                )
-                page = next(pages, [])
+        page: list[tuple[int, str]] = []
+        if status == Batch.Status.LEASED:
+            pages = unsigned_record_pages(
+                first_record_id=first_record_id, last_record_id=last_record_id, page_size=page_size
+            )
+            page = next(pages, [])
         return status, first_record_id, last_record_id, page
 
     def block_run_changes(self) -> None:
