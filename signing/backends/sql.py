@@ -102,7 +102,6 @@ ANALYZE_BATCHES = "SELECT signing_analyze_filled_v1('signing_batch')"
 # A run finished: every session LISTENing on the channel hears it once this commits. The
 # payload is the run's id, and only a hint: a listener reads its run again (anyone who can
 # connect could NOTIFY).
-FINISHED_RUNS_CHANNEL = "signing_run_finished"
 ANNOUNCE_RUN_FINISHED = "SELECT pg_notify('signing_run_finished', %(run_id)s::text)"
 LISTEN_FOR_FINISHED_RUNS = "LISTEN signing_run_finished"
 

@@ -52,3 +52,12 @@ def test_a_connection_that_failed_and_is_gone_is_closed_and_the_next_use_reconne
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != pid
+
+
+def test_a_connection_left_out_of_autocommit_is_closed():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    connection.set_autocommit(False)  # a message that forgot to restore it
+    after_a_message()
+    assert connection.connection is None
+    assert connection.get_autocommit()  # the next use opens a fresh one, in autocommit
