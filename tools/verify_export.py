@@ -459,6 +459,10 @@ def _check_places(batches: dict[int, BatchState], report: Report) -> None:
         )
 
 
+def _amount(count: int, plural: str) -> str:
+    return f"{count:,} {plural if count != 1 else plural[:-1]}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", type=Path, help="the export's directory")
@@ -471,9 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for problem in report.problems:
         print(f"BAD {problem}")
     counts = report.counts
-    held = (
-        f"{counts.get('records', 0):,} records in {counts.get('batches', 0):,} batches of "
-        f"{counts.get('runs', 0):,} runs, {counts.get('keys', 0):,} keys"
+    held = ", ".join(
+        _amount(counts.get(name, 0), name) for name in ("records", "batches", "runs", "keys")
     )
     if report.ok:
         print(f"OK {arguments.directory}: {held}; every signature, proof and root checks out")

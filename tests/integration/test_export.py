@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -99,7 +100,7 @@ def test_an_export_verifies_and_holds_every_signed_record_once(exported, signed_
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK ")
-    assert "40 records in 7 batches of 2 runs, 4 keys" in result.stdout  # 30 + 10 of 42
+    assert "40 records, 7 batches, 2 runs, 4 keys" in result.stdout  # 30 + 10 of 42
     lines = lines_of(exported)
     assert [line["id"] for line in lines] == list(
         Signature.objects.filter(batch__status="signed")
@@ -131,6 +132,14 @@ def test_the_roots_are_kernel_merkles_over_the_databases_signatures(exported, si
         batch_leaves.append(merkle.batch_leaf(batch.seq, root))
         assert next(b for b in run["batches"] if b["id"] == batch.pk)["root"] == root.hex()
     assert run["root"] == merkle.root(batch_leaves).hex()
+
+
+def test_batches_of_many_pages_are_exported_page_by_page(signed_database, tmp_path, monkeypatch):
+    # Pages of 3 records: every batch (of 7 or 5) is read in several pages, twice.
+    monkeypatch.setattr("signing.exports.selectors.PAGE_SIZE", 3)
+    printed = export_to(tmp_path / "paged")
+    assert "exported 40 records of 7 batches of 2 runs, signed by 4 keys" in printed
+    assert verify(tmp_path / "paged").returncode == 0
 
 
 def test_one_run_is_exported_alone(signed_database, tmp_path):
@@ -287,6 +296,41 @@ def test_json_output_lists_each_problem(exported):
         "name": str(lines[0]["id"]),
         "problem": next(p["problem"] for p in report["problems"] if p["kind"] == "record"),
     } in report["problems"]
+
+
+# --- the openssl loop of the README ---------------------------------------------------------
+def openssl_loop() -> str:
+    """The README's shell block that verifies an export with openssl, as written."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
+    return next(block for block in blocks if "openssl pkeyutl" in block and "jwks.json" in block)
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("openssl", "jq", "xxd", "base64", "bash")),
+    reason="needs openssl, jq, xxd and base64",
+)
+def test_the_documented_openssl_loop_agrees_with_the_verifier(exported):
+    script = openssl_loop().replace("cd /tmp/export", f"cd {exported}")
+
+    def run_loop() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, timeout=300, check=False
+        )
+
+    clean = run_loop()
+    assert clean.returncode == 0, clean.stderr
+    assert clean.stdout == ""
+    lines = lines_of(exported)
+    assert {line["algorithm"] for line in lines} == set(crypto.ALGORITHMS)
+    tampered = next(line for line in lines if line["algorithm"] == crypto.ECDSA_P256_SHA256)
+    tampered["payload"] += "!"
+    assert lines[0]["algorithm"] == crypto.ED25519
+    lines[0]["payload"] = lines[0]["payload"][:-1]
+    write_lines(exported, lines)
+    assert sorted(run_loop().stdout.splitlines()) == sorted(
+        [f"record {lines[0]['id']}: BAD signature", f"record {tampered['id']}: BAD signature"]
+    )
 
 
 # --- the verifier alone: a virtualenv with cryptography only -------------------------------

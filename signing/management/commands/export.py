@@ -55,7 +55,7 @@ class Command(BaseCommand):
         except ExportError as error:
             raise CommandError(str(error)) from None
         console.print(
-            f"exported {summary.records:,} records of {summary.batches:,} batches in "
+            f"exported {summary.records:,} records of {summary.batches:,} batches of "
             f"{summary.runs:,} runs, signed by {summary.keys:,} keys, to {summary.directory}",
             markup=False,
         )
