@@ -6,8 +6,8 @@ batch page by page, twice: once for its Merkle tree's leaves (32 bytes each, see
 signing/exports/tree.py), once for its records' lines, each written with its path. Only the
 runs' lists of batches (and the manifest they make) are held whole.
 
-Files are written under temporary names in the directory and renamed when complete,
-manifest.json last: an export without a manifest is unfinished, and a verifier refuses it.
+Files are written under temporary names in the directory and given their names when
+complete, manifest.json last: an export without a manifest is unfinished, and a verifier refuses it.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ def _sync_directory(directory: Path) -> None:
 
 class _PartialFile:
     """A file written under a hidden temporary name in its directory; commit() syncs it and
-    renames it to its own name, which it only ever has complete."""
+    gives it its own name, which it only ever has complete."""
 
     def __init__(self, directory: Path, name: str) -> None:
         self.path = directory / name
@@ -293,7 +293,15 @@ class _PartialFile:
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
-        os.replace(self.temporary, self.path)
+        # A hard link, not a rename: it fails where a file of that name appeared since the
+        # directory was found empty, so nothing is ever overwritten, even then.
+        try:
+            os.link(self.temporary, self.path)
+        except FileExistsError:
+            raise ExportDirNotEmpty(
+                f"{self.path} appeared while exporting: not overwritten"
+            ) from None
+        self.temporary.unlink()
         self.committed = True
 
     def discard(self) -> None:

@@ -173,6 +173,23 @@ def test_an_export_that_fails_halfway_leaves_no_manifest_and_no_file_under_its_n
     assert list((tmp_path / "half").iterdir()) == []
 
 
+def test_a_file_that_appears_during_the_export_is_not_overwritten(
+    signed_database, tmp_path, monkeypatch
+):
+    out = tmp_path / "raced"
+    jwks = exports._Exporter._jwks
+
+    def someone_writes_first(exporter):
+        (out / "records.jsonl").write_text("mine")
+        return jwks(exporter)
+
+    monkeypatch.setattr(exports._Exporter, "_jwks", someone_writes_first)
+    with pytest.raises(CommandError, match="appeared while exporting"):
+        export_to(out)
+    assert [p.name for p in out.iterdir()] == ["records.jsonl"]
+    assert (out / "records.jsonl").read_text() == "mine"
+
+
 # --- tampering: each fails, naming what is wrong -------------------------------------------
 def assert_fails_naming(directory: Path, *expected: str) -> str:
     result = verify(directory)
