@@ -179,9 +179,8 @@ class _Exporter:
         for index, row in enumerate(batch_signed_rows(batch)):
             # Read twice, so checked twice: the same records, in the same order, with the
             # same signatures (append-only tables make this a formality; it is cheap).
-            if index >= len(tree) or merkle.record_leaf(row.record_id, row.signature) != tree.leaf(
-                index
-            ):
+            leaf = merkle.record_leaf(row.record_id, row.signature)
+            if index >= len(tree) or leaf != tree.leaf(index):
                 raise ExportInconsistent(f"batch {batch.id} changed while it was exported")
             key = self.keys[row.key_id]
             self.keys_used.add(row.key_id)

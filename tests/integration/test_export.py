@@ -142,6 +142,17 @@ def test_batches_of_many_pages_are_exported_page_by_page(signed_database, tmp_pa
     assert verify(tmp_path / "paged").returncode == 0
 
 
+def test_a_database_with_nothing_signed_exports_an_empty_export_that_verifies(tmp_path):
+    seed(records=5, keys=1)
+    plan_run(batch_size=5)  # planned, never signed
+    printed = export_to(tmp_path / "empty")
+    assert "exported 0 records of 0 batches of 1 run, signed by 0 keys" in printed
+    assert (tmp_path / "empty" / "records.jsonl").read_bytes() == b""
+    result = verify(tmp_path / "empty")
+    assert result.returncode == 0, result.stdout
+    assert "0 records, 0 batches, 1 run, 0 keys" in result.stdout
+
+
 def test_one_run_is_exported_alone(signed_database, tmp_path):
     _, second = signed_database
     export_to(tmp_path / "one", "--run", str(second.pk))

@@ -55,8 +55,14 @@ class Command(BaseCommand):
         except ExportError as error:
             raise CommandError(str(error)) from None
         console.print(
-            f"exported {summary.records:,} records of {summary.batches:,} batches of "
-            f"{summary.runs:,} runs, signed by {summary.keys:,} keys, to {summary.directory}",
+            f"exported {_amount(summary.records, 'records')} of "
+            f"{_amount(summary.batches, 'batches')} of {_amount(summary.runs, 'runs')}, signed "
+            f"by {_amount(summary.keys, 'keys')}, to {summary.directory}",
             markup=False,
         )
         console.print(f"verify: python tools/verify_export.py {summary.directory}", markup=False)
+
+
+def _amount(count: int, plural: str) -> str:
+    singular = plural[:-2] if plural.endswith("ches") else plural[:-1]
+    return f"{count:,} {plural if count != 1 else singular}"
