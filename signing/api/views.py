@@ -6,7 +6,12 @@ from typing import Any
 
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
@@ -25,7 +30,7 @@ from signing.models import SigningRun
 from signing.ops.logins import lockout_message
 from signing.runs.dispatch import cancel_run, check_ready_to_sign, start_run
 from signing.runs.exceptions import NotReadyToSign, RunAlreadyActive
-from signing.runs.services import verify_message, verify_record
+from signing.runs.services import verify_many, verify_message, verify_record
 
 # Ids in URLs are at most 18 digits: a longer one names nothing and never reaches bigint.
 ID_PATTERN = r"[0-9]{1,18}"
@@ -129,11 +134,33 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
 class VerifyView(APIView):
     @extend_schema(
-        request=api.VerifySerializer,
-        responses={200: api.VerifyResultSerializer},
-        summary="Verify a stored record, or a message signed by one of our keys",
+        request=PolymorphicProxySerializer(
+            component_name="VerifyRequest",
+            serializers=[api.VerifySerializer, api.VerifyManySerializer],
+            resource_type_field_name=None,
+        ),
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="VerifyResponse",
+                serializers=[api.VerifyResultSerializer, api.VerifyManyResultSerializer],
+                resource_type_field_name=None,
+            ),
+            400: OpenApiResponse(description="A body of neither form, or an unknown kid."),
+            404: OpenApiResponse(description="One-item form: no signed record has this id."),
+        },
+        summary="Verify stored records, or messages signed by our keys: one, or up to 1,000",
+        description=(
+            'One item: `{"record_id": …}` or `{"kid": …, "message": …, '
+            '"signature": base64}` answers `{"valid": …}`. Many: `{"items": [one-item '
+            f'bodies, 1 to {api.MAX_VERIFY_ITEMS:,}]}}` answers `{{"results": [...]}}`, one per '
+            'item in order: `{"valid": …}`, or `{"valid": null, "errors": {…}}` for an '
+            "unsigned record or an unknown kid. An item of the wrong shape refuses the whole "
+            "request (400), naming the item."
+        ),
     )
     def post(self, request: Request) -> Response:
+        if isinstance(request.data, dict) and "items" in request.data:
+            return self.verify_many(request)
         incoming = api.VerifySerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
@@ -149,6 +176,22 @@ class VerifyView(APIView):
             public_key_pem=key.public_key_pem, message=data["message"], signature=data["signature"]
         )
         return Response({"valid": valid})
+
+    @staticmethod
+    def verify_many(request: Request) -> Response:
+        incoming = api.VerifyManySerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        verdicts = verify_many(incoming.validated_data["items"])
+        return Response(
+            {
+                "results": [
+                    {"valid": verdict.valid}
+                    if verdict.errors is None
+                    else {"valid": None, "errors": verdict.errors}
+                    for verdict in verdicts
+                ]
+            }
+        )
 
 
 class JwksView(APIView):
