@@ -14,6 +14,7 @@ stay out of error responses and logs.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 # Characters (code points) in one payload: the same bound as a message sent to
 # POST /api/verify/, so any stored payload can also be verified by its text there.
@@ -61,3 +62,15 @@ def json_type(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def quoted_name(name: str) -> str:
+    """A field name the sender wrote, quoted for a message and cut short: it is input."""
+    return repr(name if len(name) <= 40 else name[:40] + "…")
+
+
+def quoted_names(names: Iterable[str], *, at_most: int = 3) -> str:
+    """Unknown field names for a message: the first few, sorted, quoted and cut short."""
+    ordered = sorted(names)
+    shown = ", ".join(quoted_name(name) for name in ordered[:at_most])
+    return shown + (f" and {len(ordered) - at_most:,} more" if len(ordered) > at_most else "")

@@ -22,6 +22,7 @@ from records.payloads import (
     MAX_RECORDS_PER_INGEST,
     json_type,
     payload_problem,
+    quoted_names,
 )
 from signing.models import SigningRun
 from signing.runs.dispatch import MAX_BATCH_SIZE
@@ -248,9 +249,8 @@ def _new_record_problem(item: Any) -> str | None:
     """What is wrong with one item of `records`, as the rest of its message, or None."""
     if not isinstance(item, dict):
         return f" must be a JSON object, not {json_type(item)}."
-    unknown = sorted(set(item) - {"payload"})
-    if unknown:
-        return f": unknown field {', '.join(repr(name) for name in unknown)}."
+    if unknown := set(item) - {"payload"}:
+        return f": unknown field {quoted_names(unknown)}."
     if "payload" not in item:
         return ": the field 'payload' is required."
     reason = payload_problem(item["payload"])
