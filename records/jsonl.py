@@ -113,7 +113,9 @@ def parse_line(raw: bytes, *, first: bool = False) -> str:
     if not text.strip():
         raise ValueError('empty: every line must be a JSON object {"payload": "…"}')
     try:
-        value = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
+        value = json.loads(
+            text, object_pairs_hook=object_with_unique_keys, parse_constant=_no_constant
+        )
     except json.JSONDecodeError as error:
         raise ValueError(f"not JSON ({error.msg} at column {error.colno:,})") from None
     if not isinstance(value, dict):
@@ -128,8 +130,9 @@ def parse_line(raw: bytes, *, first: bool = False) -> str:
     return value["payload"]
 
 
-def _object(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """An object whose every key is given once: of two payloads, which one was meant?"""
+def object_with_unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """json's object_pairs_hook for an object whose every key is given once (ValueError
+    otherwise): of two payloads, which one was meant? The API's parser uses it too."""
     value: dict[str, object] = {}
     for key, item in pairs:
         if key in value:

@@ -191,6 +191,18 @@ BAD_BODIES = [
     pytest.param('"records"', "detail", "object", id="a-string-not-an-object"),
     pytest.param("null", "detail", "No data", id="null-not-an-object"),
     pytest.param("{not json", "detail", "JSON parse error", id="not-json"),
+    pytest.param(
+        '{"records": [{"payload": "a", "payload": "b"}]}',
+        "detail",
+        "'payload' is given twice",
+        id="payload-given-twice",
+    ),
+    pytest.param(
+        '{"records": [{"payload": "a"}], "records": []}',
+        "detail",
+        "'records' is given twice",
+        id="records-given-twice",
+    ),
     pytest.param('{"records": [{"payload": NaN}]}', "detail", "JSON parse error", id="nan"),
 ]
 

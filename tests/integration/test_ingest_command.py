@@ -48,6 +48,14 @@ def test_a_file_is_ingested_exactly_and_the_ids_are_printed(tmp_path):
 
 
 @pytest.mark.django_db
+def test_verbose_prints_each_chunk_as_it_is_stored(tmp_path):
+    write_lines(tmp_path / "in.jsonl", PAYLOADS)
+    out = ingest("-v", "2", str(tmp_path / "in.jsonl"))
+    ids = list(Record.objects.order_by("id").values_list("id", flat=True))
+    assert f"lines 1 to 7 stored: ids {ids[0]} to {ids[-1]}" in out
+
+
+@pytest.mark.django_db
 def test_more_lines_than_a_chunk_are_all_stored_in_order(tmp_path):
     payloads = [f"record {n}" for n in range(23_456)]
     write_lines(tmp_path / "in.jsonl", payloads)

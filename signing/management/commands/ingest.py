@@ -19,6 +19,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ class StopBetweenChunks:
 
     @contextmanager
     def installed(self) -> Iterator[StopBetweenChunks]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # only the main thread may set handlers: signals stay as they were
+            return
         previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield self
