@@ -1,7 +1,7 @@
 """The `producers` group: its members may add records (POST /api/records/, issue 18).
 
 The group is given the model permission `records.add_record`, and the API checks that
-permission (signing.api.permissions.CanIngestRecords), so an administrator may also grant
+permission (signing.api.views.CanIngestRecords), so an administrator may also grant
 it to another group or one user. The permission is made here if post_migrate has not made
 it yet (a fresh database runs every migration before post_migrate creates permissions);
 post_migrate then finds it and leaves it be.
