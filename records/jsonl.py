@@ -4,6 +4,9 @@ a stream and cut into chunks that records.services.ingest_records stores one at 
 Memory stays flat whatever the input's length: one line is read at a time, and never more
 than MAX_LINE_BYTES of it (a file with no newline at all is refused after that much), and a
 chunk holds at most MAX_RECORDS_PER_INGEST payloads and about CHUNK_MAX_CHARS characters.
+From a pipe, a chunk is also cut when its first line has waited CHUNK_MAX_WAIT_SECONDS, so
+`producer | manage.py ingest -` stores what trickles in as it comes, not once 10,000 lines
+have gathered (or never, if the producer stays quiet).
 
 Only objects are accepted, the shape of an item of POST /api/records/: one format for
 both ways in, and a field added later (to either) cannot be confused with a payload. Text
@@ -13,6 +16,10 @@ lines become JSON lines with `jq -Rc '{payload: .}'`.
 from __future__ import annotations
 
 import json
+import os
+import select
+import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -32,6 +39,8 @@ MAX_LINE_BYTES = 2 * 1024 * 1024
 # A chunk is cut once its payloads hold this many characters, so 10,000 payloads of
 # 100,000 characters each never sit in memory at once.
 CHUNK_MAX_CHARS = 4_000_000
+# From a pipe: the longest a line read waits for its chunk to fill before it is stored.
+CHUNK_MAX_WAIT_SECONDS = 0.2
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -64,6 +73,7 @@ def read_chunks(
     *,
     max_records: int = MAX_RECORDS_PER_INGEST,
     max_chars: int = CHUNK_MAX_CHARS,
+    max_wait: float = CHUNK_MAX_WAIT_SECONDS,
 ) -> Iterator[Chunk]:
     """The records of `stream`, a chunk at a time, in input order.
 
@@ -71,12 +81,22 @@ def read_chunks(
     chunk, then BadLine is raised: a caller that stores every chunk it is given has stored
     exactly the lines before the bad one.
     """
+    lines = LineReader(stream)
     payloads: list[str] = []
     chars = 0
     first_line = 1
     bytes_read = 0
     line_number = 0
-    while raw := stream.readline(MAX_LINE_BYTES + 1):
+    waited_since = 0.0
+    while True:
+        timeout = max(0.0, waited_since + max_wait - time.monotonic()) if payloads else None
+        raw = lines.read(timeout=timeout)
+        if raw is None:  # the chunk's first line has waited long enough
+            yield Chunk(first_line, payloads, bytes_read)
+            payloads, chars, first_line = [], 0, line_number + 1
+            continue
+        if not raw:
+            break
         line_number += 1
         bytes_read += len(raw)
         try:
@@ -85,6 +105,8 @@ def read_chunks(
             if payloads:
                 yield Chunk(first_line, payloads, bytes_read - len(raw))
             raise BadLine(line_number, str(error)) from None
+        if not payloads:
+            waited_since = time.monotonic()
         payloads.append(payload)
         chars += len(payload)
         if len(payloads) >= max_records or chars >= max_chars:
@@ -92,6 +114,53 @@ def read_chunks(
             payloads, chars, first_line = [], 0, line_number + 1
     if payloads:
         yield Chunk(first_line, payloads, bytes_read)
+
+
+class LineReader:
+    """Lines of a stream, each cut at MAX_LINE_BYTES + 1 bytes (longer ones are refused).
+
+    A regular file (or a stream with no file descriptor) is read with readline: it never
+    makes anyone wait. Anything else (a pipe, a terminal, a socket) is read from its file
+    descriptor with select, so a read can give up after a timeout: None then, b"" at the
+    end of the input.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.fd = _waiting_descriptor(stream)
+        self.buffer = bytearray()
+        self.start = 0  # where the next line starts in the buffer
+        self.ended = False
+
+    def read(self, *, timeout: float | None) -> bytes | None:
+        if self.fd is None:
+            return self.stream.readline(MAX_LINE_BYTES + 1)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            end = self.buffer.find(b"\n", self.start, self.start + MAX_LINE_BYTES + 1)
+            held = len(self.buffer) - self.start
+            if end >= 0 or self.ended or held > MAX_LINE_BYTES:
+                stop = end + 1 if end >= 0 else self.start + min(held, MAX_LINE_BYTES + 1)
+                line = bytes(self.buffer[self.start : stop])
+                self.start = stop
+                return line
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self.fd], [], [], left)[0]:
+                return None
+            del self.buffer[: self.start]  # once per read, not once per line
+            self.start = 0
+            data = os.read(self.fd, 1 << 16)
+            self.ended = not data
+            self.buffer += data
+
+
+def _waiting_descriptor(stream: BinaryIO) -> int | None:
+    """The stream's file descriptor if reading it may have to wait; else None."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # io.BytesIO and the like
+        return None
+    return None if stat.S_ISREG(os.fstat(fd).st_mode) else fd
 
 
 def parse_line(raw: bytes, *, first: bool = False) -> str:

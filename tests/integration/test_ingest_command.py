@@ -156,9 +156,8 @@ def test_a_bad_line_on_standard_input_exits_1_with_the_line_number(env):
     assert stored_payloads() == ["kept"]
 
 
-def test_ctrl_c_stops_it_between_chunks_saying_exactly_what_is_stored(env):
-    # Given a producer that has written one chunk and a line more, and keeps the pipe open
-    process = subprocess.Popen(
+def start_ingest_from_a_pipe(env) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, MANAGE, "ingest", "-"],
         env=env,
         stdin=subprocess.PIPE,
@@ -166,19 +165,42 @@ def test_ctrl_c_stops_it_between_chunks_saying_exactly_what_is_stored(env):
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_lines_from_a_pipe_are_stored_as_they_come_not_once_a_chunk_is_full(env):
+    # Given a producer that writes three lines and keeps its pipe open
+    process = start_ingest_from_a_pipe(env)
+    try:
+        process.stdin.write("".join(json.dumps({"payload": p}) + "\n" for p in "abc"))
+        process.stdin.flush()
+        # Then they are stored while it waits for more
+        wait_until(lambda: Record.objects.count() == 3, timeout=30)
+        process.stdin.write(json.dumps({"payload": "d"}) + "\n")
+        stdout, stderr = process.communicate(timeout=60)  # the producer ends
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "ingested 4 records from standard input (lines 1 to 4)" in stdout
+    assert stored_payloads() == ["a", "b", "c", "d"]
+
+
+def test_ctrl_c_stops_it_saying_exactly_what_is_stored(env):
+    # Given a producer that has written a chunk and a line more, and keeps the pipe open
+    process = start_ingest_from_a_pipe(env)
     try:
         for n in range(10_001):
             process.stdin.write(json.dumps({"payload": f"r{n}"}) + "\n")
         process.stdin.flush()
-        wait_until(lambda: Record.objects.count() == 10_000, timeout=60)
+        wait_until(lambda: Record.objects.count() == 10_001, timeout=60)
         # When the user presses Ctrl-C while it waits for more
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    # Then it says exactly what is stored and where to go on; the line in hand is not stored
+    # Then it says exactly what is stored and where to go on from
     assert process.returncode == 130, stderr
     assert "stopped by SIGINT" in stderr
-    assert "lines 1 to 10,000 are stored as 10,000 records" in stderr
-    assert "from line 10,001 on (tail -n +10001)" in stderr
-    assert Record.objects.count() == 10_000
+    assert "lines 1 to 10,001 are stored as 10,001 records" in stderr
+    assert "from line 10,002 on (tail -n +10002)" in stderr
+    assert "Traceback" not in stderr
+    assert Record.objects.count() == 10_001

@@ -1,8 +1,12 @@
 """records.jsonl: what a line of `manage.py ingest` must be, and chunks cut with memory flat."""
 
+import contextlib
 import io
 import json
+import os
 import re
+import threading
+import time
 
 import pytest
 
@@ -123,3 +127,59 @@ def test_a_line_with_no_end_is_refused_once_it_is_longer_than_any_record_needs()
 
 def test_an_empty_input_has_no_chunks():
     assert list(read_chunks(io.BytesIO(b""))) == []
+
+
+@pytest.fixture
+def pipe():
+    """A real pipe: (a reading stream, the write end's file descriptor)."""
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as stream:
+        yield stream, write_end
+        with contextlib.suppress(OSError):
+            os.close(write_end)
+
+
+def test_from_a_pipe_a_chunk_is_cut_once_its_first_line_has_waited(pipe):
+    stream, writer = pipe
+    os.write(writer, lines("a", "b", "c"))
+    chunks = read_chunks(stream, max_wait=0.05)
+    started = time.monotonic()
+    first = next(chunks)  # the producer goes quiet: the three lines are not kept waiting
+    assert first.payloads == ["a", "b", "c"]
+    assert time.monotonic() - started < 5
+    os.write(writer, lines("d"))
+    os.close(writer)
+    assert [c.payloads for c in chunks] == [["d"]]
+
+
+def test_from_a_pipe_lines_are_read_whole_however_the_bytes_arrive(pipe):
+    stream, writer = pipe
+    data = lines("é中🙂", "second") + b'{"payload": "last, with no newline"}'
+
+    def trickle():
+        for index in range(len(data)):
+            os.write(writer, data[index : index + 1])
+        os.close(writer)
+
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    payloads = [p for c in read_chunks(stream, max_wait=10) for p in c.payloads]
+    thread.join()
+    assert payloads == ["é中🙂", "second", "last, with no newline"]
+
+
+def test_from_a_pipe_a_line_with_no_end_is_refused_after_as_much_as_from_a_file(pipe):
+    stream, writer = pipe
+
+    def endless():
+        with contextlib.suppress(OSError):  # EPIPE once the reader has given up
+            for _ in range(4 * MAX_LINE_BYTES // 65536):
+                os.write(writer, b"x" * 65536)
+
+    thread = threading.Thread(target=endless, daemon=True)
+    thread.start()
+    with pytest.raises(BadLine, match="line 1: longer than 2,097,152 bytes"):
+        list(read_chunks(stream))
+    stream.close()  # the writer gets EPIPE and stops
+    thread.join(timeout=10)
+    assert not thread.is_alive()
