@@ -43,7 +43,8 @@ class SignedFilter(admin.SimpleListFilter):
 
 @admin.register(Record)
 class RecordAdmin(ReadOnlyAdmin):
-    """Records come from `manage.py seed`; a record edited after signing would not verify."""
+    """Records come from `seed`, `ingest` and POST /api/records/, never from here: a record
+    edited after signing would not verify."""
 
     list_display = ("id", "payload_start", "created_at", "signed")
     list_filter = (SignedFilter,)

@@ -11,17 +11,27 @@ import binascii
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator, MinLengthValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from keyring.models import KeyLease, SigningKey
 from records.models import Record
+from records.payloads import (
+    MAX_PAYLOAD_CHARS,
+    MAX_RECORDS_PER_INGEST,
+    json_type,
+    payload_problem,
+    quoted_names,
+)
 from signing.models import SigningRun
 from signing.runs.dispatch import MAX_BATCH_SIZE
 
-MAX_MESSAGE_CHARS = 100_000
+MAX_MESSAGE_CHARS = MAX_PAYLOAD_CHARS  # any stored payload can be verified by its text
 # A many-item verify's limit: 1,000 records are checked in about 0.1 s.
 MAX_VERIFY_ITEMS = 1_000
+# Problems listed in one 400 about a request's records; the rest are counted.
+MAX_PROBLEMS_LISTED = 10
 
 
 class StrictSerializer(serializers.Serializer):
@@ -178,6 +188,90 @@ class RecordSerializer(serializers.ModelSerializer):
             if signature is None
             else serializers.DateTimeField().to_representation(signature.signed_at)
         )
+
+
+class NewRecordSerializer(StrictSerializer):
+    """One record to add."""
+
+    payload = serializers.CharField(
+        max_length=MAX_PAYLOAD_CHARS,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text=(
+            "The text to sign, stored exactly as sent: any Unicode text except NUL (U+0000) "
+            f"and lone surrogates, at most {MAX_PAYLOAD_CHARS:,} characters."
+        ),
+    )
+
+
+@extend_schema_field(NewRecordSerializer(many=True))
+class PayloadListField(serializers.Field):
+    """`[{"payload": "…"}, …]` as the list of payloads, checked item by item. Every problem
+    names its item (`records[3].payload`), never the payload's text; DRF's nested errors
+    (a list of one dict per item) lose the place in the API's error shape. Checking by hand
+    also costs a tenth of a serializer per item: 9 ms against 90 to 130 ms for 10,000."""
+
+    default_error_messages = {
+        "not_a_list": "Must be a JSON array of records, not {input_type}.",
+        "empty": "Send at least one record.",
+        "too_many": "Send at most {limit:,} records in one request, not {count:,}.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # For the schema's minItems and maxItems: to_internal_value refuses first.
+        self.validators += [MinLengthValidator(1), MaxLengthValidator(MAX_RECORDS_PER_INGEST)]
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        if not isinstance(data, list):
+            self.fail("not_a_list", input_type=json_type(data))
+        if not data:
+            self.fail("empty")
+        if len(data) > MAX_RECORDS_PER_INGEST:
+            self.fail("too_many", limit=MAX_RECORDS_PER_INGEST, count=len(data))
+        payloads: list[str] = []
+        problems: list[str] = []
+        for index, item in enumerate(data):
+            problem = _new_record_problem(item)
+            if problem is None:
+                payloads.append(item["payload"])
+            else:
+                problems.append(f"records[{index}]{problem}")
+        if problems:
+            listed = problems[:MAX_PROBLEMS_LISTED]
+            if len(problems) > len(listed):
+                listed.append(f"… and {len(problems) - len(listed):,} more records with problems.")
+            raise serializers.ValidationError(listed)
+        return payloads
+
+    def to_representation(self, value: Any) -> Any:
+        return [{"payload": payload} for payload in value]
+
+
+def _new_record_problem(item: Any) -> str | None:
+    """What is wrong with one item of `records`, as the rest of its message, or None."""
+    if not isinstance(item, dict):
+        return f" must be a JSON object, not {json_type(item)}."
+    if unknown := set(item) - {"payload"}:
+        return f": unknown field {quoted_names(unknown)}."
+    if "payload" not in item:
+        return ": the field 'payload' is required."
+    reason = payload_problem(item["payload"])
+    return None if reason is None else f".payload {reason}."
+
+
+class IngestSerializer(StrictSerializer):
+    """New records, `{"records": [{"payload": "…"}, …]}`: all stored, or none."""
+
+    records = PayloadListField(
+        help_text=f"1 to {MAX_RECORDS_PER_INGEST:,} records, stored together or not at all."
+    )
+
+
+class IngestedSerializer(serializers.Serializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(), help_text="The new records' ids, in request order."
+    )
 
 
 class VerifySerializer(StrictSerializer):

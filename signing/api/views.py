@@ -23,7 +23,9 @@ from rest_framework.views import APIView
 
 from keyring.models import KeyLease, SigningKey
 from keyring.selectors import keys_for_display, public_jwks
+from records.exceptions import IngestRefused
 from records.models import Record
+from records.services import ingest_records
 from signing.api import serializers as api
 from signing.api.authentication import token_expires_at, valid_token_for
 from signing.models import SigningRun
@@ -50,6 +52,21 @@ class IsStaffToChange(permissions.BasePermission):
         if request.method in permissions.SAFE_METHODS:
             return True
         return bool(request.user and request.user.is_staff)
+
+
+class CanIngestRecords(permissions.BasePermission):
+    """Staff, or a user with the permission `records.add_record`: the `producers` group has
+    it (records migration 0010), and an administrator may grant it to others."""
+
+    message = "Only staff and members of the producers group may add records."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        return bool(
+            user
+            and user.is_authenticated
+            and (user.is_staff or user.has_perm("records.add_record"))
+        )
 
 
 class RunViewSet(
@@ -130,6 +147,33 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Record.objects.select_related("signature", "signature__key")
     serializer_class = api.RecordSerializer
     lookup_value_regex = ID_PATTERN
+
+    def get_permissions(self) -> list[permissions.BasePermission]:
+        if self.action == "create":
+            return [permissions.IsAuthenticated(), CanIngestRecords()]
+        return super().get_permissions()
+
+    @extend_schema(
+        request=api.IngestSerializer,
+        responses={
+            201: api.IngestedSerializer,
+            400: OpenApiResponse(
+                description="A record or the body is wrong (each problem named): none stored."
+            ),
+            403: OpenApiResponse(description="Neither staff nor in the producers group."),
+            413: OpenApiResponse(description="The body is over the request size cap."),
+        },
+        summary="Add records (staff and producers)",
+    )
+    def create(self, request: Request) -> Response:
+        """Store 1 to 10,000 records in one transaction, all or none; their ids in order."""
+        incoming = api.IngestSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            ids = ingest_records(incoming.validated_data["records"])
+        except IngestRefused as error:  # the serializer checks the same rules first
+            return _errors(status.HTTP_400_BAD_REQUEST, records=str(error))
+        return Response({"ids": ids}, status=status.HTTP_201_CREATED)
 
 
 class VerifyView(APIView):

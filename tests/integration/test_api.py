@@ -263,6 +263,8 @@ def test_a_bad_run_body_is_a_field_level_400_and_starts_nothing(
     ("raw", "content_type", "expected"),
     [
         ("{not json", "application/json", 400),
+        ('{"batch_size": 5, "batch_size": 500}', "application/json", 400),  # which one?
+        ('{"batch_size": NaN}', "application/json", 400),
         ("", "application/json", 400),
         ("batch_size=5", "application/x-www-form-urlencoded", 415),
         ("batch_size: 5", "text/plain", 415),
