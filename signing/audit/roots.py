@@ -1,0 +1,58 @@
+"""Merkle roots of batches and runs (issue 18, tamper evidence), over kernel.merkle.
+
+A batch's root is over its signatures in record id order; a run's root is over its batches'
+roots in seq order. The store computes a batch's root from the signatures it writes
+(signing.runs.store), finish_run a run's from the roots its batches hold
+(signing.runs.dispatch), and the audit recomputes both from the signatures themselves
+(signing.audit.rules). They live here, under both, so that each computes them one way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kernel import merkle
+from signing.models import Batch
+
+
+def batch_root(signatures: Iterable[tuple[int, bytes]]) -> bytes:
+    """The root over (record id, signature) pairs, in whatever order they come."""
+    return root_of_record_leaves(record_leaves(signatures))
+
+
+def record_leaves(signatures: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """(record id, leaf hash) of each signature: a batch staged page by page keeps these,
+    32 bytes a record, rather than its signatures."""
+    return [(record_id, merkle.record_leaf(record_id, raw)) for record_id, raw in signatures]
+
+
+def root_of_record_leaves(leaves: Iterable[tuple[int, bytes]]) -> bytes:
+    """The batch root over record_leaves, put in record id order here."""
+    return merkle.root([leaf for _, leaf in sorted(leaves)])
+
+
+def run_root(batch_roots: Iterable[tuple[int, bytes]]) -> bytes:
+    """The root over (seq, batch root) pairs, in whatever order they come: the leaves are put
+    in seq order here."""
+    return merkle.root([merkle.batch_leaf(seq, root) for seq, root in sorted(batch_roots)])
+
+
+def stored_run_root(run_id: int, *, through_seq: int | None = None) -> bytes | None:
+    """The root over the roots the run's batches hold, in seq order, or over those of seq 1 to
+    `through_seq` only (a prefix: what a checkpoint of a run still going would sign).
+
+    None when a batch of that range is not signed, or was signed before roots existed:
+    there is then no root to give. A run with no batch (nothing to sign) has the empty
+    tree's root.
+    """
+    batches = Batch.objects.filter(run_id=run_id)
+    if through_seq is not None:
+        batches = batches.filter(seq__lte=through_seq)
+    roots = []
+    for seq, status, root in batches.values_list("seq", "status", "merkle_root"):
+        if status != Batch.Status.SIGNED or root is None:
+            return None
+        roots.append((seq, bytes(root)))
+    if through_seq is not None and len(roots) != through_seq:
+        return None  # a prefix with a gap: no such batches (yet)
+    return run_root(roots)
