@@ -24,15 +24,40 @@ def batch_root(signatures: Iterable[tuple[int, bytes]]) -> bytes:
     )
 
 
-def record_leaves(signatures: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
-    """(record id, leaf hash) of each signature: a batch staged page by page keeps these,
-    32 bytes a record, rather than its signatures."""
-    return [(record_id, merkle.record_leaf(record_id, raw)) for record_id, raw in signatures]
+class BatchRootBuilder:
+    """A batch's root built as its signatures come, page by page, in record id order, in
+    memory that grows with the log of the batch's size: a batch staged page by page (any
+    size, a million records and more) keeps no list of its leaves.
 
+    The stack holds the roots of perfect subtrees, sizes decreasing powers of two; folding
+    them from the right gives RFC 6962's split at the largest power of two, so the root is
+    kernel.merkle.root's (tests/unit/test_batch_root_builder.py checks it for every size).
+    """
 
-def root_of_record_leaves(leaves: Iterable[tuple[int, bytes]]) -> bytes:
-    """The batch root over record_leaves, put in record id order here."""
-    return merkle.root([leaf for _, leaf in sorted(leaves)])
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []  # (leaves under it, its root)
+        self._last_record_id: int | None = None
+
+    def add(self, signatures: Iterable[tuple[int, bytes]]) -> None:
+        """Append (record id, signature) pairs; ids must rise, across calls too."""
+        stack = self._stack
+        for record_id, raw in signatures:
+            if self._last_record_id is not None and record_id <= self._last_record_id:
+                raise ValueError(f"record {record_id} comes after {self._last_record_id}")
+            self._last_record_id = record_id
+            size, node = 1, merkle.record_leaf(record_id, raw)
+            while stack and stack[-1][0] == size:
+                _, left = stack.pop()
+                size, node = 2 * size, merkle.node_hash(left, node)
+            stack.append((size, node))
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return merkle.EMPTY_ROOT
+        node = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            node = merkle.node_hash(left, node)
+        return node
 
 
 def run_root(batch_roots: Iterable[tuple[int, bytes]]) -> bytes:

@@ -12,7 +12,7 @@ from django.db import DatabaseError
 from kernel.crypto import SignedRecord
 from kernel.events import EventLogger
 from keyring.leases import LeaseHint
-from signing.audit.roots import batch_root, record_leaves, root_of_record_leaves
+from signing.audit.roots import BatchRootBuilder, batch_root
 from signing.backends import backend
 from signing.models import Batch
 
@@ -57,13 +57,14 @@ class SignatureStage:
     table (signing.backends.sql.CREATE_STAGE says why), then stored whole by
     store_staged_signatures.
 
-    Used as a context manager around one batch; emptied on the way in and out. It keeps each
-    signature's Merkle leaf (32 bytes a record) for the batch's root.
+    Used as a context manager around one batch; emptied on the way in and out. It builds
+    the batch's Merkle root as the pages come (in record id order: the pages are read in
+    it), in memory that grows with the log of the batch's size.
     """
 
     def __init__(self) -> None:
         self.count = 0
-        self.leaves: list[tuple[int, bytes]] = []
+        self.root = BatchRootBuilder()
 
     def __enter__(self) -> SignatureStage:
         backend().empty_stage()
@@ -73,7 +74,7 @@ class SignatureStage:
         record_ids = [signed.record_id for signed in signatures]
         raw = [signed.signature for signed in signatures]
         backend().stage(record_ids=record_ids, signatures=raw)
-        self.leaves.extend(record_leaves(zip(record_ids, raw, strict=True)))
+        self.root.add(zip(record_ids, raw, strict=True))
         self.count += len(signatures)
 
     def __exit__(self, *exc_info: object) -> None:
@@ -90,7 +91,7 @@ def store_staged_signatures(lease: LeaseHint, *, stage: SignatureStage) -> tuple
     """store_signatures for a staged batch: one fenced statement, and only if the stage
     still holds every signature staged (else StageIncomplete, nothing written)."""
     counts = backend().store_staged_signatures(
-        lease, staged=stage.count, merkle_root=root_of_record_leaves(stage.leaves)
+        lease, staged=stage.count, merkle_root=stage.root.root()
     )
     leased, claimed, _ = counts
     if (
