@@ -12,6 +12,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
@@ -218,14 +219,13 @@ def _check_merkle_roots(params: dict[str, Any]) -> Check:
     )
     batches: dict[int, dict[int, tuple[int, bool]]] = {}  # run -> batch -> (seq, has a root)
     recomputed: dict[int, list[tuple[int, bytes]]] = {}  # run -> (seq, batch root)
-    for (run_id, batch_id, seq, stored), signatures in _signatures_by_batch(params):
-        root = roots.batch_root(signatures)
+    for (run_id, batch_id, seq, stored), signatures, root in _signatures_by_batch(params):
         recomputed.setdefault(run_id, []).append((seq, root))
         batches.setdefault(run_id, {})[batch_id] = (seq, stored is not None)
         if stored is not None and stored != root:
             check.add(
                 f"batch {batch_id} (#{seq} of run {run_id}): its root does not match its "
-                f"{len(signatures)} signatures"
+                f"{signatures} signatures"
             )
     check.examined = sum(len(of_run) for of_run in batches.values())
     for run_id, stored in _rows(sql.COMPLETED_RUN_ROOTS, params):
@@ -251,23 +251,30 @@ def _check_merkle_roots(params: dict[str, Any]) -> Check:
 
 def _signatures_by_batch(
     params: dict[str, Any],
-) -> Iterator[tuple[tuple[int, int, int, bytes | None], list[tuple[int, bytes]]]]:
-    """((run, batch, seq, stored root), [(record id, signature), ...]) per signed batch."""
+) -> Iterator[tuple[tuple[int, int, int, bytes | None], int, bytes]]:
+    """((run, batch, seq, stored root), signatures, recomputed root) per signed batch.
+
+    Streamed, each batch's root built as its rows come (in record id order), so a batch of
+    a million signatures costs the audit no list of them.
+    """
     with connection.chunked_cursor() as cursor:
         cursor.execute(sql.BATCH_SIGNATURES_FOR_ROOTS, params)
         batch: tuple[int, int, int, bytes | None] | None = None
-        signatures: list[tuple[int, bytes]] = []
+        builder, count = roots.BatchRootBuilder(), 0
         while rows := cursor.fetchmany(VERIFY_CHUNK):
             for run_id, batch_id, seq, stored, record_id, signature in rows:
                 if batch is None or batch[1] != batch_id:
                     if batch is not None:
-                        yield batch, signatures
+                        yield batch, count, builder.root()
                     stored_root = None if stored is None else bytes(stored)
-                    batch, signatures = (run_id, batch_id, seq, stored_root), []
+                    batch = (run_id, batch_id, seq, stored_root)
+                    builder, count = roots.BatchRootBuilder(), 0
                 if record_id is not None:
-                    signatures.append((record_id, bytes(signature)))
+                    count += 1
+                    with suppress(ValueError):  # a record twice (no primary key): no root
+                        builder.add([(record_id, bytes(signature))])
         if batch is not None:
-            yield batch, signatures
+            yield batch, count, builder.root()
 
 
 def _check_one_key_per_batch(params: dict[str, Any]) -> Check:
