@@ -15,6 +15,11 @@ from kernel.admin import ReadOnlyAdmin, changelist_link, short
 from signing.models import Batch, RunAudit, SigningRun
 
 
+def merkle_root_hex(root: bytes | memoryview | None) -> str:
+    """A root in hex, as the API shows a run's; a dash when there is none."""
+    return "-" if root is None else bytes(root).hex()
+
+
 @admin.register(SigningRun)
 class SigningRunAdmin(ReadOnlyAdmin):
     list_display = (
@@ -45,8 +50,13 @@ class SigningRunAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
         "failure_reason",
+        "root",
         "batches",
     )
+
+    @admin.display(description="Merkle root")
+    def root(self, run: SigningRun) -> str:
+        return merkle_root_hex(run.merkle_root)
 
     @admin.display(description="failure reason", ordering="failure_reason")
     def failure(self, run: SigningRun) -> str:
@@ -96,9 +106,14 @@ class BatchAdmin(ReadOnlyAdmin):
         "created_at",
         "leased_at",
         "signed_at",
+        "root",
         "leases",
         "signatures",
     )
+
+    @admin.display(description="Merkle root")
+    def root(self, batch: Batch) -> str:
+        return merkle_root_hex(batch.merkle_root)
 
     def search_by_number(self, queryset: QuerySet, number: int) -> QuerySet:
         """Batches are ranges of record ids: a number finds the batches holding that record."""

@@ -41,6 +41,11 @@ class SigningRun(models.Model):
     # again (a compare-and-set on this column, so one process does) while no audit has
     # been recorded SIGNING_AUDIT_RESEND_SECONDS after it, so a lost message only delays it.
     audit_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The Merkle root (SHA-256, 32 bytes) over its batches' roots in seq order
+    # (kernel.merkle.batch_leaf), set in the transaction that marks it completed
+    # (signing.runs.dispatch.finish_run). NULL for a run that did not complete, or one with
+    # a batch signed before roots existed.
+    merkle_root = models.BinaryField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -92,6 +97,11 @@ class Batch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     leased_at = models.DateTimeField(null=True, blank=True)
     signed_at = models.DateTimeField(null=True, blank=True)
+    # The Merkle root (SHA-256, 32 bytes) over its signatures in record id order
+    # (kernel.merkle.record_leaf), set by the statement that stores them
+    # (signing.runs.store). NULL until then, and for a batch signed before roots existed
+    # (signing migration 0012).
+    merkle_root = models.BinaryField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [

@@ -95,9 +95,18 @@ class RunProgressSerializer(serializers.Serializer):
     eta_seconds = serializers.FloatField(allow_null=True)
 
 
+MERKLE_ROOT_HELP = (
+    "The run's Merkle root, hex: RFC 6962 hashing over its batches' roots in seq order, each "
+    "batch's root over its signatures in record id order (docs/architecture.md, Tamper "
+    "evidence). Set when the run completes; null before, for a run that did not complete, "
+    "and for one with a batch signed before roots existed."
+)
+
+
 class RunSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     audit_passed = serializers.SerializerMethodField()
+    merkle_root = serializers.SerializerMethodField()
 
     class Meta:
         model = SigningRun
@@ -114,6 +123,7 @@ class RunSerializer(serializers.ModelSerializer):
             "failure_reason",
             "progress",
             "audit_passed",
+            "merkle_root",
         ]
         read_only_fields = fields
 
@@ -127,6 +137,14 @@ class RunSerializer(serializers.ModelSerializer):
         """True or false once the run's audit is recorded; null before."""
         audit = getattr(run, "audit", None)
         return None if audit is None else audit.passed
+
+    @extend_schema_field(
+        serializers.CharField(
+            allow_null=True, min_length=64, max_length=64, help_text=MERKLE_ROOT_HELP
+        )
+    )
+    def get_merkle_root(self, run: SigningRun) -> str | None:
+        return None if run.merkle_root is None else bytes(run.merkle_root).hex()
 
 
 class KeySerializer(serializers.ModelSerializer):

@@ -12,6 +12,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 from django.db import connection
 
 from kernel import crypto
-from signing.audit import sql
+from signing.audit import roots, sql
 from signing.backends import backend
 
 MAX_LISTED = 20
@@ -37,6 +38,9 @@ class Check:
     breaches: list[str] = field(default_factory=list)
     breach_count: int = 0
     examined: int | None = None
+    # What the check could not judge, and why; not a breach (the first MAX_LISTED of them).
+    notes: list[str] = field(default_factory=list)
+    note_count: int = 0
 
     @property
     def passed(self) -> bool:
@@ -47,6 +51,11 @@ class Check:
         if len(self.breaches) < MAX_LISTED:
             self.breaches.append(breach)
 
+    def note(self, note: str) -> None:
+        self.note_count += 1
+        if len(self.notes) < MAX_LISTED:
+            self.notes.append(note)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -56,6 +65,8 @@ class Check:
             "examined": self.examined,
             "breach_count": self.breach_count,
             "breaches": self.breaches,
+            "note_count": self.note_count,
+            "notes": self.notes,
         }
 
 
@@ -82,6 +93,7 @@ def audit(*, run_id: int | None = None, processes: int | None = None) -> AuditRe
     checks = [
         _check_each_record_signed_once(params),
         _check_signatures_verify(params, processes=processes),
+        _check_merkle_roots(params),
         _check_one_key_per_batch(params),
         _check_no_overlapping_leases(params),
         _check_signed_within_lease(params),
@@ -183,6 +195,86 @@ def _verify_chunk(rows: list[tuple[int, str, int, bytes]]) -> tuple[int, list[in
         )
     ]
     return len(rows), failures
+
+
+NO_ROOT = "no root (signed before roots existed)"
+
+
+def _check_merkle_roots(params: dict[str, Any]) -> Check:
+    """Recompute every signed batch's root from its signatures and every completed run's
+    from those, and compare them with the roots stored (issue 18, tamper evidence).
+
+    A signature changed, removed or added changes its batch's root, and so its run's. A
+    batch or run with no root was signed before roots existed (signing migration 0012): a
+    note, not a breach, unless its run (or one of its batches) has a root, which the code
+    never leaves behind. The run's root is recomputed from the signatures, not from the
+    batches' stored roots, so a batch root cleared alongside a changed signature is still
+    caught by its run.
+    """
+    check = Check(
+        "merkle_roots",
+        "1",
+        "Merkle roots: each signed batch's matches its signatures, each completed run's its "
+        "batches",
+    )
+    batches: dict[int, dict[int, tuple[int, bool]]] = {}  # run -> batch -> (seq, has a root)
+    recomputed: dict[int, list[tuple[int, bytes]]] = {}  # run -> (seq, batch root)
+    for (run_id, batch_id, seq, stored), signatures, root in _signatures_by_batch(params):
+        recomputed.setdefault(run_id, []).append((seq, root))
+        batches.setdefault(run_id, {})[batch_id] = (seq, stored is not None)
+        if stored is not None and stored != root:
+            check.add(
+                f"batch {batch_id} (#{seq} of run {run_id}): its root does not match its "
+                f"{signatures} signatures"
+            )
+    check.examined = sum(len(of_run) for of_run in batches.values())
+    for run_id, stored in _rows(sql.COMPLETED_RUN_ROOTS, params):
+        of_run = batches.get(run_id, {})
+        rootless = sorted(batch_id for batch_id, (_, rooted) in of_run.items() if not rooted)
+        if stored is None:
+            if rootless or not of_run:
+                check.note(f"run {run_id}: {NO_ROOT}")
+            else:
+                check.add(f"run {run_id}: completed with no root, though its batches have roots")
+        elif bytes(stored) != roots.run_root(recomputed.get(run_id, [])):
+            check.add(
+                f"run {run_id}: its root does not match the roots of its {len(of_run)} batches"
+            )
+        elif rootless:
+            check.add(f"run {run_id} has a root but its batch {rootless[0]} has none")
+    for run_id, of_run in batches.items():
+        for batch_id, (seq, rooted) in sorted(of_run.items()):
+            if not rooted:
+                check.note(f"batch {batch_id} (#{seq} of run {run_id}): {NO_ROOT}")
+    return check
+
+
+def _signatures_by_batch(
+    params: dict[str, Any],
+) -> Iterator[tuple[tuple[int, int, int, bytes | None], int, bytes]]:
+    """((run, batch, seq, stored root), signatures, recomputed root) per signed batch.
+
+    Streamed, each batch's root built as its rows come (in record id order), so a batch of
+    a million signatures costs the audit no list of them.
+    """
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql.BATCH_SIGNATURES_FOR_ROOTS, params)
+        batch: tuple[int, int, int, bytes | None] | None = None
+        builder, count = roots.BatchRootBuilder(), 0
+        while rows := cursor.fetchmany(VERIFY_CHUNK):
+            for run_id, batch_id, seq, stored, record_id, signature in rows:
+                if batch is None or batch[1] != batch_id:
+                    if batch is not None:
+                        yield batch, count, builder.root()
+                    stored_root = None if stored is None else bytes(stored)
+                    batch = (run_id, batch_id, seq, stored_root)
+                    builder, count = roots.BatchRootBuilder(), 0
+                if record_id is not None:
+                    count += 1
+                    with suppress(ValueError):  # a record twice (no primary key): no root
+                        builder.add([(record_id, bytes(signature))])
+        if batch is not None:
+            yield batch, count, builder.root()
 
 
 def _check_one_key_per_batch(params: dict[str, Any]) -> Check:

@@ -142,3 +142,20 @@ LEFT JOIN keyring_keylease l ON l.key_id = k.id AND l.released_at IS NULL
 WHERE COALESCE(k.held_by_id, 0) <> COALESCE(l.id, 0)  -- ids start at 1
 ORDER BY k.id
 """
+
+# Tamper evidence: every signed batch's signatures, batch by batch in record id order, with
+# the Merkle root the batch holds (streamed; a batch with no signature left has one row).
+BATCH_SIGNATURES_FOR_ROOTS = """
+SELECT b.run_id, b.id, b.seq, b.merkle_root, s.record_id, s.signature
+FROM signing_batch b
+LEFT JOIN records_signature s ON s.batch_id = b.id
+WHERE b.status = 'signed' AND (CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s)
+ORDER BY b.id, s.record_id
+"""
+
+# Tamper evidence: every completed run with the Merkle root it holds.
+COMPLETED_RUN_ROOTS = """
+SELECT id, merkle_root FROM signing_signingrun
+WHERE status = 'completed' AND (CAST(%(run_id)s AS bigint) IS NULL OR id = %(run_id)s)
+ORDER BY id
+"""

@@ -86,9 +86,15 @@ class Backend(Protocol):
 
     # The store, fenced by the lease.
     def store_signatures(
-        self, lease: LeaseHint, *, record_ids: list[int], signatures: list[bytes]
+        self,
+        lease: LeaseHint,
+        *,
+        record_ids: list[int],
+        signatures: list[bytes],
+        merkle_root: bytes,
     ) -> StoreCounts:
-        """Write a batch's signatures and move it from leased to signed, all or nothing."""
+        """Write a batch's signatures and move it from leased to signed with its Merkle root,
+        all or nothing."""
 
     def empty_stage(self) -> None:
         """This connection's stage of a big batch's signatures, made if missing, emptied."""
@@ -96,7 +102,9 @@ class Backend(Protocol):
     def stage(self, *, record_ids: list[int], signatures: list[bytes]) -> None:
         """Add a page of signatures to the stage."""
 
-    def store_staged_signatures(self, lease: LeaseHint, *, staged: int) -> StoreCounts:
+    def store_staged_signatures(
+        self, lease: LeaseHint, *, staged: int, merkle_root: bytes
+    ) -> StoreCounts:
         """store_signatures from the stage, only if it holds all `staged` signatures."""
 
     # Records, and the whole service's data.

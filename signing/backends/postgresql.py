@@ -123,9 +123,19 @@ class PostgreSQLBackend:
                 return
 
     def store_signatures(
-        self, lease: LeaseHint, *, record_ids: list[int], signatures: list[bytes]
+        self,
+        lease: LeaseHint,
+        *,
+        record_ids: list[int],
+        signatures: list[bytes],
+        merkle_root: bytes,
     ) -> StoreCounts:
-        params = {**_fence(lease), "record_ids": record_ids, "signatures": signatures}
+        params = {
+            **_fence(lease),
+            "record_ids": record_ids,
+            "signatures": signatures,
+            "merkle_root": merkle_root,
+        }
         with _binary_cursor() as cursor:
             cursor.execute(sql.STORE_SIGNATURES, params)
             return cursor.fetchone()
@@ -141,9 +151,12 @@ class PostgreSQLBackend:
                 sql.STAGE_SIGNATURES, {"record_ids": record_ids, "signatures": signatures}
             )
 
-    def store_staged_signatures(self, lease: LeaseHint, *, staged: int) -> StoreCounts:
+    def store_staged_signatures(
+        self, lease: LeaseHint, *, staged: int, merkle_root: bytes
+    ) -> StoreCounts:
+        params = {**_fence(lease), "staged": staged, "merkle_root": merkle_root}
         with _binary_cursor() as cursor:
-            cursor.execute(sql.STORE_STAGED_SIGNATURES, {**_fence(lease), "staged": staged})
+            cursor.execute(sql.STORE_STAGED_SIGNATURES, params)
             return cursor.fetchone()
 
     def load_records(self, payloads: Iterable[str]) -> int:

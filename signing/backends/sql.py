@@ -171,7 +171,8 @@ ORDER BY page.id
 
 # Store a batch's signatures, fenced, in one statement (signing.runs.store.store_signatures):
 # lock the lease row if it is still held under this token and not past its expiry; move
-# the batch from leased to signed; insert every signature; count each step. The lease
+# the batch from leased to signed with its Merkle root (the worker's, over the signatures
+# bound here: signing.audit.roots); insert every signature; count each step. The lease
 # lock comes first: the batch update waits on it (EXISTS), and the insert on the batch
 # update (its row). Parameters are bound server-side in binary (%b): a thousand
 # signatures would otherwise be spelled out in hex inside the query text and parsed back.
@@ -184,7 +185,8 @@ WITH lease AS (
     FOR NO KEY UPDATE
 ),
 claimed AS (
-    UPDATE signing_batch SET status = 'signed', signed_at = clock_timestamp()
+    UPDATE signing_batch
+    SET status = 'signed', signed_at = clock_timestamp(), merkle_root = %(merkle_root)b
     WHERE id = %(batch_id)b AND status = 'leased' AND EXISTS (SELECT FROM lease){whole}
     RETURNING signed_at
 ),

@@ -265,14 +265,19 @@ class SQLiteBackend:
             self._listeners.heard = self._finished_runs_seen
 
     def store_signatures(
-        self, lease: LeaseHint, *, record_ids: list[int], signatures: list[bytes]
+        self,
+        lease: LeaseHint,
+        *,
+        record_ids: list[int],
+        signatures: list[bytes],
+        merkle_root: bytes,
     ) -> StoreCounts:
         """STORE_SIGNATURES."""
         with transaction.atomic():
             now = timezone.now()
             if not _live_lease(lease, now=now).exists():
                 return 0, 0, 0
-            if not _claim(lease, now=now):
+            if not _claim(lease, now=now, merkle_root=merkle_root):
                 return 1, 0, 0
             signed_at = connection.ops.adapt_datetimefield_value(now)
             with connection.cursor() as cursor:
@@ -302,7 +307,9 @@ class SQLiteBackend:
                 list(zip(record_ids, signatures, strict=True)),
             )
 
-    def store_staged_signatures(self, lease: LeaseHint, *, staged: int) -> StoreCounts:
+    def store_staged_signatures(
+        self, lease: LeaseHint, *, staged: int, merkle_root: bytes
+    ) -> StoreCounts:
         """STORE_STAGED_SIGNATURES."""
         with transaction.atomic(), connection.cursor() as cursor:
             now = timezone.now()
@@ -311,7 +318,7 @@ class SQLiteBackend:
             cursor.execute(f"SELECT count(*) FROM {STAGE}")
             if cursor.fetchone()[0] != staged:
                 return 1, 0, 0
-            if not _claim(lease, now=now):
+            if not _claim(lease, now=now, merkle_root=merkle_root):
                 return 1, 0, 0
             cursor.execute(
                 "INSERT INTO records_signature "
@@ -386,10 +393,10 @@ def _live_lease(lease: LeaseHint, *, now: datetime) -> QuerySet[KeyLease]:
     )
 
 
-def _claim(lease: LeaseHint, *, now: datetime) -> int:
-    """Move the lease's batch from leased to signed; 1 if it moved."""
+def _claim(lease: LeaseHint, *, now: datetime, merkle_root: bytes) -> int:
+    """Move the lease's batch from leased to signed, with its Merkle root; 1 if it moved."""
     return Batch.objects.filter(pk=lease.batch_id, status=Batch.Status.LEASED).update(
-        status=Batch.Status.SIGNED, signed_at=now
+        status=Batch.Status.SIGNED, signed_at=now, merkle_root=merkle_root
     )
 
 

@@ -65,24 +65,32 @@ class ExportSummary:
 
 
 def batch_root_for_export(batch: BatchToExport, tree: CompactTree) -> bytes:
-    """The root a batch's records' proofs lead to in the export.
-
-    Today computed here from the database's signatures (the tree of kernel.merkle's
-    record_leaf, in record id order). Once `signing_batch.merkle_root` is stored (issue 18,
-    point 5, on another branch), this takes the stored root instead and raises
-    ExportInconsistent when the tree of the signatures read here does not lead to it: the
-    integrator switches this function, and only it.
-    """
-    return tree.build()
+    """The root a batch's records' proofs lead to in the export: the tree of its signatures
+    as read here (kernel.merkle's record_leaf, in record id order), which must be the root
+    the batch keeps (`signing_batch.merkle_root`, stored with its signatures). An export
+    never publishes a root the database does not hold: a mismatch means the signatures or
+    the root were changed after the store, which `manage.py audit` names. A batch signed
+    before roots existed keeps none; its tree's root is published (the audit notes it)."""
+    root = tree.build()
+    if batch.merkle_root is not None and batch.merkle_root != root:
+        raise ExportInconsistent(
+            f"batch {batch.id}: its signatures do not lead to the root it keeps"
+            " (run manage.py audit)"
+        )
+    return root
 
 
 def run_root_for_export(run: RunToExport, batch_leaves: list[bytes]) -> bytes:
-    """The root over a run's exported batches (kernel.merkle.batch_leaf, in seq order).
-
-    Computed here today; once `signing_signingrun.merkle_root` is stored, this takes the
-    stored one and checks it the same way (see batch_root_for_export).
-    """
-    return merkle.root(batch_leaves)
+    """The root over a run's exported batches (kernel.merkle.batch_leaf, in seq order),
+    which for a completed run must be the root it keeps (`signing_signingrun.merkle_root`,
+    set as it completed, over all its batches: all signed, so all exported). Other runs
+    keep none: their root covers the batches they signed."""
+    root = merkle.root(batch_leaves)
+    if run.merkle_root is not None and run.merkle_root != root:
+        raise ExportInconsistent(
+            f"run {run.id}: its batches do not lead to the root it keeps (run manage.py audit)"
+        )
+    return root
 
 
 @dataclass(frozen=True, slots=True)

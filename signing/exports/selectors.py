@@ -25,6 +25,7 @@ class BatchToExport:
     seq: int
     first_record_id: int
     last_record_id: int
+    merkle_root: bytes | None  # as stored when signed; None if signed before roots existed
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class RunToExport:
     id: int
     status: str
     batch_size: int
+    merkle_root: bytes | None  # as stored when completed; None before that
     batches: list[BatchToExport]  # signed ones only, in seq order
 
 
@@ -57,18 +59,26 @@ def runs_to_export(run_id: int | None = None) -> list[RunToExport]:
     signed = (
         Batch.objects.filter(status=Batch.Status.SIGNED)
         .order_by("run_id", "seq")
-        .values_list("run_id", "id", "seq", "first_record_id", "last_record_id")
+        .values_list("run_id", "id", "seq", "first_record_id", "last_record_id", "merkle_root")
     )
     if run_id is not None:
         signed = signed.filter(run_id=run_id)
-    for run, *batch in signed.iterator(chunk_size=PAGE_SIZE):
-        batches.setdefault(run, []).append(BatchToExport(*batch))
+    for run, *batch, root in signed.iterator(chunk_size=PAGE_SIZE):
+        batches.setdefault(run, []).append(BatchToExport(*batch, _bytes(root)))
     return [
         RunToExport(
-            id=run.pk, status=run.status, batch_size=run.batch_size, batches=batches.get(run.pk, [])
+            id=run.pk,
+            status=run.status,
+            batch_size=run.batch_size,
+            merkle_root=_bytes(run.merkle_root),
+            batches=batches.get(run.pk, []),
         )
-        for run in runs.only("id", "status", "batch_size")
+        for run in runs.only("id", "status", "batch_size", "merkle_root")
     ]
+
+
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 def signature_count(runs: list[RunToExport]) -> int:

@@ -28,6 +28,7 @@ from keyring.leases import GrantedLease
 from keyring.models import KeyLease
 from keyring.selectors import free_keys
 from keyring.services import check_kek_opens_keyring, rotate_kek
+from signing.audit.roots import stored_run_root
 from signing.backends import backend
 from signing.models import Batch, SigningRun
 from signing.runs import messages
@@ -227,7 +228,8 @@ def advance_run(run_id: int, *, release_lease_ids: Sequence[int] = ()) -> None:
 def finish_run(run_id: int) -> bool:
     """Mark the run completed (or failed) once no batch is pending or held by a lease.
 
-    A compare-and-set: of two completions racing here, exactly one finishes the run.
+    A compare-and-set: of two completions racing here, exactly one finishes the run. A run
+    completed gets its Merkle root in the same transaction.
     """
     unfinished = Batch.objects.filter(status__in=[Batch.Status.PENDING, Batch.Status.LEASED])
     if unfinished.filter(run_id=run_id).exists():
@@ -255,10 +257,22 @@ def finish_run(run_id: int) -> bool:
         )
         if finished:
             _record_failure_reason(run_id)
+            _record_merkle_root(run_id)
             backend().announce_run_finished(run_id)
             log.info("run.finished", run_id=run_id)
             transaction.on_commit(partial(messages.send, messages.AUDIT_RUN, run_id=run_id))
     return bool(finished)
+
+
+def _record_merkle_root(run_id: int) -> None:
+    """A completed run's root over its batches' roots, in the transaction that completed it,
+    so a completed run always has its root (unless a batch was signed before roots
+    existed: signing.audit.roots.stored_run_root gives none then)."""
+    merkle_root = stored_run_root(run_id)
+    if merkle_root is not None:
+        SigningRun.objects.filter(pk=run_id, status=SigningRun.Status.COMPLETED).update(
+            merkle_root=merkle_root
+        )
 
 
 def _record_failure_reason(run_id: int) -> None:

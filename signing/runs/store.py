@@ -12,6 +12,7 @@ from django.db import DatabaseError
 from kernel.crypto import SignedRecord
 from kernel.events import EventLogger
 from keyring.leases import LeaseHint
+from signing.audit.roots import BatchRootBuilder, batch_root
 from signing.backends import backend
 from signing.models import Batch
 
@@ -35,13 +36,18 @@ def store_signatures(
     statement, and this one sees any that committed before it. A lease that is closed,
     past its `expires_at` (even if the reaper has not closed it yet), or whose token moved
     on means the batch is, or may soon be, another attempt's: nothing is written.
+    The batch's Merkle root, computed here from the signatures, is stored by the same
+    statement (the batch row it moves to signed), so a signed batch always has its root.
     Returns the outcome and the number of records that already had a signature
     (conflicts: there must be none).
     """
+    record_ids = [signed.record_id for signed in signatures]
+    raw = [signed.signature for signed in signatures]
     counts = backend().store_signatures(
         lease,
-        record_ids=[signed.record_id for signed in signatures],
-        signatures=[signed.signature for signed in signatures],
+        record_ids=record_ids,
+        signatures=raw,
+        merkle_root=batch_root(zip(record_ids, raw, strict=True)),
     )
     return _outcome(*counts, written=len(signatures), lease=lease)
 
@@ -51,21 +57,24 @@ class SignatureStage:
     table (signing.backends.sql.CREATE_STAGE says why), then stored whole by
     store_staged_signatures.
 
-    Used as a context manager around one batch; emptied on the way in and out.
+    Used as a context manager around one batch; emptied on the way in and out. It builds
+    the batch's Merkle root as the pages come (in record id order: the pages are read in
+    it), in memory that grows with the log of the batch's size.
     """
 
     def __init__(self) -> None:
         self.count = 0
+        self.root = BatchRootBuilder()
 
     def __enter__(self) -> SignatureStage:
         backend().empty_stage()
         return self
 
     def add(self, signatures: list[SignedRecord]) -> None:
-        backend().stage(
-            record_ids=[signed.record_id for signed in signatures],
-            signatures=[signed.signature for signed in signatures],
-        )
+        record_ids = [signed.record_id for signed in signatures]
+        raw = [signed.signature for signed in signatures]
+        backend().stage(record_ids=record_ids, signatures=raw)
+        self.root.add(zip(record_ids, raw, strict=True))
         self.count += len(signatures)
 
     def __exit__(self, *exc_info: object) -> None:
@@ -81,7 +90,9 @@ class StageIncomplete(Exception):
 def store_staged_signatures(lease: LeaseHint, *, stage: SignatureStage) -> tuple[StoreOutcome, int]:
     """store_signatures for a staged batch: one fenced statement, and only if the stage
     still holds every signature staged (else StageIncomplete, nothing written)."""
-    counts = backend().store_staged_signatures(lease, staged=stage.count)
+    counts = backend().store_staged_signatures(
+        lease, staged=stage.count, merkle_root=stage.root.root()
+    )
     leased, claimed, _ = counts
     if (
         leased

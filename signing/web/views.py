@@ -69,7 +69,12 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     return render(
         request,
         "signing/run_detail.html",
-        {"run": run, "progress": progress_of(run), "audit": _audit_of(run)},
+        {
+            "run": run,
+            "progress": progress_of(run),
+            "audit": _audit_of(run),
+            "merkle_root": _merkle_root_of(run),
+        },
     )
 
 
@@ -82,6 +87,7 @@ def run_progress_json(request: HttpRequest, run_id: int) -> JsonResponse:
         {
             **progress_of(run).as_dict(),
             "audit": None if audit is None else {"passed": audit.passed, **audit.report},
+            "merkle_root": _merkle_root_of(run),
         }
     )
 
@@ -136,3 +142,8 @@ def key_public_pem(request: HttpRequest, kid: str) -> HttpResponse:
 
 def _audit_of(run: SigningRun) -> RunAudit | None:
     return RunAudit.objects.filter(run=run).first()
+
+
+def _merkle_root_of(run: SigningRun) -> str | None:
+    """The run's Merkle root in hex, as the API shows it; None until the run completes."""
+    return None if run.merkle_root is None else bytes(run.merkle_root).hex()

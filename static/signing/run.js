@@ -45,6 +45,16 @@
         }
         item.append(breaches);
       }
+      if (check.notes && check.notes.length) {
+        const notes = document.createElement("ul");
+        notes.className = "notes";
+        for (const note of check.notes) {
+          const li = document.createElement("li");
+          li.textContent = "note: " + note;
+          notes.append(li);
+        }
+        item.append(notes);
+      }
       list.append(item);
     }
     box.append(title, list);
@@ -65,6 +75,7 @@
     set("records_per_second", number(Math.round(p.records_per_second)));
     set("eta", p.eta_seconds === null ? "–" : Math.round(p.eta_seconds) + " s");
     set("keys_used", p.keys_used);
+    set("merkle_root", p.merkle_root || "–");
     const reason = root.querySelector('[data-field="failure_reason"]');
     reason.textContent = p.failure_reason;
     reason.hidden = !p.failure_reason;

@@ -352,6 +352,13 @@ def test_a_signature_shows_as_hex_and_base64_never_as_bytes(admin_client, histor
     assert "memory at" not in content
 
 
+def test_a_batch_shows_its_merkle_root_as_hex(admin_client, history):
+    batch = history.sample("signing.batch")
+    content = page(admin_client, admin_url("signing.batch", "change", batch.pk))
+    assert bytes(batch.merkle_root).hex() in content
+    assert "memory at" not in content
+
+
 def test_searches_by_id_use_the_number(admin_client, history):
     batch = history.run.batches.get(seq=3)
     middle = batch.first_record_id + 2

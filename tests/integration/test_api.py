@@ -134,6 +134,16 @@ def test_runs_list_and_detail_show_progress(reader, cast):
     assert detail["progress"]["batches_in_flight"] == 1
     assert detail["progress"]["batches_pending"] == 2
     assert detail["audit_passed"] is None
+    assert detail["merkle_root"] is None  # set when the run completes
+
+
+def test_a_completed_runs_detail_shows_its_merkle_root_in_hex(reader, keyring_and_records):
+    run = plan_run(batch_size=5)
+    SigningRun.objects.filter(pk=run.pk).update(
+        status=SigningRun.Status.COMPLETED, merkle_root=bytes(range(32))
+    )
+    detail = reader.get(f"/api/runs/{run.pk}/").json()
+    assert detail["merkle_root"] == bytes(range(32)).hex()
 
 
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])

@@ -10,8 +10,9 @@ from django.db import connection
 
 from kernel.vendor import SQLITE
 from keyring.models import KeyLease, SigningKey
-from records.models import Signature
-from signing.audit.rules import audit
+from records.models import Record, Signature
+from signing.audit.roots import batch_root, run_root
+from signing.audit.rules import NO_ROOT, audit
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import start_run
 from tests.conftest import seed
@@ -82,8 +83,14 @@ def test_a_tampered_signature_is_named(signed_run):
     signature = Signature.objects.order_by("record_id").first()
     signature.signature = bytes([signature.signature[0] ^ 1]) + bytes(signature.signature[1:])
     signature.save()
+    batch = signature.batch
     assert failed_checks() == {
-        "signatures_verify": [f"record {signature.record_id}: signature does not verify"]
+        "signatures_verify": [f"record {signature.record_id}: signature does not verify"],
+        "merkle_roots": [
+            f"batch {batch.pk} (#{batch.seq} of run {batch.run_id}): its root does not match "
+            "its 5 signatures",
+            f"run {batch.run_id}: its root does not match the roots of its 4 batches",
+        ],
     }
 
 
@@ -193,3 +200,109 @@ def test_a_key_marked_held_without_its_lease_is_named(signed_run):
     assert failed_checks()["keys_marked_by_their_leases"] == [
         f"{key.kid} is marked held by lease {lease.pk} but its open lease is none"
     ]
+
+
+# Tamper evidence (issue 18): Merkle roots kept by the batches and the run.
+
+
+def merkle_breaches(run_id=None) -> list[str]:
+    [check] = [c for c in audit(run_id=run_id, processes=1).checks if c.name == "merkle_roots"]
+    return check.breaches
+
+
+def batch_breach(batch: Batch, signatures: int) -> str:
+    return (
+        f"batch {batch.pk} (#{batch.seq} of run {batch.run_id}): its root does not match its "
+        f"{signatures} signatures"
+    )
+
+
+def test_each_batch_keeps_the_root_of_its_signatures_and_the_run_that_of_its_batches(signed_run):
+    expected = []
+    for batch in signed_run.batches.order_by("seq"):
+        pairs = Signature.objects.filter(batch=batch).values_list("record_id", "signature")
+        assert bytes(batch.merkle_root) == batch_root((rid, bytes(raw)) for rid, raw in pairs)
+        expected.append((batch.seq, bytes(batch.merkle_root)))
+    assert bytes(signed_run.merkle_root) == run_root(expected)
+    assert merkle_breaches() == []
+
+
+def test_a_removed_signature_changes_its_batch_root_and_the_run_root(signed_run):
+    tampering_with_signatures()
+    signature = Signature.objects.order_by("record_id").last()
+    signature.delete()
+    assert merkle_breaches(signed_run.pk) == [
+        batch_breach(signature.batch, 4),
+        f"run {signed_run.pk}: its root does not match the roots of its 4 batches",
+    ]
+
+
+def test_an_added_signature_changes_its_batch_root_and_the_run_root(signed_run):
+    # A record added after the run, and a signature for it slipped into the first batch
+    # under that batch's own lease and key (a copy of a neighbour's bytes: the root does not
+    # care whether it verifies).
+    batch = signed_run.batches.get(seq=1)
+    neighbour = Signature.objects.filter(batch=batch).order_by("record_id").first()
+    stray = Record.objects.create(payload="slipped in")
+    without_trigger("records_signature", "signature_in_batch_on_insert")
+    Signature.objects.create(
+        record=stray,
+        key_id=neighbour.key_id,
+        batch=batch,
+        lease_id=neighbour.lease_id,
+        signature=bytes(neighbour.signature),
+        signed_at=neighbour.signed_at,
+    )
+    assert merkle_breaches() == [
+        batch_breach(batch, 6),
+        f"run {signed_run.pk}: its root does not match the roots of its 4 batches",
+    ]
+
+
+def test_a_changed_signature_whose_batch_root_was_recomputed_is_caught_by_the_run_root(
+    signed_run,
+):
+    tampering_with_signatures()
+    signature = Signature.objects.order_by("record_id").first()
+    forged = bytes([signature.signature[0] ^ 1]) + bytes(signature.signature[1:])
+    Signature.objects.filter(pk=signature.pk).update(signature=forged)
+    pairs = Signature.objects.filter(batch_id=signature.batch_id).values_list(
+        "record_id", "signature"
+    )
+    Batch.objects.filter(pk=signature.batch_id).update(
+        merkle_root=batch_root((rid, bytes(raw)) for rid, raw in pairs)
+    )
+    assert merkle_breaches() == [
+        f"run {signed_run.pk}: its root does not match the roots of its 4 batches"
+    ]
+
+
+def test_a_root_cleared_from_a_batch_of_a_run_with_a_root_is_a_breach(signed_run):
+    batch = signed_run.batches.get(seq=2)
+    Batch.objects.filter(pk=batch.pk).update(merkle_root=None)
+    assert merkle_breaches() == [
+        f"run {signed_run.pk} has a root but its batch {batch.pk} has none"
+    ]
+
+
+def test_a_completed_run_without_a_root_whose_batches_have_roots_is_a_breach(signed_run):
+    SigningRun.objects.filter(pk=signed_run.pk).update(merkle_root=None)
+    assert merkle_breaches() == [
+        f"run {signed_run.pk}: completed with no root, though its batches have roots"
+    ]
+
+
+def test_rows_signed_before_roots_existed_are_noted_not_failed(signed_run):
+    # As signing migration 0012 found them: no root anywhere.
+    Batch.objects.filter(run=signed_run).update(merkle_root=None)
+    SigningRun.objects.filter(pk=signed_run.pk).update(merkle_root=None)
+    [check] = [c for c in audit(processes=1).checks if c.name == "merkle_roots"]
+    assert check.passed
+    first = signed_run.batches.get(seq=1)
+    assert check.note_count == 5
+    assert f"run {signed_run.pk}: {NO_ROOT}" in check.notes
+    assert f"batch {first.pk} (#1 of run {signed_run.pk}): {NO_ROOT}" in check.notes
+    out = io.StringIO()
+    call_command("audit", stdout=out)
+    assert f"note: run {signed_run.pk}: no root (signed before roots existed)" in out.getvalue()
+    assert "Audit PASSED" in out.getvalue()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.db import transaction
@@ -20,6 +21,7 @@ from django.db.models import F
 from keyring.leases import GrantedLease, LeaseHint
 from keyring.models import KeyLease, SigningKey
 from records.models import Record, Signature
+from signing.audit.roots import batch_root
 from signing.audit.rules import audit
 from signing.backends import backend as seam
 from signing.models import Batch, SigningRun
@@ -42,6 +44,17 @@ def signed(lease: GrantedLease) -> tuple[list[int], list[bytes]]:
     """The leased batch signed (tests.integration.factories), as the seam's arrays."""
     signatures = signatures_for(lease)
     return [s.record_id for s in signatures], [s.signature for s in signatures]
+
+
+def root(record_ids: list[int], raw: list[bytes]) -> bytes:
+    return batch_root(zip(record_ids, raw, strict=True))
+
+
+def store(hint: LeaseHint, record_ids: list[int], raw: list[bytes]) -> tuple[int, int, int]:
+    """The seam's store, with the root the store step computes (signing.runs.store)."""
+    return seam().store_signatures(
+        hint, record_ids=record_ids, signatures=raw, merkle_root=root(record_ids, raw)
+    )
 
 
 @pytest.fixture
@@ -128,7 +141,7 @@ def test_claim_leases_pending_batches_up_to_the_in_flight_limit(batches):
     assert again == []
     assert KeyLease.objects.get(pk=claimed[0].id).released_at is None
     record_ids, raw = signed(claimed[0])
-    assert seam().store_signatures(claimed[0].hint(), record_ids=record_ids, signatures=raw)[1]
+    assert store(claimed[0].hint(), record_ids, raw)[1]
     after = seam().claim_batches(run_id=run_id, ttl_seconds=30, release_lease_ids=[claimed[0].id])
     assert [granted.batch_id for granted in after] == [batches[2].pk]
     assert KeyLease.objects.get(pk=claimed[0].id).outcome == KeyLease.Outcome.COMPLETED
@@ -144,7 +157,7 @@ def test_one_claim_releases_every_stored_lease_it_is_given_and_no_other():
     first, second, unsigned = seam().claim_batches(run_id=run.pk, ttl_seconds=30)
     for granted in (first, second):
         record_ids, raw = signed(granted)
-        assert seam().store_signatures(granted.hint(), record_ids=record_ids, signatures=raw)[1]
+        assert store(granted.hint(), record_ids, raw)[1]
     after = seam().claim_batches(
         run_id=run.pk, ttl_seconds=30, release_lease_ids=[second.id, unsigned.id, first.id]
     )
@@ -181,17 +194,19 @@ def test_the_store_is_fenced_and_stores_once(batches):
     granted = lease(batches[0])
     record_ids, raw = signed(granted)
     wrong = replace(granted.hint(), token=granted.token + 1)
-    assert seam().store_signatures(wrong, record_ids=record_ids, signatures=raw) == (0, 0, 0)
+    assert store(wrong, record_ids, raw) == (0, 0, 0)
     hint = granted.hint()
-    assert seam().store_signatures(hint, record_ids=record_ids, signatures=raw) == (1, 1, 5)
-    assert seam().store_signatures(hint, record_ids=record_ids, signatures=raw) == (1, 0, 0)
-    assert Batch.objects.get(pk=batches[0].pk).status == Batch.Status.SIGNED
+    assert store(hint, record_ids, raw) == (1, 1, 5)
+    assert store(hint, record_ids, raw) == (1, 0, 0)
+    stored = Batch.objects.get(pk=batches[0].pk)
+    assert stored.status == Batch.Status.SIGNED
+    assert bytes(stored.merkle_root) == root(record_ids, raw)
     assert Signature.objects.filter(lease_id=granted.id).count() == 5
     seam().release_lease(lease_id=granted.id, outcome="completed")
     other = lease(batches[1])
     seam().release_lease(lease_id=other.id, outcome="expired")
     ids, raw = signed(other)
-    assert seam().store_signatures(other.hint(), record_ids=ids, signatures=raw) == (0, 0, 0)
+    assert store(other.hint(), ids, raw) == (0, 0, 0)
 
 
 def test_a_staged_store_writes_only_a_whole_stage(batches):
@@ -200,11 +215,15 @@ def test_a_staged_store_writes_only_a_whole_stage(batches):
     seam().empty_stage()
     seam().stage(record_ids=record_ids[:2], signatures=raw[:2])
     seam().stage(record_ids=record_ids[2:], signatures=raw[2:])
-    assert seam().store_staged_signatures(granted.hint(), staged=6) == (1, 0, 0)
+    merkle_root = root(record_ids, raw)
+    store_stage = partial(seam().store_staged_signatures, granted.hint(), merkle_root=merkle_root)
+    assert store_stage(staged=6) == (1, 0, 0)
     assert not Signature.objects.exists()
-    assert seam().store_staged_signatures(granted.hint(), staged=5) == (1, 1, 5)
+    assert Batch.objects.get(pk=batches[0].pk).merkle_root is None
+    assert store_stage(staged=5) == (1, 1, 5)
+    assert bytes(Batch.objects.get(pk=batches[0].pk).merkle_root) == merkle_root
     seam().empty_stage()
-    assert seam().store_staged_signatures(granted.hint(), staged=0) == (1, 0, 0)
+    assert store_stage(staged=0) == (1, 0, 0)
 
 
 def test_the_clock_moves_forward_under_the_lock(db):

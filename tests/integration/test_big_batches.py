@@ -8,6 +8,7 @@ import pytest
 
 from keyring.models import KeyLease
 from records.models import Signature
+from signing.audit.roots import batch_root
 from signing.audit.rules import audit
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import advance_run, start_run
@@ -49,7 +50,11 @@ def test_a_batch_bigger_than_a_page_is_signed_a_page_at_a_time_and_stored_whole(
     assert sign_batch(hint_of(one_big_batch)).outcome is StoreOutcome.STORED
     assert staged_pages == [7, 7, 7, 7, 7, 7, 7, 1]
     assert Signature.objects.count() == 50
-    assert Batch.objects.get().status == Batch.Status.SIGNED
+    batch = Batch.objects.get()
+    assert batch.status == Batch.Status.SIGNED
+    # The root the worker built page by page is the root of the batch's 50 signatures.
+    pairs = Signature.objects.values_list("record_id", "signature")
+    assert bytes(batch.merkle_root) == batch_root((rid, bytes(raw)) for rid, raw in pairs)
     advance_run(
         one_big_batch.kwargs["run_id"], release_lease_ids=[one_big_batch.kwargs["lease_id"]]
     )

@@ -23,7 +23,7 @@ from keyring.services import create_keys
 from records.models import Signature
 from records.services import random_payloads
 from signing.exports import export as exports
-from signing.models import Batch
+from signing.models import Batch, SigningRun
 from signing.runs.dispatch import cancel_run, finish_run, plan_run
 from signing.runs.seeding import load_records
 from tests.conftest import seed
@@ -132,6 +132,36 @@ def test_the_roots_are_kernel_merkles_over_the_databases_signatures(exported, si
         batch_leaves.append(merkle.batch_leaf(batch.seq, root))
         assert next(b for b in run["batches"] if b["id"] == batch.pk)["root"] == root.hex()
     assert run["root"] == merkle.root(batch_leaves).hex()
+
+
+def test_the_published_roots_are_the_ones_the_database_keeps(exported, signed_database):
+    first, _ = signed_database
+    first.refresh_from_db()
+    manifest = json.loads((exported / "manifest.json").read_text())
+    run = next(run for run in manifest["runs"] if run["id"] == first.pk)
+    assert run["root"] == bytes(first.merkle_root).hex()
+    for batch in Batch.objects.filter(run=first):
+        assert (
+            next(b for b in run["batches"] if b["id"] == batch.pk)["root"]
+            == bytes(batch.merkle_root).hex()
+        )
+
+
+@pytest.mark.parametrize("kept_by", ["batch", "run"])
+def test_a_root_that_its_signatures_do_not_lead_to_is_never_published(
+    signed_database, tmp_path, kept_by
+):
+    first, _ = signed_database
+    batch = first.batches.order_by("seq").first()
+    if kept_by == "batch":
+        Batch.objects.filter(pk=batch.pk).update(merkle_root=b"\0" * 32)
+        named = f"batch {batch.pk}"
+    else:
+        SigningRun.objects.filter(pk=first.pk).update(merkle_root=b"\0" * 32)
+        named = f"run {first.pk}"
+    with pytest.raises(CommandError, match=f"{named}: .* do not lead to the root it keeps"):
+        export_to(tmp_path / "refused")
+    assert list((tmp_path / "refused").iterdir()) == []
 
 
 def test_batches_of_many_pages_are_exported_page_by_page(signed_database, tmp_path, monkeypatch):

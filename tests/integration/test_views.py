@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from keyring.models import SigningKey
+from signing.audit.roots import stored_run_root
 from signing.models import SigningRun
 from signing.runs.dispatch import finish_run, plan_run
 from tests.conftest import seed
@@ -127,6 +128,26 @@ def test_progress_json_has_what_the_page_shows(viewer, run):
     assert progress["finished"] is False
     assert progress["audit"] is None
     assert set(progress) >= {"percent", "records_per_second", "eta_seconds", "batches_failed"}
+
+
+def test_a_completed_runs_page_shows_its_merkle_root(viewer, cast):
+    run = cast.run
+    sign_and_release(cast.lease.id)
+    for batch in run.batches.filter(seq__gt=1).order_by("seq"):
+        sign_and_release(lease_batch(batch).id)
+    assert finish_run(run.pk)
+    run.refresh_from_db()
+    root = bytes(run.merkle_root).hex()
+    assert root == stored_run_root(run.pk).hex()
+    page = viewer.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert f'<code data-field="merkle_root">{root}</code>' in page
+    assert viewer.get(reverse("run-progress", args=[run.pk])).json()["merkle_root"] == root
+
+
+def test_a_running_runs_page_has_no_merkle_root_yet(viewer, run):
+    page = viewer.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert '<code data-field="merkle_root">\u2013</code>' in page
+    assert viewer.get(reverse("run-progress", args=[run.pk])).json()["merkle_root"] is None
 
 
 def test_the_timeline_draws_each_lease_with_its_batch_and_token(viewer, run):

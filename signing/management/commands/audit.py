@@ -44,5 +44,9 @@ def print_report(report: AuditReport, console: Console) -> None:
             console.print(f"       - {breach}", markup=False)
         if check.breach_count > len(check.breaches):
             console.print(f"       … and {check.breach_count - len(check.breaches):,} more")
+        for note in check.notes:  # not judged, and why: no breach
+            console.print(f"       note: {note}", markup=False)
+        if check.note_count > len(check.notes):
+            console.print(f"       … and {check.note_count - len(check.notes):,} more notes")
     verdict = "[green]PASSED[/green]" if report.passed else "[red]FAILED[/red]"
     console.print(f"[bold]Audit {verdict}[/bold]")
