@@ -34,7 +34,7 @@ class SigningRunAdmin(ReadOnlyAdmin):
         "failure",
         "batches",
     )
-    list_filter = ("status",)
+    list_filter = ("status", "follow")
     search_fields = ("failure_reason",)
     search_number_field = "pk"
     search_help_text = "A run id, or words of its failure reason."
@@ -46,6 +46,9 @@ class SigningRunAdmin(ReadOnlyAdmin):
         "record_count",
         "batch_count",
         "max_in_flight",
+        "follow",
+        "followed_through",
+        "stop_requested_at",
         "created_at",
         "started_at",
         "finished_at",
@@ -100,6 +103,7 @@ class BatchAdmin(ReadOnlyAdmin):
         "first_record_id",
         "last_record_id",
         "size",
+        "waiting",
         "status",
         "attempts",
         "last_error",

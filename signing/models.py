@@ -46,6 +46,17 @@ class SigningRun(models.Model):
     # (signing.runs.dispatch.finish_run). NULL for a run that did not complete, or one with
     # a batch signed before roots existed.
     merkle_root = models.BinaryField(null=True, blank=True, editable=False)
+    # A follow run stays running and signs records as they arrive (signing.runs.follow),
+    # until a graceful stop (`stop_requested_at`) or a cancel. Set at start, never changed.
+    # db_default: SQLite adds the column in place instead of rebuilding the table (which
+    # would drop its triggers).
+    follow = models.BooleanField(default=False, db_default=False, editable=False)
+    # Follow runs: every record with an id up to this one is signed or in one of the run's
+    # batches; the records after it are the ones waiting to be cut.
+    followed_through = models.BigIntegerField(default=0, db_default=0, editable=False)
+    # Follow runs: when a graceful stop was asked. From then on nothing more is cut; the run
+    # completes once the batches cut so far are signed.
+    stop_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -75,6 +86,11 @@ class SigningRun(models.Model):
         return self.status in self.ACTIVE_STATUSES
 
     @property
+    def is_following(self) -> bool:
+        """Still taking records in: a follow run, running, with no stop asked."""
+        return self.follow and self.status == self.Status.RUNNING and not self.stop_requested_at
+
+    @property
     def duration_seconds(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
             return None
@@ -102,6 +118,10 @@ class Batch(models.Model):
     # (signing.runs.store). NULL until then, and for a batch signed before roots existed
     # (signing migration 0012).
     merkle_root = models.BinaryField(null=True, blank=True, editable=False)
+    # Follow runs: how many records were waiting, this batch's first among them, when the
+    # batch was cut; its size is then min(waiting, the run's batch size), which the audit
+    # checks (rule 5). NULL for the batches of an ordinary run's plan.
+    waiting = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -210,6 +210,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.CurrentMessage",
         "signing.ops.connections.DatabaseConnections",
         "signing.runs.reaper.ReaperMiddleware",
+        "signing.runs.reaper.FollowTickMiddleware",
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["runs.actors"]  # signing.runs.actors
@@ -226,6 +227,15 @@ SIGNING_REAPER_INTERVAL = env_int("SIGNING_REAPER_INTERVAL", max(1, min(5, SIGNI
 # How many batches of one run may be leased at once: enough to keep every worker thread
 # busy while the next dispatch happens; the keyring's size bounds it too.
 SIGNING_MAX_IN_FLIGHT = env_int("SIGNING_MAX_IN_FLIGHT", 16)
+# Follow runs (signing.runs.follow): the longest a record waits for a batch to fill before
+# what is waiting is cut as a smaller batch, in milliseconds. The workers check every
+# quarter of it (at least 10 ms, at most 1 s). At most an hour: a longer wait is a typo.
+SIGNING_FOLLOW_MAX_WAIT_MS = env_int("SIGNING_FOLLOW_MAX_WAIT_MS", 200)
+if SIGNING_FOLLOW_MAX_WAIT_MS > 3_600_000:
+    raise SystemExit(
+        f"SIGNING_FOLLOW_MAX_WAIT_MS must be at most 3600000 (an hour), "
+        f"got {SIGNING_FOLLOW_MAX_WAIT_MS}"
+    )
 # A finished run whose audit is not recorded this long after its audit_run was sent gets
 # another (the reaper sends it): the message was lost, or the worker auditing it died. As
 # long as the audit actor's own time limit, so a slow audit is not asked for twice.

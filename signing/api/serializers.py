@@ -68,12 +68,30 @@ class Base64Field(serializers.CharField):
             self.fail("base64")
 
 
+class JsonBooleanField(serializers.BooleanField):
+    """A JSON true or false, nothing else: not "true", not 1."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class RunCreateSerializer(StrictSerializer):
     batch_size = WholeNumberField(
         required=False,
         min_value=1,
         max_value=MAX_BATCH_SIZE,
         help_text="Records per batch, fixed for the whole run (default SIGNING_BATCH_SIZE).",
+    )
+    follow = JsonBooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Keep the run active and sign records as they arrive, in batches cut when "
+            "batch_size records are waiting or the oldest has waited SIGNING_FOLLOW_MAX_WAIT_MS, "
+            "until POST /api/runs/{id}/stop/ (sign what has arrived, then complete) or cancel."
+        ),
     )
 
     def validated_batch_size(self) -> int:
@@ -103,10 +121,25 @@ MERKLE_ROOT_HELP = (
 )
 
 
+class FollowActivitySerializer(serializers.Serializer):
+    window_seconds = serializers.IntegerField(help_text="The figures cover this many seconds.")
+    arrivals = serializers.IntegerField(help_text="Records that arrived in the window.")
+    waiting = serializers.IntegerField(help_text="Records arrived and not cut into a batch yet.")
+    backlog = serializers.IntegerField(help_text="Records arrived and not signed yet.")
+    signed = serializers.IntegerField(help_text="Signatures in the window the latency is of.")
+    latency_p50_ms = serializers.FloatField(
+        allow_null=True, help_text="Median time from a record's created_at to its signed_at."
+    )
+    latency_p99_ms = serializers.FloatField(allow_null=True)
+    latency_max_ms = serializers.FloatField(allow_null=True)
+    stop_requested_at = serializers.DateTimeField(allow_null=True)
+
+
 class RunSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     audit_passed = serializers.SerializerMethodField()
     merkle_root = serializers.SerializerMethodField()
+    follow_activity = serializers.SerializerMethodField()
 
     class Meta:
         model = SigningRun
@@ -121,9 +154,12 @@ class RunSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "failure_reason",
+            "follow",
+            "stop_requested_at",
             "progress",
             "audit_passed",
             "merkle_root",
+            "follow_activity",
         ]
         read_only_fields = fields
 
@@ -132,6 +168,14 @@ class RunSerializer(serializers.ModelSerializer):
         from signing.runs.selectors import progress_of
 
         return progress_of(run).as_dict()
+
+    @extend_schema_field(FollowActivitySerializer(allow_null=True))
+    def get_follow_activity(self, run: SigningRun) -> dict[str, Any] | None:
+        """A follow run's last minute: arrivals, backlog, latency; null for other runs."""
+        from signing.runs.selectors import follow_activity
+
+        activity = follow_activity(run)
+        return None if activity is None else activity.as_dict()
 
     def get_audit_passed(self, run: SigningRun) -> bool | None:
         """True or false once the run's audit is recorded; null before."""

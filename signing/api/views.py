@@ -31,7 +31,13 @@ from signing.api.authentication import token_expires_at, valid_token_for
 from signing.models import SigningRun
 from signing.ops.logins import lockout_message
 from signing.runs.dispatch import cancel_run, check_ready_to_sign, start_run
-from signing.runs.exceptions import NotReadyToSign, RunAlreadyActive
+from signing.runs.exceptions import (
+    NotReadyToSign,
+    RunAlreadyActive,
+    RunNotActive,
+    RunNotFollowing,
+)
+from signing.runs.follow import records_arrived, start_follow_run, stop_run
 from signing.runs.services import verify_many, verify_message, verify_record
 
 # Ids in URLs are at most 18 digits: a longer one names nothing and never reaches bigint.
@@ -98,7 +104,8 @@ class RunViewSet(
         incoming.is_valid(raise_exception=True)
         try:
             check_ready_to_sign()
-            run = start_run(batch_size=incoming.validated_batch_size())
+            start = start_follow_run if incoming.validated_data["follow"] else start_run
+            run = start(batch_size=incoming.validated_batch_size())
         except (NotReadyToSign, RunAlreadyActive) as error:
             return _errors(status.HTTP_409_CONFLICT, detail=str(error))
         return Response(api.RunSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -110,6 +117,25 @@ class RunViewSet(
         if not cancel_run(run.pk):
             return _errors(status.HTTP_409_CONFLICT, detail=f"run {run.pk} is not active")
         run.refresh_from_db()
+        return Response(api.RunSerializer(run).data)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: api.RunSerializer,
+            409: OpenApiResponse(description="The run does not follow, or has finished."),
+        },
+        summary="Stop a follow run gracefully",
+    )
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str) -> Response:
+        """Sign what has arrived, then complete: the records committed before the stop are
+        cut and signed, none after. Asking again while it stops changes nothing."""
+        run = self.get_object()
+        try:
+            run = stop_run(run.pk)
+        except (RunNotFollowing, RunNotActive) as error:
+            return _errors(status.HTTP_409_CONFLICT, detail=str(error))
         return Response(api.RunSerializer(run).data)
 
     @extend_schema(responses=api.LeaseSerializer(many=True))
@@ -173,6 +199,7 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             ids = ingest_records(incoming.validated_data["records"])
         except IngestRefused as error:  # the serializer checks the same rules first
             return _errors(status.HTTP_400_BAD_REQUEST, records=str(error))
+        records_arrived()  # a follow run cuts a batch now if one is due (never raises)
         return Response({"ids": ids}, status=status.HTTP_201_CREATED)
 
 

@@ -343,10 +343,16 @@ def _check_keys_marked_by_their_leases() -> Check:
 
 def _check_batch_size_fixed(params: dict[str, Any]) -> Check:
     check = Check(
-        "batch_size_fixed", "5", "every batch has its run's batch size (the last may be smaller)"
+        "batch_size_fixed",
+        "5",
+        "every batch has its run's batch size (the last may be smaller; in a follow run, a "
+        "batch is smaller only when fewer records were waiting when it was cut)",
     )
-    for run_id, seq, size, batch_size in _rows(sql.BATCH_SIZE_BROKEN, params):
-        check.add(f"run {run_id} batch #{seq} has {size} records for a batch size of {batch_size}")
+    for run_id, seq, size, batch_size, follow, waiting in _rows(sql.BATCH_SIZE_BROKEN, params):
+        breach = f"run {run_id} batch #{seq} has {size} records for a batch size of {batch_size}"
+        if follow:
+            breach += f", cut with {'an unknown number' if waiting is None else waiting} waiting"
+        check.add(breach)
     return check
 
 

@@ -21,14 +21,16 @@ WHERE NOT EXISTS (SELECT 1 FROM records_signature s WHERE s.record_id = r.id)
 ORDER BY r.id
 """
 
-# Rule 1: records with no signature in the ranges of a completed run's batches.
+# Rule 1: records with no signature in the ranges of a completed run's batches: those
+# created before the run started, and for a follow run every one (its cuts wait out record
+# inserts in flight, so no record can land in a range cut before it: signing.runs.follow).
 UNSIGNED_IN_RUN = """
 SELECT r.id FROM signing_batch b
 JOIN signing_signingrun run ON run.id = b.run_id AND run.status = 'completed'
 JOIN records_record r ON r.id BETWEEN b.first_record_id AND b.last_record_id
 WHERE b.run_id = %(run_id)s
   AND NOT EXISTS (SELECT 1 FROM records_signature s WHERE s.record_id = r.id)
-  AND r.created_at <= run.started_at
+  AND (run.follow OR r.created_at <= run.started_at)
 ORDER BY r.id
 """
 
@@ -113,12 +115,17 @@ WHERE l.released_at IS NULL AND run.status IN ('completed', 'failed', 'cancelled
 """
 
 # Rule 5: batches larger than their run's batch size, or smaller without being the last.
+# A follow run's batches are cut as records arrive (signing.runs.follow): each must hold
+# min(waiting, batch size) records, `waiting` being how many were waiting when it was cut,
+# so a batch is smaller only when fewer records were waiting.
 BATCH_SIZE_BROKEN = """
-SELECT b.run_id, b.seq, b.size, run.batch_size FROM signing_batch b
+SELECT b.run_id, b.seq, b.size, run.batch_size, run.follow, b.waiting FROM signing_batch b
 JOIN signing_signingrun run ON run.id = b.run_id
 WHERE (b.size > run.batch_size
-       OR (b.size < run.batch_size
-           AND b.seq < (SELECT MAX(seq) FROM signing_batch last WHERE last.run_id = b.run_id)))
+       OR (NOT run.follow AND b.size < run.batch_size
+           AND b.seq < (SELECT MAX(seq) FROM signing_batch last WHERE last.run_id = b.run_id))
+       OR (run.follow AND (b.waiting IS NULL OR b.size <> CASE
+               WHEN b.waiting < run.batch_size THEN b.waiting ELSE run.batch_size END)))
   AND (CAST(%(run_id)s AS bigint) IS NULL OR run.id = %(run_id)s)
 ORDER BY b.run_id, b.seq
 """

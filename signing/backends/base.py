@@ -73,6 +73,11 @@ class Backend(Protocol):
     def block_run_changes(self) -> None:
         """Until this transaction ends, no run is inserted or changes status."""
 
+    def lock_record_inserts(self) -> None:
+        """Wait until every record insert in flight has committed or rolled back, and hold
+        new ones off until this transaction ends: from then on, every record id below the
+        highest one this transaction sees is committed, and none can appear later."""
+
     # A run's end, told to whoever watches it (`manage.py sign`): no one has to poll for it.
     def announce_run_finished(self, run_id: int) -> None:
         """Once this transaction commits, wake every process waiting in wait_for_finished_run."""

@@ -106,6 +106,11 @@ class PostgreSQLBackend:
         with connection.cursor() as cursor:
             cursor.execute(sql.BLOCK_RUN_CHANGES)
 
+    def lock_record_inserts(self) -> None:
+        assert connection.in_atomic_block, "the lock lives as long as a transaction"
+        with connection.cursor() as cursor:
+            cursor.execute(sql.LOCK_RECORD_INSERTS)
+
     def announce_run_finished(self, run_id: int) -> None:
         with connection.cursor() as cursor:
             cursor.execute(sql.ANNOUNCE_RUN_FINISHED, {"run_id": run_id})

@@ -110,6 +110,12 @@ LISTEN_FOR_FINISHED_RUNS = "LISTEN signing_run_finished"
 # started makes this wait for its commit; a run started after this waits for ours.
 BLOCK_RUN_CHANGES = "LOCK TABLE signing_signingrun IN SHARE MODE"
 
+# Wait out every record insert in flight and hold new ones off until the transaction ends:
+# records_record in SHARE mode, through the owner's function (signing 0012; its file says
+# why the app role cannot take the lock itself). A plan or a follow run's cut takes it, so
+# no record can commit later with an id inside a range it cuts.
+LOCK_RECORD_INSERTS = "SELECT signing_lock_record_inserts_v1()"
+
 # Release the leases given (each only if its batch is signed and of this run), then claim
 # the run's next batches and lease each a key, in one turn of the keyring lock
 # (signing_claim_batches_v3, migration 0010). The columns come in the order of

@@ -245,6 +245,11 @@ class SQLiteBackend:
     def block_run_changes(self) -> None:
         """BEGIN IMMEDIATE holds the one write lock already: no run changes meanwhile."""
 
+    def lock_record_inserts(self) -> None:
+        """BEGIN IMMEDIATE holds the one write lock already: an insert is a write, so none is
+        in flight, and the ids of committed records never leave a gap one could fill later."""
+        assert connection.in_atomic_block, "the lock lives as long as a transaction"
+
     def announce_run_finished(self, run_id: int) -> None:
         """Embedded, a run is signed and watched by threads of one process: a condition."""
         transaction.on_commit(self._announce)

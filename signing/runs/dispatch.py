@@ -103,7 +103,8 @@ def check_broker_reachable() -> None:
 def start_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun:
     """Create and plan a run and, once that commits, fill the pipeline.
 
-    A run with nothing to sign is completed at once.
+    A run with nothing to sign is completed at once. (A follow run starts with
+    signing.runs.follow.start_follow_run.)
     """
     with transaction.atomic():
         run = plan_run(batch_size=batch_size, max_in_flight=max_in_flight)
@@ -119,35 +120,47 @@ def plan_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun
     """Create a running run and cut the unsigned records into its batches; send nothing.
 
     At most one run is active: the database's unique index decides, so two starts racing
-    each other cannot both win.
+    each other cannot both win. The plan waits out record inserts in flight first (the
+    backend's lock_record_inserts): records arrive at any time (ingest), and one committed
+    after the plan with an id inside a planned range would be signed by that batch on top
+    of its planned size.
     """
-    batch_size = parse_batch_size(batch_size)
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                run = SigningRun.objects.create(
-                    batch_size=batch_size,
-                    status=SigningRun.Status.RUNNING,
-                    max_in_flight=max_in_flight or settings.SIGNING_MAX_IN_FLIGHT,
-                    started_at=Now(),
-                )
-        except IntegrityError as error:
-            if constraint_name(error) != "run_at_most_one_active":
-                raise
-            active = SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).first()
-            raise RunAlreadyActive(active.pk if active else None) from None
+        run = create_run(batch_size=batch_size, max_in_flight=max_in_flight)
+        backend().lock_record_inserts()
         run.batch_count, run.record_count = backend().plan_batches(
-            run_id=run.pk, batch_size=batch_size
+            run_id=run.pk, batch_size=run.batch_size
         )
         run.save(update_fields=["batch_count", "record_count"])
     log.info(
         "run.planned",
         run_id=run.pk,
-        batch_size=batch_size,
+        batch_size=run.batch_size,
         batches=run.batch_count,
         records=run.record_count,
     )
     return run
+
+
+def create_run(
+    *, batch_size: int, max_in_flight: int | None = None, follow: bool = False
+) -> SigningRun:
+    """Insert a running run, or raise RunAlreadyActive: the unique index decides."""
+    batch_size = parse_batch_size(batch_size)
+    try:
+        with transaction.atomic():
+            return SigningRun.objects.create(
+                batch_size=batch_size,
+                status=SigningRun.Status.RUNNING,
+                max_in_flight=max_in_flight or settings.SIGNING_MAX_IN_FLIGHT,
+                started_at=Now(),
+                follow=follow,
+            )
+    except IntegrityError as error:
+        if constraint_name(error) != "run_at_most_one_active":
+            raise
+        active = SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).first()
+        raise RunAlreadyActive(active.pk if active else None) from None
 
 
 def dispatch_batches(run_id: int, *, release_lease_ids: Sequence[int] = ()) -> int:
@@ -226,7 +239,8 @@ def advance_run(run_id: int, *, release_lease_ids: Sequence[int] = ()) -> None:
 
 
 def finish_run(run_id: int) -> bool:
-    """Mark the run completed (or failed) once no batch is pending or held by a lease.
+    """Mark the run completed (or failed) once no batch is pending or held by a lease, and,
+    for a follow run, once it was asked to stop (until then it waits for records).
 
     A compare-and-set: of two completions racing here, exactly one finishes the run. A run
     completed gets its Merkle root in the same transaction.
@@ -244,6 +258,7 @@ def finish_run(run_id: int) -> bool:
     with transaction.atomic():
         finished = (
             SigningRun.objects.filter(pk=run_id, status=SigningRun.Status.RUNNING)
+            .exclude(follow=True, stop_requested_at=None)
             .exclude(Exists(unfinished))
             .exclude(Exists(held))
             .update(

@@ -14,6 +14,33 @@ class RunAlreadyActive(Exception):
         super().__init__(f"{which} is still active: wait for it to finish or cancel it first")
 
 
+class RunNotFound(LookupError):
+    """No run has this id."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run has id {run_id}")
+
+
+class RunNotFollowing(Exception):
+    """A graceful stop was asked of a run that is not a follow run (cancel stops those)."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id} is not a follow run: it completes by itself (cancel stops it)"
+        )
+
+
+class RunNotActive(Exception):
+    """The run has finished already: nothing to stop."""
+
+    def __init__(self, run_id: int, status: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"run {run_id} is not active: it is {status}")
+
+
 class NotReadyToSign(Exception):
     """A run could not make progress: no usable key, or a KEK that does not open them."""
 

@@ -87,3 +87,70 @@ class ReaperMiddleware(Middleware):
                 reap_once()
         finally:
             connection.close()
+
+
+def follow_tick() -> bool:
+    """Cut what is due in the following run, if any (signing.runs.follow); whether a run
+    is following. A failure is logged and the connection dropped; the next tick tries again.
+    """
+    from django.db import close_old_connections, connection
+
+    from signing.runs.follow import cut_if_due
+
+    close_old_connections()
+    try:
+        return cut_if_due(unstick=True).following > 0
+    except Exception:
+        log.warning("follow.tick_failed", exc_info=True)
+        connection.close()
+        return False
+
+
+def follow_tick_seconds() -> float:
+    """A quarter of the max wait, from 10 ms to 1 s: a record waits at most that much more."""
+    from django.conf import settings
+
+    return min(max(settings.SIGNING_FOLLOW_MAX_WAIT_MS / 4_000, 0.01), 1.0)
+
+
+# With no follow run running, the tick looks this often for one: a run just started cut
+# what was waiting itself, and records arriving call records_arrived.
+IDLE_FOLLOW_TICK_SECONDS = 1.0
+
+
+class FollowTickMiddleware(Middleware):
+    """The max wait's timer, in every worker process: a thread that cuts a follow run's
+    waiting records once the oldest has waited SIGNING_FOLLOW_MAX_WAIT_MS (or a full batch
+    is waiting and nobody said so). A follow run started through the API has no command
+    process of its own: the workers keep it moving, as they do every run. Several processes
+    ticking at once is safe: cuts of a run take turns, and each decides under its lock."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
+        from signing.runs import messages
+
+        messages.worker_started()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._tick, name="signing-follow", daemon=True)
+        self._thread.start()
+
+    def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
+        from signing.runs import messages
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        messages.worker_stopped()
+
+    def _tick(self) -> None:
+        from django.db import connection
+
+        wait = IDLE_FOLLOW_TICK_SECONDS
+        try:
+            while not self._stop.wait(wait):
+                wait = follow_tick_seconds() if follow_tick() else IDLE_FOLLOW_TICK_SECONDS
+        finally:
+            connection.close()

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
 from django.utils import timezone
 
 from keyring.models import KeyLease
+from records.models import Record, Signature
 from signing.models import Batch, SigningRun
+
+# The follow figures cover this much time, up to now (or to the run's end).
+FOLLOW_WINDOW = timedelta(minutes=1)
+# At most this many signatures of the window are read for the latency: a sample, so a
+# busy minute costs a page no more than a quiet one.
+LATENCY_SAMPLE = 20_000
 
 
 @dataclass(frozen=True, slots=True)
 class RunProgress:
     run_id: int
     status: str
+    follow: bool
     batch_size: int
     total_records: int
     signed_records: int
@@ -62,6 +70,7 @@ class RunProgress:
         return {
             "run_id": self.run_id,
             "status": self.status,
+            "follow": self.follow,
             "finished": self.finished,
             "batch_size": self.batch_size,
             "total_records": self.total_records,
@@ -108,6 +117,7 @@ def progress_of(run: SigningRun) -> RunProgress:
     return RunProgress(
         run_id=run.pk,
         status=run.status,
+        follow=run.follow,
         batch_size=run.batch_size,
         total_records=run.record_count,
         signed_records=counts["signed_records"],
@@ -125,3 +135,84 @@ def progress_of(run: SigningRun) -> RunProgress:
 
 def recent_runs(limit: int = 20) -> list[SigningRun]:
     return list(SigningRun.objects.select_related("audit").order_by("-id")[:limit])
+
+
+@dataclass(frozen=True, slots=True)
+class FollowActivity:
+    """A follow run's last minute: records that arrived, what waits now, how long records
+    took from arrival (`created_at`) to signature (`signed_at`), in milliseconds."""
+
+    window_seconds: int
+    arrivals: int
+    waiting: int  # arrived, not cut into a batch yet
+    backlog: int  # arrived, not signed yet: waiting plus the records of unsigned batches
+    signed: int  # records signed in the window (the latency's sample is at most LATENCY_SAMPLE)
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    stop_requested_at: datetime | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "window_seconds": self.window_seconds,
+            "arrivals": self.arrivals,
+            "waiting": self.waiting,
+            "backlog": self.backlog,
+            "signed": self.signed,
+            "latency_p50_ms": self.latency_p50_ms,
+            "latency_p99_ms": self.latency_p99_ms,
+            "latency_max_ms": self.latency_max_ms,
+            "stop_requested_at": self.stop_requested_at,
+        }
+
+
+def follow_activity(run: SigningRun) -> FollowActivity | None:
+    """The follow figures of a follow run (None for an ordinary run), over the minute up to
+    now, or up to its end once it has finished.
+
+    Arrivals are read among the records after the first one cut in the window (ids grow
+    with time), so the read is a minute of records, not the table.
+    """
+    if not run.follow:
+        return None
+    end = run.finished_at or timezone.now()
+    since = end - FOLLOW_WINDOW
+    batches = Batch.objects.filter(run_id=run.pk)
+    first_cut = batches.filter(created_at__gte=since).aggregate(first=Min("first_record_id"))
+    low = first_cut["first"] or run.followed_through + 1
+    arrived = Record.objects.filter(id__gte=low, created_at__gte=since, created_at__lte=end)
+    if not run.is_following:  # records after the stop were not the run's
+        arrived = arrived.filter(id__lte=run.followed_through)
+    waiting = 0
+    if run.is_following:
+        signed = Signature.objects.filter(record_id=OuterRef("pk"))
+        waiting = Record.objects.filter(id__gt=run.followed_through).exclude(Exists(signed)).count()
+    unsigned = batches.filter(status__in=[Batch.Status.PENDING, Batch.Status.LEASED])
+    in_batches = unsigned.aggregate(records=Sum("size", default=0))["records"]
+    latencies = sorted(
+        (signed_at - created_at).total_seconds() * 1000
+        # A signature's signed_at is its batch's: found through the batches signed in the
+        # window (indexed by batch), not by a scan of every signature.
+        for signed_at, created_at in Signature.objects.filter(
+            batch__run_id=run.pk, batch__signed_at__gte=since, batch__signed_at__lte=end
+        ).values_list("signed_at", "record__created_at")[:LATENCY_SAMPLE]
+    )
+    return FollowActivity(
+        window_seconds=int(FOLLOW_WINDOW.total_seconds()),
+        arrivals=arrived.count(),
+        waiting=waiting,
+        backlog=waiting + in_batches,
+        signed=len(latencies),
+        latency_p50_ms=_percentile(latencies, 0.50),
+        latency_p99_ms=_percentile(latencies, 0.99),
+        latency_max_ms=round(latencies[-1], 1) if latencies else None,
+        stop_requested_at=run.stop_requested_at,
+    )
+
+
+def _percentile(ordered: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile of an ordered list, or None if it is empty."""
+    if not ordered:
+        return None
+    rank = max(1, -(-len(ordered) * fraction // 1))  # ceil, at least the first
+    return round(ordered[int(rank) - 1], 1)

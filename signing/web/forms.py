@@ -19,6 +19,14 @@ class StartRunForm(forms.Form):
         },
     )
 
+    follow = forms.BooleanField(
+        required=False,
+        label="Follow",
+        help_text=(
+            "Keep running and sign records as they arrive, until stopped from the run's page."
+        ),
+    )
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["batch_size"].initial = settings.SIGNING_BATCH_SIZE

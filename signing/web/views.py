@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -18,8 +18,15 @@ from keyring.selectors import free_keys, keys_for_display
 from records.selectors import record_totals
 from signing.models import RunAudit, SigningRun
 from signing.runs.dispatch import cancel_run, check_ready_to_sign, start_run
-from signing.runs.exceptions import NotReadyToSign, RunAlreadyActive
-from signing.runs.selectors import active_run, progress_of, recent_runs
+from signing.runs.exceptions import (
+    NotReadyToSign,
+    RunAlreadyActive,
+    RunNotActive,
+    RunNotFollowing,
+    RunNotFound,
+)
+from signing.runs.follow import start_follow_run, stop_run
+from signing.runs.selectors import active_run, follow_activity, progress_of, recent_runs
 from signing.web.charts import lease_timeline, throughput
 from signing.web.forms import StartRunForm
 
@@ -35,7 +42,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             check_ready_to_sign()
             # The run start_run returns, not active_run(): a run with nothing to sign is
             # completed at once, and is no longer active by the time this page answers.
-            run = start_run(batch_size=form.cleaned_data["batch_size"])
+            start = start_follow_run if form.cleaned_data["follow"] else start_run
+            run = start(batch_size=form.cleaned_data["batch_size"])
         except (NotReadyToSign, RunAlreadyActive) as error:
             form.add_error(None, f"{str(error)[0].upper()}{str(error)[1:]}.")
         else:
@@ -57,6 +65,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 def _started(run: SigningRun) -> str:
     """The message the run's page opens with."""
+    if run.follow:
+        return f"Run {run.pk} started: it signs records as they arrive until you stop it."
     if run.status == SigningRun.Status.COMPLETED and run.batch_count == 0:
         return f"Run {run.pk} had nothing to sign: every record is already signed."
     return f"Run {run.pk} started."
@@ -72,6 +82,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         {
             "run": run,
             "progress": progress_of(run),
+            "follow": follow_activity(run),
             "audit": _audit_of(run),
             "merkle_root": _merkle_root_of(run),
         },
@@ -83,9 +94,11 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 def run_progress_json(request: HttpRequest, run_id: int) -> JsonResponse:
     run = get_object_or_404(SigningRun, pk=run_id)
     audit = _audit_of(run)
+    activity = follow_activity(run)
     return JsonResponse(
         {
             **progress_of(run).as_dict(),
+            "follow_activity": None if activity is None else activity.as_dict(),
             "audit": None if audit is None else {"passed": audit.passed, **audit.report},
             "merkle_root": _merkle_root_of(run),
         }
@@ -122,6 +135,28 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
         messages.success(request, f"Run {run_id} cancelled.")
     else:
         messages.error(request, f"Run {run_id} is not active.")
+    return redirect("run-detail", run_id=run_id)
+
+
+@login_required
+@require_POST
+def run_stop(request: HttpRequest, run_id: int) -> HttpResponse:
+    """A follow run's graceful stop: sign what has arrived, then complete."""
+    if not request.user.is_staff:
+        raise PermissionDenied("only staff can stop runs")
+    try:
+        run = stop_run(run_id)
+    except RunNotFound:
+        raise Http404(f"no run has id {run_id}") from None
+    except (RunNotFollowing, RunNotActive) as error:
+        messages.error(request, f"{str(error)[0].upper()}{str(error)[1:]}.")
+    else:
+        messages.success(
+            request,
+            f"Run {run_id} is stopping: what has arrived is being signed."
+            if run.is_active
+            else f"Run {run_id} stopped: everything that arrived is signed.",
+        )
     return redirect("run-detail", run_id=run_id)
 
 

@@ -76,6 +76,17 @@
     set("eta", p.eta_seconds === null ? "–" : Math.round(p.eta_seconds) + " s");
     set("keys_used", p.keys_used);
     set("merkle_root", p.merkle_root || "–");
+    const follow = p.follow_activity;
+    if (follow) {
+      const ms = (value) => (value === null ? "–" : Math.round(value) + " ms");
+      set("follow_arrivals", number(follow.arrivals));
+      set("follow_waiting", number(follow.waiting));
+      set("follow_backlog", number(follow.backlog));
+      set("follow_latency_p50", ms(follow.latency_p50_ms));
+      set("follow_latency_p99", ms(follow.latency_p99_ms));
+      set("follow_latency_max", ms(follow.latency_max_ms));
+      if (follow.stop_requested_at) set("follow_state", "stopping: no new records taken in");
+    }
     const reason = root.querySelector('[data-field="failure_reason"]');
     reason.textContent = p.failure_reason;
     reason.hidden = !p.failure_reason;

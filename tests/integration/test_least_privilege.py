@@ -151,6 +151,17 @@ def test_the_app_role_may_do_what_signing_needs(app_session):
     app_session.execute("SELECT signing_analyze_filled_v1('signing_batch')")
     with app_session.transaction():
         app_session.execute("SELECT keyring_lock()")
+    # A plan's or a follow run's cut: records_record in SHARE mode, through the owner's
+    # function only (the mode asks for UPDATE on the table, which the app role lacks).
+    with app_session.transaction():
+        app_session.execute("SELECT signing_lock_record_inserts_v1()")
+        held = app_session.execute(
+            "SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() "
+            "AND relation = 'records_record'::regclass AND granted"
+        ).fetchall()
+        assert ("ShareLock",) in held
+    with app_session.transaction():
+        assert refused(app_session, "LOCK TABLE records_record IN SHARE MODE")
 
 
 def test_tables_a_later_migration_adds_are_the_app_roles_to_use(app_session):

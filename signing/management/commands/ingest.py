@@ -35,6 +35,7 @@ from kernel.cli import refuse_an_unmigrated_database
 from records.exceptions import IngestRefused
 from records.jsonl import BadLine, Chunk, read_chunks
 from records.services import ingest_records
+from signing.runs.follow import records_arrived
 
 
 class Stopped(Exception):
@@ -146,6 +147,7 @@ class Command(BaseCommand):
                     with stops.storing():
                         ids = ingest_records(chunk.payloads)
                         stored.add(chunk, ids)
+                    records_arrived()  # a follow run cuts a batch now if one is due
                     if verbosity >= 2:  # a trail to go on from, should the process be killed
                         console.print(
                             f"lines {chunk.first_line:,} to {chunk.last_line:,} stored: "

@@ -1,5 +1,6 @@
 """manage.py sign: start a run, then (by default) watch it to the end and summarize it."""
 
+import contextlib
 import time
 
 from django.conf import settings
@@ -12,7 +13,13 @@ from signing.backends import backend
 from signing.models import SigningRun
 from signing.ops.workers import EmbeddedWorkers
 from signing.runs.dispatch import check_ready_to_sign, parse_batch_size, start_run
-from signing.runs.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
+from signing.runs.exceptions import (
+    InvalidBatchSize,
+    NotReadyToSign,
+    RunAlreadyActive,
+    RunNotActive,
+)
+from signing.runs.follow import start_follow_run, stop_run
 from signing.runs.selectors import RunProgress, run_progress
 
 # How often the progress bar re-reads the run: a display refresh, not part of the pipeline.
@@ -43,8 +50,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-wait", action="store_true", help="print the run id and return at once"
         )
+        parser.add_argument(
+            "--follow",
+            action="store_true",
+            help="keep signing records as they arrive, until `manage.py stop RUN` (or Ctrl-C "
+            "here) signs what has arrived and completes the run",
+        )
 
-    def handle(self, *args, batch_size: str, no_wait: bool, **options) -> None:
+    def handle(self, *args, batch_size: str, no_wait: bool, follow: bool, **options) -> None:
+        self.follow = follow
         try:
             size = parse_batch_size(batch_size)
         except InvalidBatchSize as error:
@@ -70,8 +84,22 @@ class Command(BaseCommand):
             self.stdout.write(str(run.pk))
             return
         console = Console(file=self.stdout._out, soft_wrap=True)
+        if run.follow:
+            console.print(
+                f"run {run.pk} follows: records are signed as they arrive; "
+                f"`manage.py stop {run.pk}` (or Ctrl-C) signs what has arrived and completes it"
+            )
         try:
-            progress = self.watch(run.pk, console)
+            try:
+                progress = self.watch(run.pk, console)
+            except KeyboardInterrupt:
+                if not run.follow:
+                    raise
+                # The first Ctrl-C of a follow run is its graceful stop; a second one stops
+                # watching, as for any run.
+                console.print(f"stopping run {run.pk}: signing what has arrived")
+                self.stop(run.pk)
+                progress = self.watch(run.pk, console)
         except KeyboardInterrupt:
             raise CommandError(
                 f"stopped: run {run.pk} waits in the database until `manage.py sign` resumes it "
@@ -85,6 +113,12 @@ class Command(BaseCommand):
         if progress.status != "completed":
             raise CommandError(f"run {run.pk} {progress.status}: {progress.failure_reason}")
 
+    @staticmethod
+    def stop(run_id: int) -> None:
+        # A run that finished (or was cancelled) meanwhile: the watch says which.
+        with contextlib.suppress(RunNotActive):
+            stop_run(run_id)
+
     def start_or_resume(self, size: int) -> SigningRun:
         """Start a run; in embedded mode, take over the active run instead, if there is one.
 
@@ -94,6 +128,8 @@ class Command(BaseCommand):
         """
         try:
             check_ready_to_sign()
+            if self.follow:
+                return start_follow_run(batch_size=size)
             return start_run(batch_size=size)
         except NotReadyToSign as error:
             raise CommandError(str(error)) from None
@@ -101,6 +137,11 @@ class Command(BaseCommand):
             if not settings.SIGNING_EMBEDDED or error.run_id is None:
                 raise CommandError(str(error)) from None
             run = SigningRun.objects.get(pk=error.run_id)
+            if run.follow != self.follow:
+                raise CommandError(
+                    f"{error}; it {'follows' if run.follow else 'does not follow'}: "
+                    f"run `manage.py sign{' --follow' if run.follow else ''}` to resume it"
+                ) from None
             self.stdout.write(
                 f"resuming run {run.pk} (batch size {run.batch_size:,}, fixed for the run)"
             )
@@ -126,9 +167,14 @@ class Command(BaseCommand):
                 progress = run_progress(run_id)
                 if progress.signed_records != last_signed:
                     last_signed, last_change = progress.signed_records, time.monotonic()
-                stalled = time.monotonic() - last_change > STALL_HINT_SECONDS
+                # A follow run with nothing cut and unsigned is waiting for records, not stalled.
+                idle = progress.batches_pending + progress.batches_in_flight == 0
+                stalled = time.monotonic() - last_change > STALL_HINT_SECONDS and not (
+                    progress.follow and idle
+                )
                 bar.update(
                     task,
+                    total=progress.total_records,
                     completed=progress.signed_records,
                     rate=progress.records_per_second,
                     note=(
