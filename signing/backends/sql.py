@@ -60,15 +60,16 @@ SELECT id, batch_id FROM expired ORDER BY id
 COPY_RECORDS = "COPY records_record (payload, created_at) FROM STDIN"
 ANALYZE_RECORDS = "SELECT signing_analyze_filled_v1('records_record')"  # signing 0008
 
-# Forget every record, signature, run, batch, lease and key (and the keys' disabled periods).
+# Forget every record, signature, run, batch, checkpoint, lease and key (and the keys'
+# disabled periods).
 # Ids are NOT restarted: a message from before the reset must never name a row of the new
 # data (a lease id and token of the old data would otherwise fence the new batch).
 # Deferred foreign-key checks still queued in this transaction run first: TRUNCATE
 # refuses a table with pending trigger events.
 RESET_ALL = """
 SET CONSTRAINTS ALL IMMEDIATE;
-TRUNCATE records_signature, keyring_keylease, signing_batch, signing_runaudit, signing_signingrun,
-         records_record, keyring_keydisabledperiod, keyring_signingkey
+TRUNCATE signing_checkpoint, records_signature, keyring_keylease, signing_batch, signing_runaudit,
+         signing_signingrun, records_record, keyring_keydisabledperiod, keyring_signingkey
 """
 
 

@@ -35,6 +35,7 @@ ROWS_PER_INSERT = 10_000
 # is empty (keyring migration 0006, records migration 0007), which only a reset does.
 # Foreign keys are checked at commit, when all are gone.
 RESET_TABLES = (
+    "signing_checkpoint",
     "keyring_keydisabledperiod",
     "keyring_signingkey",
     "keyring_keylease",

@@ -26,6 +26,7 @@ from records.selectors import unsigned_record_pages
 from signing.audit.rules import audit
 from signing.backends import backend
 from signing.models import Batch, RunAudit, SigningRun
+from signing.runs.checkpoints import make_checkpoints
 from signing.runs.exceptions import LeaseLost
 from signing.runs.leases import extend_lease
 from signing.runs.recovery import give_back_batch
@@ -120,6 +121,10 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
             outcome, conflicts, signed = _sign_and_store(key, taken.unsigned_pages(), hint=hint)
         except LeaseLost:
             outcome, conflicts = StoreOutcome.LEASE_LOST, 0
+        if outcome is StoreOutcome.STORED:
+            # Still under the lease (SigningCompleted is sent after this returns): a follow
+            # run's checkpoints now due, signed with this key; never fails the batch.
+            make_checkpoints(hint, private_key=key.private_key)
     seconds = time.perf_counter() - started
     log.info(
         f"batch.{outcome.value}",

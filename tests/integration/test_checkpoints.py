@@ -1,0 +1,171 @@
+"""A follow run's signed checkpoints (signing.runs.checkpoints), in-process on both backends
+(messages delivered by the test): made every N batches, fenced by the lease, verified by the
+audit, which catches each kind of tampering."""
+
+import contextlib
+import random
+
+import pytest
+
+from kernel import crypto, merkle
+from keyring.models import KeyLease, SigningKey
+from records.services import random_payloads
+from signing.audit.roots import stored_run_root
+from signing.audit.rules import audit
+from signing.models import Batch, Checkpoint, SigningRun
+from signing.runs.checkpoints import make_checkpoints
+from signing.runs.dispatch import start_run
+from signing.runs.follow import records_arrived, start_follow_run, stop_run
+from signing.runs.seeding import load_records
+from tests.conftest import seed
+from tests.support import deliver_all
+
+pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.django_db(transaction=True)]
+
+AN_HOUR_MS = 3_600_000
+
+
+@pytest.fixture(autouse=True)
+def _the_test_is_the_worker(monkeypatch, settings):
+    monkeypatch.setattr("signing.runs.messages.reach_workers", lambda: True)
+    settings.SIGNING_FOLLOW_MAX_WAIT_MS = AN_HOUR_MS
+    settings.SIGNING_FOLLOW_CHECKPOINT_BATCHES = 3
+
+
+def _no_capture(execute: bool = True) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
+def arrive(count: int) -> None:
+    load_records(random_payloads(count, rng=random.Random(count)))
+    records_arrived()
+
+
+def checkpoint_breaches(run_id: int) -> list[str]:
+    [check] = [c for c in audit(run_id=run_id, processes=1).checks if c.name == "checkpoints"]
+    return check.breaches
+
+
+def signed_follow_run(sent, *, batches: int) -> SigningRun:
+    """A follow run in batches of 5 with `batches` full batches signed, still running."""
+    seed(records=0, keys=3)
+    run = start_follow_run(batch_size=5)
+    arrive(5 * batches)
+    deliver_all(sent, _no_capture)
+    assert Batch.objects.filter(run=run, status=Batch.Status.SIGNED).count() == batches
+    return run
+
+
+def test_a_follow_run_gets_a_checkpoint_every_n_batches_each_signed_over_its_prefix(sent):
+    # Given a follow run with 8 batches signed, checkpoints every 3
+    run = signed_follow_run(sent, batches=8)
+
+    # Then the checkpoints are for 3 and 6 batches: each root is the prefix's, each signature
+    # verifies with its key over the checkpoint input, under a lease of the run on that key
+    checkpoints = list(Checkpoint.objects.filter(run=run).order_by("batches"))
+    assert [c.batches for c in checkpoints] == [3, 6]
+    for checkpoint in checkpoints:
+        root = bytes(checkpoint.merkle_root)
+        assert root == stored_run_root(run.pk, through_seq=checkpoint.batches)
+        key = SigningKey.objects.get(pk=checkpoint.key_id)
+        assert crypto.verify(
+            crypto.load_public_key(key.public_key_pem),
+            merkle.checkpoint_input(run.pk, checkpoint.batches, root),
+            bytes(checkpoint.signature),
+        )
+        lease = KeyLease.objects.get(pk=checkpoint.lease_id)
+        assert lease.key_id == checkpoint.key_id
+        assert lease.batch.run_id == run.pk
+        assert lease.acquired_at <= checkpoint.signed_at <= lease.released_at
+
+    # And the audit passes, with the checkpoints checked; a stop keeps them
+    assert checkpoint_breaches(run.pk) == []
+    assert stop_run(run.pk).status == SigningRun.Status.COMPLETED
+    report = audit(run_id=run.pk, processes=1)
+    assert report.passed, report.as_dict()
+
+
+def test_an_ordinary_run_gets_no_checkpoint(sent):
+    seed(records=50, keys=3)
+    run = start_run(batch_size=5)
+    deliver_all(sent, _no_capture)
+    run.refresh_from_db()
+    assert run.status == SigningRun.Status.COMPLETED
+    assert not Checkpoint.objects.exists()
+
+
+def test_a_stale_lease_makes_no_checkpoint_and_the_next_store_catches_up(sent, settings):
+    # Given a follow run with 3 batches signed, checkpoints every 3, none made (N was larger)
+    settings.SIGNING_FOLLOW_CHECKPOINT_BATCHES = 1000
+    run = signed_follow_run(sent, batches=3)
+    settings.SIGNING_FOLLOW_CHECKPOINT_BATCHES = 3
+    assert not Checkpoint.objects.exists()
+    lease = KeyLease.objects.filter(batch__run=run).order_by("-pk").first()
+    key = _private_key(lease.key_id)
+
+    # When the worker of a released lease (or a forged hint) tries, nothing is inserted
+    assert make_checkpoints(_hint(lease), private_key=key) == []
+    assert not Checkpoint.objects.exists()
+
+    # And a store of the next batch, under its live lease, makes the one missed
+    arrive(5)
+    deliver_all(sent, _no_capture)
+    assert list(Checkpoint.objects.values_list("batches", flat=True)) == [3]
+
+
+def _hint(lease: KeyLease):
+    from keyring.leases import LeaseHint
+
+    return LeaseHint(
+        lease_id=lease.pk,
+        token=lease.token,
+        batch_id=lease.batch_id,
+        key_id=lease.key_id,
+        kid=lease.key.kid,
+    )
+
+
+def _private_key(key_id: int) -> crypto.PrivateKey:
+    from keyring.services import open_private_key
+
+    key = SigningKey.objects.get(pk=key_id)
+    return open_private_key(key_id=key.pk, kid=key.kid).private_key
+
+
+# --- The audit catches tampering ---------------------------------------------------------
+def test_the_audit_catches_a_checkpoint_root_changed(sent):
+    run = signed_follow_run(sent, batches=3)
+    checkpoint = Checkpoint.objects.get(run=run)
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(merkle_root=bytes(32))
+    breaches = checkpoint_breaches(run.pk)
+    assert any("root" in b and f"checkpoint of run {run.pk} at 3 batches" in b for b in breaches)
+    assert not audit(run_id=run.pk, processes=1).passed
+
+
+def test_the_audit_catches_a_checkpoint_signature_changed(sent):
+    run = signed_follow_run(sent, batches=3)
+    checkpoint = Checkpoint.objects.get(run=run)
+    flipped = bytearray(checkpoint.signature)
+    flipped[0] ^= 1
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(signature=bytes(flipped))
+    assert any("signature" in b for b in checkpoint_breaches(run.pk))
+
+
+def test_the_audit_catches_a_checkpoint_batch_count_changed(sent):
+    run = signed_follow_run(sent, batches=4)
+    Checkpoint.objects.filter(run=run).update(batches=4)
+    assert checkpoint_breaches(run.pk) != []
+
+
+def test_the_audit_catches_a_checkpoint_signed_by_a_key_not_leased(sent):
+    # Given a checkpoint re-signed, correctly, by a key the lease it names did not hold
+    run = signed_follow_run(sent, batches=3)
+    checkpoint = Checkpoint.objects.get(run=run)
+    other = SigningKey.objects.exclude(pk=checkpoint.key_id).first()
+    signature = crypto.sign(
+        _private_key(other.pk),
+        merkle.checkpoint_input(run.pk, 3, bytes(checkpoint.merkle_root)),
+    )
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(key=other, signature=signature)
+    breaches = checkpoint_breaches(run.pk)
+    assert any("lease" in b for b in breaches), breaches
