@@ -2,10 +2,17 @@
 (messages delivered by the test): made every N batches, fenced by the lease, verified by the
 audit, which catches each kind of tampering."""
 
+import base64
 import contextlib
+import io
+import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from kernel import crypto, merkle
 from keyring.models import KeyLease, SigningKey
@@ -23,6 +30,7 @@ from tests.support import deliver_all
 pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.django_db(transaction=True)]
 
 AN_HOUR_MS = 3_600_000
+VERIFIER = Path(__file__).resolve().parent.parent.parent / "tools" / "verify_export.py"
 
 
 @pytest.fixture(autouse=True)
@@ -169,3 +177,88 @@ def test_the_audit_catches_a_checkpoint_signed_by_a_key_not_leased(sent):
     Checkpoint.objects.filter(pk=checkpoint.pk).update(key=other, signature=signature)
     breaches = checkpoint_breaches(run.pk)
     assert any("lease" in b for b in breaches), breaches
+
+
+# --- Export and the standalone verifier ---------------------------------------------------
+def export_and_manifest(tmp_path) -> tuple[Path, dict]:
+    out = tmp_path / "export"
+    call_command("export", "--out", str(out), stdout=io.StringIO())
+    return out, json.loads((out / "manifest.json").read_text())
+
+
+def verify(directory: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(VERIFIER), str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def rewrite_checkpoint(directory: Path, manifest: dict, **changes: object) -> None:
+    manifest["runs"][0]["checkpoints"][0].update(changes)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_an_export_lists_a_follow_runs_checkpoints_and_the_verifier_checks_them(sent, tmp_path):
+    # Given a follow run with 7 batches signed (checkpoints at 3 and 6), exported
+    run = signed_follow_run(sent, batches=7)
+    out, manifest = export_and_manifest(tmp_path)
+
+    # Then its run entry lists both checkpoints, as the database holds them
+    [entry] = manifest["runs"]
+    listed = entry["checkpoints"]
+    assert [c["batches"] for c in listed] == [3, 6]
+    for checkpoint, stored in zip(listed, Checkpoint.objects.order_by("batches"), strict=True):
+        assert checkpoint["root"] == bytes(stored.merkle_root).hex()
+        assert base64.b64decode(checkpoint["signature"]) == bytes(stored.signature)
+        assert checkpoint["kid"] == SigningKey.objects.get(pk=stored.key_id).kid
+        assert checkpoint["algorithm"] == crypto.ED25519
+        assert checkpoint["signed_at"]
+    assert "ckpt-v1" in manifest["checkpoint_input"]
+    # and the verifier passes, naming each checkpoint it checked
+    result = verify(out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"run {run.pk} checkpoint at 3 batches root {listed[0]['root']}" in result.stdout
+    assert f"run {run.pk} checkpoint at 6 batches root {listed[1]['root']}" in result.stdout
+
+
+def test_the_verifier_names_a_checkpoint_whose_root_was_changed(sent, tmp_path):
+    run = signed_follow_run(sent, batches=3)
+    out, manifest = export_and_manifest(tmp_path)
+    rewrite_checkpoint(out, manifest, root="00" * 32)
+
+    result = verify(out)
+
+    assert result.returncode == 1
+    assert f"BAD checkpoint 3 of run {run.pk}: its root is not the root over batches 1 to 3" in (
+        result.stdout
+    )
+
+
+def test_the_verifier_names_a_checkpoint_whose_signature_was_changed(sent, tmp_path):
+    run = signed_follow_run(sent, batches=3)
+    out, manifest = export_and_manifest(tmp_path)
+    signature = bytearray(base64.b64decode(manifest["runs"][0]["checkpoints"][0]["signature"]))
+    signature[5] ^= 0x40
+    rewrite_checkpoint(out, manifest, signature=base64.b64encode(signature).decode())
+
+    result = verify(out)
+
+    assert result.returncode == 1
+    assert f"BAD checkpoint 3 of run {run.pk}: its signature does not verify with key" in (
+        result.stdout
+    )
+
+
+def test_the_verifier_names_a_checkpoint_moved_to_another_batch_count(sent, tmp_path):
+    run = signed_follow_run(sent, batches=4)
+    out, manifest = export_and_manifest(tmp_path)
+    rewrite_checkpoint(out, manifest, batches=4)
+
+    result = verify(out)
+
+    assert result.returncode == 1
+    assert f"BAD checkpoint 4 of run {run.pk}: its signature does not verify" in result.stdout
+    assert f"BAD checkpoint 4 of run {run.pk}: its root is not the root over" in result.stdout
