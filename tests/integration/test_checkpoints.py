@@ -262,3 +262,43 @@ def test_the_verifier_names_a_checkpoint_moved_to_another_batch_count(sent, tmp_
     assert result.returncode == 1
     assert f"BAD checkpoint 4 of run {run.pk}: its signature does not verify" in result.stdout
     assert f"BAD checkpoint 4 of run {run.pk}: its root is not the root over" in result.stdout
+
+
+# --- Shown by the API and the run page ----------------------------------------------------
+def test_the_api_and_the_run_page_show_a_follow_runs_latest_checkpoint(sent, client):
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    # Given a follow run with 7 batches signed (checkpoints at 3 and 6)
+    run = signed_follow_run(sent, batches=7)
+    latest = Checkpoint.objects.get(run=run, batches=6)
+    shown = {
+        "batches": 6,
+        "merkle_root": bytes(latest.merkle_root).hex(),
+        "kid": SigningKey.objects.get(pk=latest.key_id).kid,
+    }
+    user = get_user_model().objects.create_user("auditor")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+
+    # Then the API's run shows the latest, with the root and the kid
+    detail = api.get(f"/api/runs/{run.pk}/").json()["latest_checkpoint"]
+    assert {name: detail[name] for name in shown} == shown
+    assert detail["signed_at"]
+    # and the run page and its progress, the same
+    client.force_login(user)
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert shown["merkle_root"] in page
+    assert shown["kid"] in page
+    progress = client.get(f"/runs/{run.pk}/progress.json").json()["latest_checkpoint"]
+    assert {name: progress[name] for name in shown} == shown
+
+
+def test_an_ordinary_run_shows_no_checkpoint(sent):
+    from signing.runs.selectors import latest_checkpoint
+
+    seed(records=10, keys=2)
+    run = start_run(batch_size=5)
+    deliver_all(sent, _no_capture)
+    assert latest_checkpoint(SigningRun.objects.get(pk=run.pk)) is None
