@@ -16,6 +16,7 @@ from signing.models import Batch, Checkpoint, SigningRun
 from signing.runs.follow import records_arrived, start_follow_run, stop_run
 from signing.runs.seeding import load_records
 from tests.conftest import seed, wait_until
+from tests.support import manage
 
 pytestmark = [
     pytest.mark.workers,
@@ -74,3 +75,18 @@ def test_workers_sign_a_checkpoint_every_n_batches_of_a_follow_run(
     assert report.passed, report.as_dict()
     [check] = [c for c in report.checks if c.name == "checkpoints"]
     assert check.examined == len(checkpoints)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "SIGNING_FOLLOW_CHECKPOINT_BATCHES must be 1 or more, got 0"),
+        ("often", "SIGNING_FOLLOW_CHECKPOINT_BATCHES must be a whole number, got 'often'"),
+        ("1000001", "SIGNING_FOLLOW_CHECKPOINT_BATCHES must be at most 1000000, got 1000001"),
+    ],
+)
+def test_a_bad_checkpoint_interval_is_refused_at_start_up(worker_env, value, message):
+    refused = manage({**worker_env, "SIGNING_FOLLOW_CHECKPOINT_BATCHES": value}, "stop", "1")
+    assert refused.returncode == 1
+    assert message in refused.stderr
+    assert "Traceback" not in refused.stderr
