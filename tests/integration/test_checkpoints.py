@@ -7,6 +7,8 @@ import contextlib
 import io
 import json
 import random
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +32,8 @@ from tests.support import deliver_all
 pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.django_db(transaction=True)]
 
 AN_HOUR_MS = 3_600_000
-VERIFIER = Path(__file__).resolve().parent.parent.parent / "tools" / "verify_export.py"
+ROOT = Path(__file__).resolve().parent.parent.parent
+VERIFIER = ROOT / "tools" / "verify_export.py"
 
 
 @pytest.fixture(autouse=True)
@@ -302,3 +305,29 @@ def test_an_ordinary_run_shows_no_checkpoint(sent):
     run = start_run(batch_size=5)
     deliver_all(sent, _no_capture)
     assert latest_checkpoint(SigningRun.objects.get(pk=run.pk)) is None
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("openssl", "jq", "xxd", "base64", "bash")),
+    reason="needs openssl, jq, xxd and base64",
+)
+def test_the_readmes_openssl_loop_for_checkpoints_agrees_with_the_verifier(sent, tmp_path):
+    # Given an export of a follow run with checkpoints at 3 and 6, and the README's two loops
+    run = signed_follow_run(sent, batches=6)
+    out, manifest = export_and_manifest(tmp_path)
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    keys = next(block for block in blocks if "openssl pkeyutl" in block and "jwks.json" in block)
+    checkpoints = next(block for block in blocks if "ckpt-v1" in block)
+    script = keys.replace("cd /tmp/export", f"cd {out}") + checkpoints
+
+    def run_loops() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, timeout=120, check=False
+        )
+
+    # Then they are silent; and name the checkpoint whose root was changed
+    clean = run_loops()
+    assert (clean.returncode, clean.stdout) == (0, ""), clean.stderr
+    manifest["runs"][0]["checkpoints"][1]["root"] = "ab" * 32
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert run_loops().stdout == f"run {run.pk} checkpoint 6: BAD signature\n"
