@@ -22,7 +22,7 @@ returns.
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from kernel import crypto, merkle
@@ -46,7 +46,7 @@ def make_checkpoints(hint: LeaseHint, *, private_key: crypto.PrivateKey) -> list
     another worker). Never raises: a checkpoint failure must not fail the batch."""
     try:
         return _make_checkpoints(hint, private_key=private_key)
-    except (DatabaseError, ValueError) as error:
+    except Exception as error:  # whatever it is, the batch is stored: it goes on
         # The type only: an error's text may quote the statement's parameters.
         log.error(
             "checkpoint.failed",
@@ -69,7 +69,7 @@ def _make_checkpoints(hint: LeaseHint, *, private_key: crypto.PrivateKey) -> lis
     latest = Checkpoint.objects.filter(run_id=run_id).aggregate(latest=Max("batches"))["latest"]
     made: list[int] = []
     due = (latest or 0) + every
-    while len(made) < MAX_PER_STORE and _prefix_signed(run_id, through_seq=due):
+    while len(made) < MAX_PER_STORE and _prefix_signed(run_id, after=due - every, through=due):
         root = stored_run_root(run_id, through_seq=due)
         if root is None:  # a batch signed before roots existed: no checkpoint can cover it
             break
@@ -81,14 +81,16 @@ def _make_checkpoints(hint: LeaseHint, *, private_key: crypto.PrivateKey) -> lis
     return made
 
 
-def _prefix_signed(run_id: int, *, through_seq: int) -> bool:
-    """Whether batches 1..through_seq of the run all exist and are signed: first one probe of
-    the last (usually enough to say no), then the range (at most `through_seq` rows from the
-    latest checkpoint on would do, but a batch before it stays signed once signed)."""
+def _prefix_signed(run_id: int, *, after: int, through: int) -> bool:
+    """Whether batches 1..`through` of the run all exist and are signed, given that those up
+    to `after` are (the latest checkpoint covers them, and a batch once signed stays
+    signed): one probe of the last (usually enough to say no), then the N batches between."""
     batches = Batch.objects.filter(run_id=run_id)
-    if not batches.filter(seq=through_seq, status=Batch.Status.SIGNED).exists():
+    if not batches.filter(seq=through, status=Batch.Status.SIGNED).exists():
         return False
-    return not (batches.filter(seq__lte=through_seq).exclude(status=Batch.Status.SIGNED).exists())
+    return not (
+        batches.filter(seq__gt=after, seq__lte=through).exclude(status=Batch.Status.SIGNED).exists()
+    )
 
 
 def _insert_fenced(

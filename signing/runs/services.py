@@ -107,8 +107,10 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
     if taken is None:
         outcome, conflicts = StoreOutcome.LEASE_LOST, 0
     elif taken.status == Batch.Status.SIGNED:
-        # Stored already under this very lease (a redelivered message): report it again.
+        # Stored already under this very lease (a redelivered message): report it again,
+        # after the checkpoints a worker that died after its store may have left unmade.
         outcome, conflicts = StoreOutcome.ALREADY_STORED, 0
+        _checkpoints_after_redelivery(hint)
     else:  # leased: an open lease holds a batch that is leased, or signed under it
         try:
             key = open_private_key(key_id=hint.key_id, kid=hint.kid)
@@ -139,6 +141,20 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
     return BatchSummary(
         outcome=outcome, signed=signed - conflicts, conflicts=conflicts, seconds=seconds
     )
+
+
+def _checkpoints_after_redelivery(hint: LeaseHint) -> None:
+    """make_checkpoints for a batch stored under this lease by an earlier delivery (its
+    worker may have died between its store and its checkpoints); only for follow runs,
+    whose key is then opened again, and never at the batch's expense."""
+    if not Batch.objects.filter(pk=hint.batch_id, run__follow=True).exists():
+        return
+    try:
+        key = open_private_key(key_id=hint.key_id, kid=hint.kid)
+    except KekError as error:
+        log.error("checkpoint.failed", batch_id=hint.batch_id, error=type(error).__name__)
+        return
+    make_checkpoints(hint, private_key=key.private_key)
 
 
 def _sign_and_store(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.db import DatabaseError
 
 from kernel import crypto, merkle
 from keyring.models import KeyLease, SigningKey
@@ -27,7 +28,7 @@ from signing.runs.dispatch import start_run
 from signing.runs.follow import records_arrived, start_follow_run, stop_run
 from signing.runs.seeding import load_records
 from tests.conftest import seed
-from tests.support import deliver_all
+from tests.support import deliver, deliver_all
 
 pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.django_db(transaction=True)]
 
@@ -121,6 +122,52 @@ def test_a_stale_lease_makes_no_checkpoint_and_the_next_store_catches_up(sent, s
     # And a store of the next batch, under its live lease, makes the one missed
     arrive(5)
     deliver_all(sent, _no_capture)
+    assert list(Checkpoint.objects.values_list("batches", flat=True)) == [3]
+
+
+def test_a_checkpoint_that_fails_is_logged_and_the_batch_goes_on(sent, monkeypatch, caplog):
+    # Given a follow run whose checkpoint cannot be made (the database refuses its read)
+    def refused(*args, **kwargs):
+        raise DatabaseError("could not read; parameters: secret-looking-value")
+
+    monkeypatch.setattr("signing.runs.checkpoints.stored_run_root", refused)
+
+    # When its batches are signed
+    with caplog.at_level("ERROR", logger="signing.runs.checkpoints"):
+        run = signed_follow_run(sent, batches=4)
+
+    # Then every batch is stored and released as usual, no checkpoint exists, and the
+    # failure is logged by its type only
+    assert not Checkpoint.objects.exists()
+    assert not KeyLease.objects.filter(batch__run=run, released_at=None).exists()
+    assert "checkpoint.failed" in caplog.text
+    assert "DatabaseError" in caplog.text
+    assert "secret-looking-value" not in caplog.text
+
+    # And the next store, the database answering again, makes the checkpoint missed
+    monkeypatch.undo()
+    monkeypatch.setattr("signing.runs.messages.reach_workers", lambda: True)
+    arrive(5)
+    deliver_all(sent, _no_capture)
+    assert list(Checkpoint.objects.values_list("batches", flat=True)) == [3]
+
+
+def test_a_redelivered_message_makes_the_checkpoint_its_dead_worker_did_not(sent, settings):
+    # Given a follow run whose 3rd batch was stored, then its worker died before checkpoints
+    # (the 3rd SigningTriggered, held back, is delivered once the store is done by hand)
+    run = signed_follow_run(sent, batches=2)
+    arrive(5)
+    [third] = [m for m in sent.messages if m.actor_name == "signing_triggered"][-1:]
+    settings.SIGNING_FOLLOW_CHECKPOINT_BATCHES = 1_000_000  # the first delivery makes none
+    deliver(third)
+    assert Batch.objects.get(run=run, seq=3).status == Batch.Status.SIGNED
+    assert not Checkpoint.objects.exists()
+
+    # When the message is delivered again (its lease still open: no completion yet)
+    settings.SIGNING_FOLLOW_CHECKPOINT_BATCHES = 3
+    deliver(third)
+
+    # Then the redelivery makes the checkpoint
     assert list(Checkpoint.objects.values_list("batches", flat=True)) == [3]
 
 
