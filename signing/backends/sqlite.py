@@ -225,10 +225,11 @@ class SQLiteBackend:
                 "batch__status",
                 "batch__first_record_id",
                 "batch__last_record_id",
+                "batch__run__follow",
             ).first()
             if found is None:
                 return None
-            started_at, expires_at, status, first_record_id, last_record_id = found
+            started_at, expires_at, status, first_record_id, last_record_id, follow = found
             if started_at is None and status == Batch.Status.LEASED:
                 live.update(
                     started_at=now,
@@ -241,7 +242,7 @@ class SQLiteBackend:
                 first_record_id=first_record_id, last_record_id=last_record_id, page_size=page_size
             )
             page = next(pages, [])
-        return status, first_record_id, last_record_id, page
+        return status, first_record_id, last_record_id, follow, page
 
     def block_run_changes(self) -> None:
         """BEGIN IMMEDIATE holds the one write lock already: no run changes meanwhile."""

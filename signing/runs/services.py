@@ -62,6 +62,7 @@ class TakenUp:
     status: str
     first_record_id: int
     last_record_id: int
+    follow: bool  # its run's: only a follow run's store makes checkpoints
     first_page: list[tuple[int, str]]
     page_size: int
 
@@ -110,7 +111,8 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
         # Stored already under this very lease (a redelivered message): report it again,
         # after the checkpoints a worker that died after its store may have left unmade.
         outcome, conflicts = StoreOutcome.ALREADY_STORED, 0
-        _checkpoints_after_redelivery(hint)
+        if taken.follow:
+            _checkpoints_after_redelivery(hint)
     else:  # leased: an open lease holds a batch that is leased, or signed under it
         try:
             key = open_private_key(key_id=hint.key_id, kid=hint.kid)
@@ -123,7 +125,7 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
             outcome, conflicts, signed = _sign_and_store(key, taken.unsigned_pages(), hint=hint)
         except LeaseLost:
             outcome, conflicts = StoreOutcome.LEASE_LOST, 0
-        if outcome is StoreOutcome.STORED:
+        if outcome is StoreOutcome.STORED and taken.follow:
             # Still under the lease (SigningCompleted is sent after this returns): a follow
             # run's checkpoints now due, signed with this key; never fails the batch.
             make_checkpoints(hint, private_key=key.private_key)
@@ -144,11 +146,9 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
 
 
 def _checkpoints_after_redelivery(hint: LeaseHint) -> None:
-    """make_checkpoints for a batch stored under this lease by an earlier delivery (its
-    worker may have died between its store and its checkpoints); only for follow runs,
-    whose key is then opened again, and never at the batch's expense."""
-    if not Batch.objects.filter(pk=hint.batch_id, run__follow=True).exists():
-        return
+    """make_checkpoints for a follow run's batch stored under this lease by an earlier
+    delivery (its worker may have died between its store and its checkpoints): the key is
+    opened again, and never at the batch's expense."""
     try:
         key = open_private_key(key_id=hint.key_id, kid=hint.kid)
     except KekError as error:
