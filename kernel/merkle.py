@@ -26,6 +26,21 @@ NODE_PREFIX: Final = b"\x01"
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()  # RFC 6962: the hash of an empty tree
 
 
+CHECKPOINT_INPUT_VERSION: Final = b"ckpt-v1"
+
+
+def checkpoint_input(run_id: int, batches: int, run_root: bytes) -> bytes:
+    """The exact bytes a follow run's checkpoint signs (a public contract, README "Verifying
+    an export offline"): ``"ckpt-v1\n" + str(run_id) + "\n" + str(batches) + "\n" +
+    hex(root)``, ASCII. It says "the first `batches` batches of run `run_id`, in seq order,
+    have this root". Its own version tag keeps it apart from a record's signing input
+    (``sig-v1``), so no checkpoint signature can pass for a record's, nor the reverse.
+    """
+    if len(run_root) != 32:
+        raise ValueError(f"a run root is 32 bytes, got {len(run_root)}")
+    return b"%s\n%d\n%d\n%s" % (CHECKPOINT_INPUT_VERSION, run_id, batches, run_root.hex().encode())
+
+
 def record_leaf(record_id: int, signature: bytes) -> bytes:
     return leaf_hash(record_id.to_bytes(8, "big") + signature)
 

@@ -167,3 +167,34 @@ class RunAudit(models.Model):
 
     def __str__(self) -> str:
         return f"audit of run {self.run_id}: {'passed' if self.passed else 'FAILED'}"
+
+
+class Checkpoint(models.Model):
+    """A follow run's signed checkpoint (signing.runs.checkpoints): "the first `batches`
+    batches of run `run_id`, in seq order, have root `merkle_root`", signed over
+    kernel.merkle.checkpoint_input by the key of `lease_id`, while that lease was held by
+    the worker that had just stored one of the run's batches. One per (run, batches)."""
+
+    run = models.ForeignKey(SigningRun, on_delete=models.CASCADE, related_name="checkpoints")
+    batches = models.PositiveIntegerField()
+    # The run's root over its first `batches` batches (signing.audit.roots.stored_run_root).
+    merkle_root = models.BinaryField()
+    lease = models.ForeignKey(
+        "keyring.KeyLease", on_delete=models.PROTECT, related_name="checkpoints"
+    )
+    key = models.ForeignKey(
+        "keyring.SigningKey", on_delete=models.PROTECT, related_name="checkpoints"
+    )
+    signature = models.BinaryField()
+    signed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "batches"], name="checkpoint_batches_unique_per_run"
+            ),
+            models.CheckConstraint(condition=Q(batches__gt=0), name="checkpoint_batches_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"checkpoint of run {self.run_id} through batch {self.batches}"

@@ -236,6 +236,14 @@ if SIGNING_FOLLOW_MAX_WAIT_MS > 3_600_000:
         f"SIGNING_FOLLOW_MAX_WAIT_MS must be at most 3600000 (an hour), "
         f"got {SIGNING_FOLLOW_MAX_WAIT_MS}"
     )
+# Follow runs: a signed checkpoint of the run's root every this many batches (signing.runs
+# .checkpoints). At most a million: a larger one is a typo, and would mean no checkpoint.
+SIGNING_FOLLOW_CHECKPOINT_BATCHES = env_int("SIGNING_FOLLOW_CHECKPOINT_BATCHES", 100)
+if SIGNING_FOLLOW_CHECKPOINT_BATCHES > 1_000_000:
+    raise SystemExit(
+        f"SIGNING_FOLLOW_CHECKPOINT_BATCHES must be at most 1000000, "
+        f"got {SIGNING_FOLLOW_CHECKPOINT_BATCHES}"
+    )
 # A finished run whose audit is not recorded this long after its audit_run was sent gets
 # another (the reaper sends it): the message was lost, or the worker auditing it died. As
 # long as the audit actor's own time limit, so a slow audit is not asked for twice.

@@ -9,6 +9,9 @@ checks, and names whatever fails:
   records.jsonl and jwks.json are the ones it records; its counts are what the files hold;
 - every run: its batches in seq order, its root the RFC 6962 root over their leaves, and each
   batch's path leading from its leaf to that root;
+- every checkpoint of a follow run: its signature verifies with its kid's key over the
+  checkpoint input, and, when the export holds the run's first `batches` batches, its root
+  is the root over them;
 - every record of records.jsonl: its signature verifies with its kid's key from jwks.json
   over the signing input, with that key's algorithm; its proof leads from its leaf to its
   batch's root; no two records take one place in a batch, and no place is left empty.
@@ -47,10 +50,16 @@ ED25519, ECDSA_P256_SHA256 = "ed25519", "ecdsa-p256-sha256"
 MISSING_SHOWN = 10  # empty places of one batch named in full before "and N more"
 
 
-# --- Mirrors of kernel/crypto.py (signing_input) and kernel/merkle.py ----------------------
+# --- Mirrors of kernel/crypto.py (signing_input) and kernel/merkle.py --------------------
 def signing_input(record_id: int, payload: str) -> bytes:
     """The bytes signed for a record: UTF-8 of "sig-v1\\n" + str(id) + "\\n" + payload."""
     return b"sig-v1\n%d\n%s" % (record_id, payload.encode("utf-8"))
+
+
+def checkpoint_input(run_id: int, batches: int, root: bytes) -> bytes:
+    """The bytes a follow run's checkpoint signs: ASCII of "ckpt-v1\\n" + str(run id) +
+    "\\n" + str(batches) + "\\n" + the root in lowercase hex."""
+    return b"ckpt-v1\n%d\n%d\n%s" % (run_id, batches, root.hex().encode())
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -192,7 +201,7 @@ def _path(value: Any, what: str) -> list[bytes]:
 # --- The verification ------------------------------------------------------------------------
 @dataclass
 class Problem:
-    kind: str  # "file", "run", "batch" or "record"
+    kind: str  # "file", "run", "checkpoint", "batch" or "record"
     name: str  # the file's name, or the run's, batch's or record's id (a line number if none)
     problem: str
 
@@ -217,6 +226,8 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     run_roots: dict[int, str] = field(default_factory=dict)
+    # (run, batches, root hex, whether the export held its batches to check the root)
+    checkpoints: list[tuple[int, int, str, bool]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -231,6 +242,10 @@ class Report:
             "ok": self.ok,
             "counts": self.counts,
             "run_roots": {str(run): root for run, root in self.run_roots.items()},
+            "checkpoints": [
+                {"run": run, "batches": count, "root": root, "root_checked": checked}
+                for run, count, root, checked in self.checkpoints
+            ],
             "problems": [vars(problem) for problem in self.problems],
         }
 
@@ -253,7 +268,7 @@ def verify_export(directory: Path) -> Report:
         return report
 
     keys = _read_jwks(directory, expected[JWKS], report)
-    batches = _check_runs(runs, report)
+    batches = _check_runs(runs, keys, report)
     seen = _check_records(directory, expected[RECORDS], keys, batches, report)
     _check_places(batches, report)
     actual = {
@@ -308,7 +323,9 @@ def _read_jwks(
     return keys
 
 
-def _check_runs(runs: list[Any], report: Report) -> dict[int, BatchState]:
+def _check_runs(
+    runs: list[Any], keys: dict[str, tuple[str, PublicKey]], report: Report
+) -> dict[int, BatchState]:
     """Each run's root against its batches' roots, each batch's path to it; the batches by id."""
     batches: dict[int, BatchState] = {}
     for position, entry in enumerate(runs):
@@ -334,6 +351,8 @@ def _check_runs(runs: list[Any], report: Report) -> dict[int, BatchState]:
             report.bad("run", name, str(error))
             continue
         report.run_roots[run_id] = root.hex()
+        leaves = [batch_leaf(seq, batch_root) for _, seq, _, batch_root, _ in parsed]
+        _check_checkpoints(run_id, run.get("checkpoints", []), leaves, parsed, keys, report)
         if run.get("batch_count") != len(parsed):
             report.bad(
                 "run", run_id, f"batch_count {run.get('batch_count')!r}, it lists {len(parsed)}"
@@ -343,7 +362,6 @@ def _check_runs(runs: list[Any], report: Report) -> dict[int, BatchState]:
         seqs = [seq for _, seq, _, _, _ in parsed]
         if any(a >= b for a, b in itertools.pairwise(seqs)):
             report.bad("run", run_id, "its batches are not in strictly increasing seq order")
-        leaves = [batch_leaf(seq, batch_root) for _, seq, _, batch_root, _ in parsed]
         if merkle_root(leaves) != root:
             report.bad("run", run_id, "its root is not the root over its batches' roots")
         for index, (batch_id, seq, size, batch_root, path) in enumerate(parsed):
@@ -354,6 +372,56 @@ def _check_runs(runs: list[Any], report: Report) -> dict[int, BatchState]:
                 report.bad("batch", batch_id, f"its path does not lead to run {run_id}'s root")
             batches[batch_id] = BatchState(run_id, seq, size, batch_root)
     return batches
+
+
+def _check_checkpoints(
+    run_id: int,
+    listed: Any,
+    leaves: list[bytes],
+    parsed: list[tuple[int, int, int, bytes, list[bytes]]],
+    keys: dict[str, tuple[str, PublicKey]],
+    report: Report,
+) -> None:
+    """A follow run's checkpoints (none in an ordinary run's entry): each signature with its
+    key, and each root over the run's first `batches` batches when the export holds them
+    all (an export of a run still going may end before a checkpoint's batches, never
+    after: it reads the checkpoints first)."""
+    seqs = [seq for _, seq, _, _, _ in parsed]
+    try:
+        entries = _list(listed, "checkpoints")
+    except Malformed as error:
+        report.bad("run", run_id, str(error))
+        return
+    for position, entry in enumerate(entries):
+        name = f"#{position} of run {run_id}"
+        try:
+            checkpoint = _dict(entry, "the checkpoint")
+            count = _int(checkpoint.get("batches"), "batches", 1)
+            name = f"{count} of run {run_id}"
+            root = _hash(checkpoint.get("root"), "root")
+            kid = _str(checkpoint.get("kid"), "kid")
+            algorithm = _str(checkpoint.get("algorithm"), "algorithm")
+            try:
+                signature = base64.b64decode(
+                    _str(checkpoint.get("signature"), "signature"), validate=True
+                )
+            except binascii.Error:
+                raise Malformed("signature is not base64") from None
+        except Malformed as error:
+            report.bad("checkpoint", name, str(error))
+            continue
+        if kid not in keys:
+            report.bad("checkpoint", name, f"its kid {kid} is not in jwks.json")
+        elif algorithm != keys[kid][0]:
+            report.bad(
+                "checkpoint", name, f"algorithm {algorithm}, but key {kid} is {keys[kid][0]}"
+            )
+        elif not signature_verifies(keys[kid][1], checkpoint_input(run_id, count, root), signature):
+            report.bad("checkpoint", name, f"its signature does not verify with key {kid}")
+        held = seqs[:count] == list(range(1, count + 1))
+        if held and merkle_root(leaves[:count]) != root:
+            report.bad("checkpoint", name, f"its root is not the root over batches 1 to {count}")
+        report.checkpoints.append((run_id, count, root.hex(), held))
 
 
 def _check_records(
@@ -482,6 +550,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"OK {arguments.directory}: {held}; every signature, proof and root checks out")
         for run, root in report.run_roots.items():
             print(f"run {run} root {root}")
+        for run, count, root, held in report.checkpoints:
+            unchecked = "" if held else " (signature only: the export ends before it)"
+            print(f"run {run} checkpoint at {count} batches root {root}{unchecked}")
         return 0
     print(f"FAILED {arguments.directory}: {len(report.problems):,} problems ({held})")
     return 1

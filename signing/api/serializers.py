@@ -135,11 +135,25 @@ class FollowActivitySerializer(serializers.Serializer):
     stop_requested_at = serializers.DateTimeField(allow_null=True)
 
 
+class CheckpointSerializer(serializers.Serializer):
+    batches = serializers.IntegerField(
+        help_text="The checkpoint covers the run's first this many batches, in seq order."
+    )
+    merkle_root = serializers.CharField(
+        min_length=64,
+        max_length=64,
+        help_text="Hex SHA-256 Merkle root over those batches' roots (as the run's root is).",
+    )
+    kid = serializers.CharField(help_text="The key that signed the checkpoint input (JWKS).")
+    signed_at = serializers.DateTimeField()
+
+
 class RunSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     audit_passed = serializers.SerializerMethodField()
     merkle_root = serializers.SerializerMethodField()
     follow_activity = serializers.SerializerMethodField()
+    latest_checkpoint = serializers.SerializerMethodField()
 
     class Meta:
         model = SigningRun
@@ -160,6 +174,7 @@ class RunSerializer(serializers.ModelSerializer):
             "audit_passed",
             "merkle_root",
             "follow_activity",
+            "latest_checkpoint",
         ]
         read_only_fields = fields
 
@@ -176,6 +191,16 @@ class RunSerializer(serializers.ModelSerializer):
 
         activity = follow_activity(run)
         return None if activity is None else activity.as_dict()
+
+    @extend_schema_field(CheckpointSerializer(allow_null=True))
+    def get_latest_checkpoint(self, run: SigningRun) -> dict[str, Any] | None:
+        """A follow run's latest signed checkpoint (every SIGNING_FOLLOW_CHECKPOINT_BATCHES
+        batches: its signature is over "ckpt-v1\\n{run}\\n{batches}\\n{root hex}"); null for
+        other runs and before the first."""
+        from signing.runs.selectors import latest_checkpoint
+
+        checkpoint = latest_checkpoint(run)
+        return None if checkpoint is None else checkpoint.as_dict()
 
     def get_audit_passed(self, run: SigningRun) -> bool | None:
         """True or false once the run's audit is recorded; null before."""

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from django.db import connection
 
-from kernel import crypto
+from kernel import crypto, merkle
 from signing.audit import roots, sql
 from signing.backends import backend
 
@@ -93,7 +93,7 @@ def audit(*, run_id: int | None = None, processes: int | None = None) -> AuditRe
     checks = [
         _check_each_record_signed_once(params),
         _check_signatures_verify(params, processes=processes),
-        _check_merkle_roots(params),
+        *_check_merkle_roots_and_checkpoints(params),
         _check_one_key_per_batch(params),
         _check_no_overlapping_leases(params),
         _check_signed_within_lease(params),
@@ -200,7 +200,17 @@ def _verify_chunk(rows: list[tuple[int, str, int, bytes]]) -> tuple[int, list[in
 NO_ROOT = "no root (signed before roots existed)"
 
 
-def _check_merkle_roots(params: dict[str, Any]) -> Check:
+def _check_merkle_roots_and_checkpoints(params: dict[str, Any]) -> tuple[Check, Check]:
+    """The Merkle roots, then the follow runs' checkpoints against the batch roots the
+    first recomputed from the signatures (one pass over the signatures for both)."""
+    recomputed: dict[int, list[tuple[int, bytes]]] = {}  # run -> (seq, batch root)
+    merkle_roots = _check_merkle_roots(params, recomputed)
+    return merkle_roots, _check_checkpoints(params, recomputed)
+
+
+def _check_merkle_roots(
+    params: dict[str, Any], recomputed: dict[int, list[tuple[int, bytes]]]
+) -> Check:
     """Recompute every signed batch's root from its signatures and every completed run's
     from those, and compare them with the roots stored (issue 18, tamper evidence).
 
@@ -218,7 +228,6 @@ def _check_merkle_roots(params: dict[str, Any]) -> Check:
         "batches",
     )
     batches: dict[int, dict[int, tuple[int, bool]]] = {}  # run -> batch -> (seq, has a root)
-    recomputed: dict[int, list[tuple[int, bytes]]] = {}  # run -> (seq, batch root)
     for (run_id, batch_id, seq, stored), signatures, root in _signatures_by_batch(params):
         recomputed.setdefault(run_id, []).append((seq, root))
         batches.setdefault(run_id, {})[batch_id] = (seq, stored is not None)
@@ -246,6 +255,52 @@ def _check_merkle_roots(params: dict[str, Any]) -> Check:
         for batch_id, (seq, rooted) in sorted(of_run.items()):
             if not rooted:
                 check.note(f"batch {batch_id} (#{seq} of run {run_id}): {NO_ROOT}")
+    return check
+
+
+def _check_checkpoints(
+    params: dict[str, Any], recomputed: dict[int, list[tuple[int, bytes]]]
+) -> Check:
+    """Each follow run's checkpoint (signing.runs.checkpoints): its root is the root of its
+    run's first `batches` batches as recomputed from their signatures, its signature
+    verifies with its key over kernel.merkle.checkpoint_input, and its key is the key of the
+    lease it names, a lease of its run, held when it was signed (rule 2: a key signs only
+    while leased). Checkpoints are few (one per N batches), so each is checked in full."""
+    check = Check(
+        "checkpoints",
+        "1",
+        "each follow-run checkpoint's root matches its batches' signatures, its signature "
+        "verifies, and its key was leased to its run when it signed",
+    )
+    rows = _rows(sql.CHECKPOINTS, params)
+    check.examined = len(rows)
+    prefixes: dict[int, list[tuple[int, bytes]]] = {
+        run_id: sorted(of_run) for run_id, of_run in recomputed.items()
+    }
+    public_keys: dict[str, crypto.PublicKey] = {}
+    for row in rows:
+        key_id, run_id, count, stored, signature, kid, pem, lease_key, lease_run, held = row
+        name = f"checkpoint of run {run_id} at {count} batches"
+        stored = bytes(stored)
+        prefix = [(seq, root) for seq, root in prefixes.get(run_id, []) if seq <= count]
+        if [seq for seq, _ in prefix] != list(range(1, count + 1)):
+            check.add(f"{name}: only {len(prefix)} of its batches are signed")
+        elif roots.run_root(prefix) != stored:
+            check.add(f"{name}: its root does not match the signatures of its batches")
+        key = public_keys.get(kid) or public_keys.setdefault(kid, crypto.load_public_key(pem))
+        try:
+            data = merkle.checkpoint_input(run_id, count, stored)
+        except ValueError:
+            check.add(f"{name}: its root is not 32 bytes")
+            continue
+        if not crypto.verify(key, data, bytes(signature)):
+            check.add(f"{name}: its signature does not verify with key {kid}")
+        if lease_key is None or lease_run != run_id:
+            check.add(f"{name}: its lease is not a lease of run {run_id}")
+        elif not held:
+            check.add(f"{name}: signed while its lease was not held")
+        if lease_key is not None and lease_key != key_id:
+            check.add(f"{name}: signed by key {kid}, not its lease's key")
     return check
 
 

@@ -166,3 +166,19 @@ SELECT id, merkle_root FROM signing_signingrun
 WHERE status = 'completed' AND (CAST(%(run_id)s AS bigint) IS NULL OR id = %(run_id)s)
 ORDER BY id
 """
+
+# Follow runs' checkpoints, each with its key's public key and, through the lease it names,
+# that lease's key, run, and whether it was held when the checkpoint was signed.
+CHECKPOINTS = """
+SELECT c.key_id, c.run_id, c.batches, c.merkle_root, c.signature, k.kid, k.public_key_pem,
+       l.key_id, b.run_id,
+       CASE WHEN l.acquired_at <= c.signed_at
+                 AND (l.released_at IS NULL OR c.signed_at <= l.released_at)
+            THEN 1 ELSE 0 END
+FROM signing_checkpoint c
+JOIN keyring_signingkey k ON k.id = c.key_id
+LEFT JOIN keyring_keylease l ON l.id = c.lease_id
+LEFT JOIN signing_batch b ON b.id = l.batch_id
+WHERE CAST(%(run_id)s AS bigint) IS NULL OR c.run_id = %(run_id)s
+ORDER BY c.run_id, c.batches
+"""

@@ -20,7 +20,7 @@ from keyring.leases import GrantedLease, LeaseHint
 StoreCounts = tuple[int, int, int]
 # A batch taken up: its status, its range, and the first page of its records still unsigned
 # (none unless it is leased).
-TakeUp = tuple[str, int, int, list[tuple[int, str]]]
+TakeUp = tuple[str, int, int, bool, list[tuple[int, str]]]
 
 
 class Backend(Protocol):

@@ -98,9 +98,9 @@ class PostgreSQLBackend:
             rows = cursor.fetchall()
         if not rows:
             return None
-        status, first_record_id, last_record_id = rows[0][:3]
+        status, first_record_id, last_record_id, follow = rows[0][:4]
         page = [(record_id, payload) for *_, record_id, payload in rows if record_id is not None]
-        return status, first_record_id, last_record_id, page
+        return status, first_record_id, last_record_id, follow, page
 
     def block_run_changes(self) -> None:
         with connection.cursor() as cursor:

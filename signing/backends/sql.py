@@ -60,15 +60,16 @@ SELECT id, batch_id FROM expired ORDER BY id
 COPY_RECORDS = "COPY records_record (payload, created_at) FROM STDIN"
 ANALYZE_RECORDS = "SELECT signing_analyze_filled_v1('records_record')"  # signing 0008
 
-# Forget every record, signature, run, batch, lease and key (and the keys' disabled periods).
+# Forget every record, signature, run, batch, checkpoint, lease and key (and the keys'
+# disabled periods).
 # Ids are NOT restarted: a message from before the reset must never name a row of the new
 # data (a lease id and token of the old data would otherwise fence the new batch).
 # Deferred foreign-key checks still queued in this transaction run first: TRUNCATE
 # refuses a table with pending trigger events.
 RESET_ALL = """
 SET CONSTRAINTS ALL IMMEDIATE;
-TRUNCATE records_signature, keyring_keylease, signing_batch, signing_runaudit, signing_signingrun,
-         records_record, keyring_keydisabledperiod, keyring_signingkey
+TRUNCATE signing_checkpoint, records_signature, keyring_keylease, signing_batch, signing_runaudit,
+         signing_signingrun, records_record, keyring_keydisabledperiod, keyring_signingkey
 """
 
 
@@ -131,14 +132,18 @@ FROM signing_claim_batches_v3(%(run_id)s, %(ttl_seconds)s, %(release_lease_ids)s
 # lease is taken up it is stamped `started_at`, its batch counts an attempt, and it lives a
 # full TTL from now (its message may have waited in the queue). The lease row is locked
 # first, so an expiry or release running at the same time is ordered with this.
-# Returns the batch's status and range, and, while it is leased, the first page of its
-# records still unsigned (records.sql.UNSIGNED_PAGE's first page, in the same round trip):
-# one row per record, or one row with no record. The worker reads any further page itself.
+# Returns the batch's status and range, whether its run follows (only a follow run's store
+# makes checkpoints: no query more for the others), and, while it is leased, the first page
+# of its records still unsigned (records.sql.UNSIGNED_PAGE's first page, in the same round
+# trip): one row per record, or one row with no record. The worker reads any further page
+# itself.
 TAKE_UP_BATCH = """
 WITH lease AS (
-    SELECT l.id, l.batch_id, l.started_at, b.status, b.first_record_id, b.last_record_id
+    SELECT l.id, l.batch_id, l.started_at, b.status, b.first_record_id, b.last_record_id,
+           r.follow
     FROM keyring_keylease l
     JOIN signing_batch b ON b.id = l.batch_id
+    JOIN signing_signingrun r ON r.id = b.run_id
     JOIN keyring_signingkey k ON k.id = l.key_id
     WHERE l.id = %(lease_id)s AND l.token = %(token)s AND l.batch_id = %(batch_id)s
       AND l.key_id = %(key_id)s AND k.kid = %(kid)s
@@ -158,7 +163,8 @@ started AS (
 counted AS (
     UPDATE signing_batch b SET attempts = b.attempts + 1 FROM started WHERE b.id = started.batch_id
 )
-SELECT lease.status, lease.first_record_id, lease.last_record_id, page.id, page.payload
+SELECT lease.status, lease.first_record_id, lease.last_record_id, lease.follow, page.id,
+       page.payload
 FROM lease
 LEFT JOIN LATERAL (
     SELECT r.id, r.payload FROM records_record r

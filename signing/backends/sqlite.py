@@ -35,6 +35,7 @@ ROWS_PER_INSERT = 10_000
 # is empty (keyring migration 0006, records migration 0007), which only a reset does.
 # Foreign keys are checked at commit, when all are gone.
 RESET_TABLES = (
+    "signing_checkpoint",
     "keyring_keydisabledperiod",
     "keyring_signingkey",
     "keyring_keylease",
@@ -224,10 +225,11 @@ class SQLiteBackend:
                 "batch__status",
                 "batch__first_record_id",
                 "batch__last_record_id",
+                "batch__run__follow",
             ).first()
             if found is None:
                 return None
-            started_at, expires_at, status, first_record_id, last_record_id = found
+            started_at, expires_at, status, first_record_id, last_record_id, follow = found
             if started_at is None and status == Batch.Status.LEASED:
                 live.update(
                     started_at=now,
@@ -240,7 +242,7 @@ class SQLiteBackend:
                 first_record_id=first_record_id, last_record_id=last_record_id, page_size=page_size
             )
             page = next(pages, [])
-        return status, first_record_id, last_record_id, page
+        return status, first_record_id, last_record_id, follow, page
 
     def block_run_changes(self) -> None:
         """BEGIN IMMEDIATE holds the one write lock already: no run changes meanwhile."""

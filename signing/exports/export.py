@@ -28,6 +28,7 @@ from kernel import crypto, merkle
 from keyring.models import SigningKey
 from signing.exports.selectors import (
     BatchToExport,
+    CheckpointToExport,
     RunToExport,
     batch_signatures,
     batch_signed_rows,
@@ -211,8 +212,7 @@ class _Exporter:
             raise ExportInconsistent(f"batch {batch.id} changed while it was exported")
         self.on_progress(written % 1000)
 
-    @staticmethod
-    def _run_entry(run: RunToExport, batches: list[dict[str, Any]]) -> dict[str, Any]:
+    def _run_entry(self, run: RunToExport, batches: list[dict[str, Any]]) -> dict[str, Any]:
         leaves = [merkle.batch_leaf(batch["seq"], batch["root"]) for batch in batches]
         root = run_root_for_export(run, leaves)
         for batch, path in zip(batches, merkle.inclusion_proofs(leaves), strict=True):
@@ -226,6 +226,20 @@ class _Exporter:
             "records": sum(batch["records"] for batch in batches),
             "root": root.hex(),
             "batches": batches,
+            "checkpoints": [self._checkpoint_entry(checkpoint) for checkpoint in run.checkpoints],
+        }
+
+    def _checkpoint_entry(self, checkpoint: CheckpointToExport) -> dict[str, Any]:
+        """A follow run's checkpoint, its key in jwks.json like the records' keys."""
+        key = self.keys[checkpoint.key_id]
+        self.keys_used.add(checkpoint.key_id)
+        return {
+            "batches": checkpoint.batches,
+            "root": checkpoint.merkle_root.hex(),
+            "kid": key.kid,
+            "algorithm": key.algorithm,
+            "signature": base64.b64encode(checkpoint.signature).decode("ascii"),
+            "signed_at": _timestamp(checkpoint.signed_at),
         }
 
     def _jwks(self) -> dict[str, Any]:
@@ -244,6 +258,10 @@ class _Exporter:
             "format": FORMAT,
             "created_at": _timestamp(datetime.now(UTC)),
             "signing_input": 'UTF-8 of "sig-v1\\n" + str(id) + "\\n" + payload',
+            "checkpoint_input": (
+                'ASCII of "ckpt-v1\\n" + str(run id) + "\\n" + str(batches) + "\\n" + '
+                "the root in lowercase hex: a follow run's first `batches` batches have it"
+            ),
             "merkle": (
                 "RFC 6962 hashing. A batch's leaves: SHA-256(0x00 || record id as 8 bytes "
                 "big-endian || signature), in record id order; a run's leaves: "

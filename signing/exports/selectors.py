@@ -10,11 +10,11 @@ taken once, at the start; a batch signed after that is in the next export.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from records.models import Signature
-from signing.models import Batch, SigningRun
+from signing.models import Batch, Checkpoint, SigningRun
 
 PAGE_SIZE = 10_000
 
@@ -29,12 +29,22 @@ class BatchToExport:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointToExport:
+    batches: int
+    merkle_root: bytes
+    key_id: int
+    signature: bytes
+    signed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class RunToExport:
     id: int
     status: str
     batch_size: int
     merkle_root: bytes | None  # as stored when completed; None before that
     batches: list[BatchToExport]  # signed ones only, in seq order
+    checkpoints: list[CheckpointToExport] = field(default_factory=list)  # by batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +61,23 @@ def runs_to_export(run_id: int | None = None) -> list[RunToExport]:
 
     A run's other batches (pending, leased or failed: a cancelled or failed run, a run still
     going) hold no signature, so they are left out; a run with no signed batch still is
-    listed, with none."""
+    listed, with none.
+
+    A follow run's checkpoints are read first: each covers batches signed before it was
+    made, so all of them are among the signed batches read next."""
     runs = SigningRun.objects.order_by("id")
     if run_id is not None:
         runs = runs.filter(pk=run_id)
+    checkpoints: dict[int, list[CheckpointToExport]] = {}
+    made = Checkpoint.objects.order_by("run_id", "batches").values_list(
+        "run_id", "batches", "merkle_root", "key_id", "signature", "signed_at"
+    )
+    if run_id is not None:
+        made = made.filter(run_id=run_id)
+    for run, count, root, key_id, signature, signed_at in made:
+        checkpoints.setdefault(run, []).append(
+            CheckpointToExport(count, bytes(root), key_id, bytes(signature), signed_at)
+        )
     batches: dict[int, list[BatchToExport]] = {}
     signed = (
         Batch.objects.filter(status=Batch.Status.SIGNED)
@@ -72,6 +95,7 @@ def runs_to_export(run_id: int | None = None) -> list[RunToExport]:
             batch_size=run.batch_size,
             merkle_root=_bytes(run.merkle_root),
             batches=batches.get(run.pk, []),
+            checkpoints=checkpoints.get(run.pk, []),
         )
         for run in runs.only("id", "status", "batch_size", "merkle_root")
     ]

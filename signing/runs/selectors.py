@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from keyring.models import KeyLease
 from records.models import Record, Signature
-from signing.models import Batch, SigningRun
+from signing.models import Batch, Checkpoint, SigningRun
 
 # The follow figures cover this much time, up to now (or to the run's end).
 FOLLOW_WINDOW = timedelta(minutes=1)
@@ -216,3 +216,38 @@ def _percentile(ordered: list[float], fraction: float) -> float | None:
         return None
     rank = max(1, -(-len(ordered) * fraction // 1))  # ceil, at least the first
     return round(ordered[int(rank) - 1], 1)
+
+
+@dataclass(frozen=True, slots=True)
+class LatestCheckpoint:
+    """A follow run's latest signed checkpoint, as the API and the run page show it."""
+
+    batches: int
+    merkle_root: str  # hex
+    kid: str
+    signed_at: datetime
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "batches": self.batches,
+            "merkle_root": self.merkle_root,
+            "kid": self.kid,
+            "signed_at": self.signed_at.isoformat(),
+        }
+
+
+def latest_checkpoint(run: SigningRun) -> LatestCheckpoint | None:
+    """The checkpoint over the most batches of a follow run (one index probe on its unique
+    (run, batches)); None for an ordinary run, or before the first is signed."""
+    if not run.follow:
+        return None
+    row = (
+        Checkpoint.objects.filter(run=run)
+        .order_by("-batches")
+        .values_list("batches", "merkle_root", "key__kid", "signed_at")
+        .first()
+    )
+    if row is None:
+        return None
+    batches, root, kid, signed_at = row
+    return LatestCheckpoint(batches, bytes(root).hex(), kid, signed_at)

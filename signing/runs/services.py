@@ -26,6 +26,7 @@ from records.selectors import unsigned_record_pages
 from signing.audit.rules import audit
 from signing.backends import backend
 from signing.models import Batch, RunAudit, SigningRun
+from signing.runs.checkpoints import make_checkpoints
 from signing.runs.exceptions import LeaseLost
 from signing.runs.leases import extend_lease
 from signing.runs.recovery import give_back_batch
@@ -61,6 +62,7 @@ class TakenUp:
     status: str
     first_record_id: int
     last_record_id: int
+    follow: bool  # its run's: only a follow run's store makes checkpoints
     first_page: list[tuple[int, str]]
     page_size: int
 
@@ -106,8 +108,11 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
     if taken is None:
         outcome, conflicts = StoreOutcome.LEASE_LOST, 0
     elif taken.status == Batch.Status.SIGNED:
-        # Stored already under this very lease (a redelivered message): report it again.
+        # Stored already under this very lease (a redelivered message): report it again,
+        # after the checkpoints a worker that died after its store may have left unmade.
         outcome, conflicts = StoreOutcome.ALREADY_STORED, 0
+        if taken.follow:
+            _checkpoints_after_redelivery(hint)
     else:  # leased: an open lease holds a batch that is leased, or signed under it
         try:
             key = open_private_key(key_id=hint.key_id, kid=hint.kid)
@@ -120,6 +125,10 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
             outcome, conflicts, signed = _sign_and_store(key, taken.unsigned_pages(), hint=hint)
         except LeaseLost:
             outcome, conflicts = StoreOutcome.LEASE_LOST, 0
+        if outcome is StoreOutcome.STORED and taken.follow:
+            # Still under the lease (SigningCompleted is sent after this returns): a follow
+            # run's checkpoints now due, signed with this key; never fails the batch.
+            make_checkpoints(hint, private_key=key.private_key)
     seconds = time.perf_counter() - started
     log.info(
         f"batch.{outcome.value}",
@@ -134,6 +143,18 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
     return BatchSummary(
         outcome=outcome, signed=signed - conflicts, conflicts=conflicts, seconds=seconds
     )
+
+
+def _checkpoints_after_redelivery(hint: LeaseHint) -> None:
+    """make_checkpoints for a follow run's batch stored under this lease by an earlier
+    delivery (its worker may have died between its store and its checkpoints): the key is
+    opened again, and never at the batch's expense."""
+    try:
+        key = open_private_key(key_id=hint.key_id, kid=hint.kid)
+    except KekError as error:
+        log.error("checkpoint.failed", batch_id=hint.batch_id, error=type(error).__name__)
+        return
+    make_checkpoints(hint, private_key=key.private_key)
 
 
 def _sign_and_store(

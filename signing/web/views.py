@@ -26,7 +26,13 @@ from signing.runs.exceptions import (
     RunNotFound,
 )
 from signing.runs.follow import start_follow_run, stop_run
-from signing.runs.selectors import active_run, follow_activity, progress_of, recent_runs
+from signing.runs.selectors import (
+    active_run,
+    follow_activity,
+    latest_checkpoint,
+    progress_of,
+    recent_runs,
+)
 from signing.web.charts import lease_timeline, throughput
 from signing.web.forms import StartRunForm
 
@@ -85,6 +91,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             "follow": follow_activity(run),
             "audit": _audit_of(run),
             "merkle_root": _merkle_root_of(run),
+            "checkpoint": latest_checkpoint(run),
         },
     )
 
@@ -95,12 +102,14 @@ def run_progress_json(request: HttpRequest, run_id: int) -> JsonResponse:
     run = get_object_or_404(SigningRun, pk=run_id)
     audit = _audit_of(run)
     activity = follow_activity(run)
+    checkpoint = latest_checkpoint(run)
     return JsonResponse(
         {
             **progress_of(run).as_dict(),
             "follow_activity": None if activity is None else activity.as_dict(),
             "audit": None if audit is None else {"passed": audit.passed, **audit.report},
             "merkle_root": _merkle_root_of(run),
+            "latest_checkpoint": None if checkpoint is None else checkpoint.as_dict(),
         }
     )
 

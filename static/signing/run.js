@@ -86,6 +86,17 @@
       set("follow_latency_p99", ms(follow.latency_p99_ms));
       set("follow_latency_max", ms(follow.latency_max_ms));
       if (follow.stop_requested_at) set("follow_state", "stopping: no new records taken in");
+      const checkpoint = p.latest_checkpoint;
+      const shown = root.querySelector('[data-field="checkpoint"]');
+      if (shown && checkpoint) {
+        const code = (text) => Object.assign(document.createElement("code"), { textContent: text });
+        shown.replaceChildren(
+          number(checkpoint.batches) + " batches, root ",
+          code(checkpoint.merkle_root),
+          ", key ",
+          code(checkpoint.kid),
+        );
+      }
     }
     const reason = root.querySelector('[data-field="failure_reason"]');
     reason.textContent = p.failure_reason;

@@ -181,9 +181,11 @@ def test_take_up_checks_the_hint_whole_and_counts_one_attempt(batches):
     records = list(
         Record.objects.filter(pk__range=(first, last)).order_by("pk").values_list("pk", "payload")
     )
-    assert seam().take_up(hint, ttl_seconds=30, page_size=10) == (status, first, last, records)
+    taken = seam().take_up(hint, ttl_seconds=30, page_size=10)
+    assert taken == (status, first, last, False, records)
     # A redelivery; a page smaller than the batch.
-    assert seam().take_up(hint, ttl_seconds=30, page_size=2) == (status, first, last, records[:2])
+    taken = seam().take_up(hint, ttl_seconds=30, page_size=2)
+    assert taken == (status, first, last, False, records[:2])
     assert Batch.objects.get(pk=batches[0].pk).attempts == 1
     assert KeyLease.objects.get(pk=hint.lease_id).started_at is not None
     for forged in (replace(hint, kid="key-9999"), replace(hint, token=2), replace(hint, key_id=0)):

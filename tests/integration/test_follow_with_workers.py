@@ -17,7 +17,7 @@ from django.db import connection, transaction
 
 from keyring.models import KeyLease
 from records.models import Record, Signature
-from signing.models import Batch, SigningRun
+from signing.models import Batch, Checkpoint, SigningRun
 from signing.runs.follow import cut_batches, start_follow_run
 from tests.conftest import run_together, seed, wait_until
 from tests.support import MANAGE, ROOT, manage
@@ -71,8 +71,14 @@ def kill_mid_batch(pid: int) -> None:
 def test_records_arriving_while_a_worker_is_killed_are_all_signed_once_after_a_stop(
     start_workers, worker_env, tmp_path
 ):
-    # Given 300 records, 10 keys, short leases, and a worker process
-    worker_env.update({"SIGNING_LEASE_TTL": "3", "SIGNING_FOLLOW_MAX_WAIT_MS": "100"})
+    # Given 300 records, 10 keys, short leases, a checkpoint every 3 batches, and a worker
+    worker_env.update(
+        {
+            "SIGNING_LEASE_TTL": "3",
+            "SIGNING_FOLLOW_MAX_WAIT_MS": "100",
+            "SIGNING_FOLLOW_CHECKPOINT_BATCHES": "3",
+        }
+    )
     seed(records=300, keys=10)
     doomed = start_workers(processes=1, threads=2)
     doomed.wait_ready()
@@ -115,9 +121,13 @@ def test_records_arriving_while_a_worker_is_killed_are_all_signed_once_after_a_s
     sizes = list(run.batches.values_list("size", "waiting"))
     assert all(size == min(waiting, 20) for size, waiting in sizes)
     assert KeyLease.objects.filter(outcome=KeyLease.Outcome.EXPIRED).exists()
+    assert Checkpoint.objects.filter(run=run).count() >= 5  # 300 records alone: 15 batches
     audited = manage(worker_env, "audit", "--json", "--run", str(run.pk))
     assert audited.returncode == 0, audited.stdout + audited.stderr
-    assert json.loads(audited.stdout)["passed"] is True
+    report = json.loads(audited.stdout)
+    assert report["passed"] is True
+    [checked] = [check for check in report["checks"] if check["name"] == "checkpoints"]
+    assert checked["examined"] == Checkpoint.objects.filter(run=run).count()
     assert manage(worker_env, "audit").returncode == 0
 
 

@@ -47,6 +47,20 @@ def test_its_signing_input_is_kernel_cryptos(record_id, payload):
     assert verifier.signing_input(record_id, payload) == crypto.signing_input(record_id, payload)
 
 
+@given(run_id=record_ids, batches=st.integers(1, 2**31), root=hashes)
+def test_its_checkpoint_input_is_kernel_merkles(run_id, batches, root):
+    assert verifier.checkpoint_input(run_id, batches, root) == merkle.checkpoint_input(
+        run_id, batches, root
+    )
+
+
+def test_the_checkpoint_input_is_the_documented_bytes():
+    root = bytes(range(32))
+    assert merkle.checkpoint_input(12, 300, root) == b"ckpt-v1\n12\n300\n" + root.hex().encode()
+    with pytest.raises(ValueError, match="32 bytes"):
+        merkle.checkpoint_input(12, 300, root[:31])
+
+
 @given(
     record_id=record_ids, signature=st.binary(max_size=80), seq=st.integers(0, 2**31), root=hashes
 )
