@@ -85,7 +85,8 @@
       set("follow_latency_p50", ms(follow.latency_p50_ms));
       set("follow_latency_p99", ms(follow.latency_p99_ms));
       set("follow_latency_max", ms(follow.latency_max_ms));
-      if (follow.stop_requested_at) set("follow_state", "stopping: no new records taken in");
+      if (p.finished) set("follow_state", "ended: " + p.status);
+      else if (follow.stop_requested_at) set("follow_state", "stopping: no new records taken in");
       const checkpoint = p.latest_checkpoint;
       const shown = root.querySelector('[data-field="checkpoint"]');
       if (shown && checkpoint) {
