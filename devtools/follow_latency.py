@@ -18,9 +18,7 @@ import os
 import secrets
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from devtools.bench import seed_fresh
-from devtools.loadtest import HOST, REQUEST_TIMEOUT_SECONDS, log_in, web_server
+from devtools.loadtest import HOST, REQUEST_TIMEOUT_SECONDS, log_in, open_loop, web_server
 from signing.audit.rules import audit
 from signing.models import SigningRun
 from signing.ops.workers import WorkerPool
@@ -174,48 +172,25 @@ class Api:
 
 
 def arrive(api: Api, report: FollowLatencyReport, *, until: float, threads: int = 8) -> None:
-    """POST records at the report's rate until `until` (monotonic): open loop, at most
-    `threads` requests in flight; a request that finds every thread busy is counted late."""
-    statuses: Counter[str] = Counter()
-    lock = threading.Lock()
-    free = threading.Semaphore(threads)
-    per_second = report.rate / report.request_size
-    sent = [0]
+    """POST records at the report's rate, in requests of its size, until `until`
+    (monotonic), open loop (devtools.loadtest.open_loop)."""
 
-    def one(body: bytes, size: int) -> None:
-        try:
-            outcome = str(api.send("/api/records/", body)[0])
-        except Exception as error:  # no answer at all: counted, never raised
-            outcome = f"error: {type(error).__name__}"
-        finally:
-            free.release()
-        with lock:
-            statuses[outcome] += 1
-            if outcome == "201":
-                sent[0] += size
+    def send(index: int) -> str:
+        payloads = [
+            {"payload": f"arrival {index}.{i} {secrets.token_hex(16)}"}
+            for i in range(report.request_size)
+        ]
+        return str(api.send("/api/records/", json.dumps({"records": payloads}).encode())[0])
 
-    requests = late = 0
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="arrivals") as pool:
-        while time.monotonic() < until:
-            due = started + requests / per_second
-            pause = due - time.monotonic()
-            if pause > 0:
-                time.sleep(min(pause, 0.01))  # the generator's clock, not a test's wait
-                continue
-            if not free.acquire(blocking=False):
-                late += 1
-                free.acquire()
-            payloads = [
-                {"payload": f"arrival {requests}.{i} {secrets.token_hex(16)}"}
-                for i in range(report.request_size)
-            ]
-            body = json.dumps({"records": payloads}).encode()
-            pool.submit(one, body, report.request_size)
-            requests += 1
+    requests, late, statuses, _ = open_loop(
+        send,
+        rate=report.rate / report.request_size,
+        until=lambda: time.monotonic() >= until,
+        threads=threads,
+    )
     report.requests, report.late_requests = requests, late
     report.statuses = dict(sorted(statuses.items()))
-    report.records_sent = sent[0]
+    report.records_sent = statuses["201"] * report.request_size
 
 
 def wait_finished(run_id: int) -> SigningRun:

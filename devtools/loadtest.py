@@ -176,17 +176,35 @@ def generate_load(
     until: Callable[[], bool],
     threads: int = 32,
 ) -> tuple[int, int, Counter[str], list[float]]:
-    """GET `paths` in turn at `rate` per second until `until()` is true: (requests sent,
-    late ones, statuses, latencies in seconds). The number in flight is at most `threads`."""
+    """GET `paths` in turn at `rate` per second until `until()` is true (open_loop)."""
+    return open_loop(
+        lambda sent: str(client.get(paths[sent % len(paths)])),
+        rate=rate,
+        until=until,
+        threads=threads,
+    )
+
+
+def open_loop(
+    send: Callable[[int], str],
+    *,
+    rate: float,
+    until: Callable[[], bool],
+    threads: int = 32,
+) -> tuple[int, int, Counter[str], list[float]]:
+    """Call `send(i)` for request i, due at start + i / `rate`, until `until()` is true:
+    (requests sent, late ones, outcomes, latencies in seconds). `send` returns the outcome
+    (an HTTP status); one that raises counts as "error: <type>". At most `threads` are in
+    flight; a request that finds every thread busy waits for one, and counts as late."""
     statuses: Counter[str] = Counter()
     latencies: list[float] = []
     lock = threading.Lock()
     free = threading.Semaphore(threads)
 
-    def one(path: str) -> None:
+    def one(index: int) -> None:
         started = time.perf_counter()
         try:
-            outcome = str(client.get(path))
+            outcome = send(index)
         except Exception as error:  # no answer at all: counted, never raised
             outcome = f"error: {type(error).__name__}"
         finally:
@@ -207,7 +225,7 @@ def generate_load(
             if not free.acquire(blocking=False):
                 late += 1
                 free.acquire()
-            pool.submit(one, paths[sent % len(paths)])
+            pool.submit(one, sent)
             sent += 1
     return sent, late, statuses, latencies
 

@@ -37,10 +37,12 @@ def snapshot() -> tuple[list[int], list[str]]:
     [
         ["demo", "--records", "5", "--keys", "1"],
         ["bench", "--records", "5", "--keys", "1", "--batch-sizes", "5"],
+        ["loadtest", "--records", "5", "--keys", "1", "--rates", "0"],
+        ["follow_latency", "--keys", "1", "--seconds", "1"],
     ],
-    ids=["demo", "bench"],
+    ids=["demo", "bench", "loadtest", "follow_latency"],
 )
-def test_demo_and_bench_refuse_a_database_holding_data_and_say_what_it_holds(
+def test_demo_and_the_measuring_commands_refuse_a_database_holding_data_and_say_what_it_holds(
     command, held, worker_env
 ):
     result = manage(worker_env, *command)

@@ -9,10 +9,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from devtools import bench, keyring_turns
-from kernel.cli import add_measured_run_arguments, refuse_an_unmigrated_database
-from kernel.roles import ResetNeedsOwner, connect_as_owner
-from signing.management.cli import confirm_reset, kek_once_the_broker_answers
-from signing.models import SigningRun
+from devtools.consent import consent_to_reset, console_for
+from kernel.cli import add_measured_run_arguments
+from kernel.roles import ResetNeedsOwner
 
 
 def batch_sizes(text: str) -> list[int]:
@@ -38,14 +37,8 @@ class Command(BaseCommand):
         parser.add_argument("--batch-sizes", type=batch_sizes, default=[10, 100, 1000])
 
     def handle(self, *args, **options) -> None:
-        connect_as_owner()  # it resets, which is the owner's; its workers are DATABASE_URL's
-        refuse_an_unmigrated_database()
-        if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
-            raise CommandError("a run is active: the benchmark resets the database")
-        kek_once_the_broker_answers()  # checked before anything is deleted
-        held = confirm_reset(self, reset=options["reset"], verb="the benchmark")
-        out = self.stdout._out
-        console = Console(file=out, soft_wrap=True, width=None if out.isatty() else 150)
+        held = consent_to_reset(self, reset=options["reset"], verb="the benchmark")
+        console = console_for(self)
         records, keys, workers = options["records"], options["keys"], options["workers"]
         with console.status("seeding"):
             try:

@@ -4,15 +4,12 @@ the latency from insert to signature (issue 18, point 3)."""
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from rich.console import Console
 from rich.table import Table
 
 from devtools import bench, follow_latency, loadtest
-from kernel.cli import refuse_an_unmigrated_database, whole_number
-from signing.management.cli import confirm_reset, kek_once_the_broker_answers
-from signing.models import SigningRun
+from devtools.consent import consent_to_reset, console_for
+from kernel.cli import whole_number
 
 
 class Command(BaseCommand):
@@ -50,17 +47,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        if settings.SIGNING_EMBEDDED:
-            raise CommandError("the latency bench needs the servers: its web server is a process")
         if options["request_size"] > options["rate"]:
             raise CommandError("--request-size must not exceed --rate")
-        if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
-            raise CommandError("a run is active: the latency bench resets the database")
-        refuse_an_unmigrated_database()
-        kek_once_the_broker_answers()
-        held = confirm_reset(self, reset=options["reset"], verb="the latency bench")
-        out = self.stdout._out
-        console = Console(file=out, soft_wrap=True, width=None if out.isatty() else 150)
+        held = consent_to_reset(
+            self, reset=options["reset"], verb="the latency bench", needs_servers=True
+        )
+        console = console_for(self)
         report = follow_latency.run_follow_latency(
             rate=options["rate"],
             request_size=options["request_size"],

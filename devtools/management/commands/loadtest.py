@@ -2,15 +2,12 @@
 
 import json
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from rich.console import Console
 from rich.table import Table
 
 from devtools import bench, loadtest
-from kernel.cli import add_measured_run_arguments, refuse_an_unmigrated_database, whole_number
-from signing.management.cli import confirm_reset, kek_once_the_broker_answers
-from signing.models import SigningRun
+from devtools.consent import consent_to_reset, console_for
+from kernel.cli import add_measured_run_arguments, whole_number
 
 
 def rates(text: str) -> list[float]:
@@ -49,15 +46,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        if settings.SIGNING_EMBEDDED:
-            raise CommandError("the load test needs the servers: its web server is a process")
-        if SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).exists():
-            raise CommandError("a run is active: the load test resets the database")
-        refuse_an_unmigrated_database()
-        kek_once_the_broker_answers()
-        held = confirm_reset(self, reset=options["reset"], verb="the load test")
-        out = self.stdout._out
-        console = Console(file=out, soft_wrap=True, width=None if out.isatty() else 150)
+        held = consent_to_reset(
+            self, reset=options["reset"], verb="the load test", needs_servers=True
+        )
+        console = console_for(self)
         report = loadtest.run_load_test(
             records=options["records"],
             keys=options["keys"],
