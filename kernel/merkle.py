@@ -64,11 +64,16 @@ def root(leaves: Sequence[bytes]) -> bytes:
         return EMPTY_ROOT
     level = list(leaves)
     while len(level) > 1:
-        paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            paired.append(level[-1])
-        level = paired
+        level = _level_above(level)
     return level[0]
+
+
+def _level_above(level: Sequence[bytes]) -> list[bytes]:
+    """The next level up: nodes paired from the left, an odd last one carried up as is."""
+    paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+    if len(level) % 2:
+        paired.append(level[-1])
+    return paired
 
 
 def inclusion_proofs(leaves: Sequence[bytes]) -> list[list[bytes]]:
@@ -81,10 +86,7 @@ def inclusion_proofs(leaves: Sequence[bytes]) -> list[list[bytes]]:
             sibling = index ^ 1
             if sibling < len(level):
                 proofs[leaf].append(level[sibling])
-        paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            paired.append(level[-1])
-        level = paired
+        level = _level_above(level)
         positions = [index // 2 for index in positions]
     return proofs
 
