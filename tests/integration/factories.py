@@ -9,13 +9,14 @@ from typing import Protocol
 from django.db import transaction
 from django.db.models import F
 
-from kernel import crypto
+from kernel import crypto, merkle
 from keyring.leases import GrantedLease, LeaseHint
 from keyring.models import KeyLease, SigningKey
 from keyring.services import open_private_key
 from records.selectors import unsigned_record_pages
+from signing.audit.roots import stored_run_root
 from signing.backends import backend
-from signing.models import Batch, SigningRun
+from signing.models import Batch, Checkpoint, SigningRun
 from signing.runs.dispatch import plan_run
 from signing.runs.leases import release_lease
 from signing.runs.store import StoreOutcome, store_signatures
@@ -97,3 +98,16 @@ def cast_of(*, records: int = 20, keys: int = 3, batch_size: int = 5) -> Cast:
     lease = lease_batch(batch)
     batch.refresh_from_db()
     return Cast(keys=seeded, run=run, batch=batch, lease=lease)
+
+
+def assert_checkpoint_holds(checkpoint: Checkpoint) -> None:
+    """Its root is its run's prefix's (the roots its first batches keep), and its signature
+    verifies with its key over the checkpoint input."""
+    root = bytes(checkpoint.merkle_root)
+    assert root == stored_run_root(checkpoint.run_id, through_seq=checkpoint.batches)
+    key = SigningKey.objects.get(pk=checkpoint.key_id)
+    assert crypto.verify(
+        crypto.load_public_key(key.public_key_pem),
+        merkle.checkpoint_input(checkpoint.run_id, checkpoint.batches, root),
+        bytes(checkpoint.signature),
+    )

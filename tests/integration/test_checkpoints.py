@@ -20,7 +20,6 @@ from django.db import DatabaseError
 from kernel import crypto, merkle
 from keyring.models import KeyLease, SigningKey
 from records.services import random_payloads
-from signing.audit.roots import stored_run_root
 from signing.audit.rules import audit
 from signing.models import Batch, Checkpoint, SigningRun
 from signing.runs.checkpoints import make_checkpoints
@@ -28,6 +27,7 @@ from signing.runs.dispatch import start_run
 from signing.runs.follow import records_arrived, start_follow_run, stop_run
 from signing.runs.seeding import load_records
 from tests.conftest import seed
+from tests.integration.factories import assert_checkpoint_holds
 from tests.support import deliver, deliver_all
 
 pytestmark = [pytest.mark.usefixtures("backend"), pytest.mark.django_db(transaction=True)]
@@ -77,14 +77,7 @@ def test_a_follow_run_gets_a_checkpoint_every_n_batches_each_signed_over_its_pre
     checkpoints = list(Checkpoint.objects.filter(run=run).order_by("batches"))
     assert [c.batches for c in checkpoints] == [3, 6]
     for checkpoint in checkpoints:
-        root = bytes(checkpoint.merkle_root)
-        assert root == stored_run_root(run.pk, through_seq=checkpoint.batches)
-        key = SigningKey.objects.get(pk=checkpoint.key_id)
-        assert crypto.verify(
-            crypto.load_public_key(key.public_key_pem),
-            merkle.checkpoint_input(run.pk, checkpoint.batches, root),
-            bytes(checkpoint.signature),
-        )
+        assert_checkpoint_holds(checkpoint)
         lease = KeyLease.objects.get(pk=checkpoint.lease_id)
         assert lease.key_id == checkpoint.key_id
         assert lease.batch.run_id == run.pk

@@ -6,16 +6,14 @@ import random
 
 import pytest
 
-from kernel import crypto, merkle
-from keyring.models import SigningKey
 from records.models import Record, Signature
 from records.services import random_payloads
-from signing.audit.roots import stored_run_root
 from signing.audit.rules import audit
 from signing.models import Batch, Checkpoint, SigningRun
 from signing.runs.follow import records_arrived, start_follow_run, stop_run
 from signing.runs.seeding import load_records
 from tests.conftest import seed, wait_until
+from tests.integration.factories import assert_checkpoint_holds
 from tests.support import manage
 
 pytestmark = [
@@ -62,14 +60,7 @@ def test_workers_sign_a_checkpoint_every_n_batches_of_a_follow_run(
     assert [c.batches for c in checkpoints] == list(range(EVERY, signed + 1, EVERY))
     # each over its prefix's root, signed by its key over the checkpoint input
     for checkpoint in checkpoints:
-        root = bytes(checkpoint.merkle_root)
-        assert root == stored_run_root(run.pk, through_seq=checkpoint.batches)
-        key = SigningKey.objects.get(pk=checkpoint.key_id)
-        assert crypto.verify(
-            crypto.load_public_key(key.public_key_pem),
-            merkle.checkpoint_input(run.pk, checkpoint.batches, root),
-            bytes(checkpoint.signature),
-        )
+        assert_checkpoint_holds(checkpoint)
     # and the audit passes, checkpoints included
     report = audit(run_id=run.pk, processes=1)
     assert report.passed, report.as_dict()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -68,6 +69,17 @@ def kill_mid_batch(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+def sign_follow(worker_env: dict[str, str], *, output: Path) -> subprocess.Popen:
+    """`manage.py sign --follow --batch-size 20` as a process, its output into `output`."""
+    with open(output, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, MANAGE, "sign", "--follow", "--batch-size", "20"],
+            env={**os.environ, **worker_env, "COLUMNS": "200"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def test_records_arriving_while_a_worker_is_killed_are_all_signed_once_after_a_stop(
     start_workers, worker_env, tmp_path
 ):
@@ -85,13 +97,7 @@ def test_records_arriving_while_a_worker_is_killed_are_all_signed_once_after_a_s
 
     # When `manage.py sign --follow` starts a follow run in batches of 20
     output = tmp_path / "sign.out"
-    with open(output, "w") as out:
-        signer = subprocess.Popen(
-            [sys.executable, MANAGE, "sign", "--follow", "--batch-size", "20"],
-            env={**os.environ, **worker_env, "COLUMNS": "200"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    signer = sign_follow(worker_env, output=output)
     try:
         run = wait_until(lambda: SigningRun.objects.filter(follow=True).first())
         # and three processes insert records in transactions that commit out of order
@@ -306,13 +312,7 @@ def test_ctrl_c_in_sign_follow_is_a_graceful_stop(start_workers, worker_env, tmp
     seed(records=45, keys=3)
     start_workers(processes=1, threads=2).wait_ready()
     output = tmp_path / "sign.out"
-    with open(output, "w") as out:
-        signer = subprocess.Popen(
-            [sys.executable, MANAGE, "sign", "--follow", "--batch-size", "20"],
-            env={**os.environ, **worker_env, "COLUMNS": "200"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    signer = sign_follow(worker_env, output=output)
     try:
         wait_until(lambda: Signature.objects.count() == 40)
         run = SigningRun.objects.get()
