@@ -28,9 +28,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def _as_field_errors(data: Any) -> dict[str, list[str]]:
-    if isinstance(data, dict) and set(data) == {"detail"}:
-        return {"detail": [str(data["detail"])]}
-    if isinstance(data, dict):
+    if isinstance(data, dict):  # each value one message, or a list of them (never repr)
         return {
             ("detail" if field == "non_field_errors" else field): _messages(value)
             for field, value in data.items()

@@ -11,9 +11,10 @@ import binascii
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import MaxLengthValidator, MinLengthValidator
-from drf_spectacular.utils import extend_schema_field
+from django.core.validators import MaxLengthValidator, MinLengthValidator, RegexValidator
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import ProhibitNullCharactersValidator
 
 from keyring.models import KeyLease, SigningKey
 from records.models import Record
@@ -32,10 +33,18 @@ MAX_MESSAGE_CHARS = MAX_PAYLOAD_CHARS  # any stored payload can be verified by i
 MAX_VERIFY_ITEMS = 1_000
 # Problems listed in one 400 about a request's records; the rest are counted.
 MAX_PROBLEMS_LISTED = 10
+# Standard base64 with its padding, as b64decode(validate=True) takes it.
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?\Z"
+# A kid as the keyring makes them (and as /api/keys/{kid}/ matches them).
+KID_PATTERN = r"^[A-Za-z0-9._-]+\Z"
+MAX_KID_CHARS = 200
 
 
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know: a typo must not be silently ignored."""
+    """Refuses fields it does not know: a typo must not be silently ignored. The schema says
+    so (`additionalProperties: false`, signing/api/openapi.py)."""
+
+    refuses_unknown_fields = True
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -44,6 +53,30 @@ class StrictSerializer(serializers.Serializer):
         if unknown:
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+class JsonStringField(serializers.CharField):
+    """A JSON string, nothing else: DRF's CharField takes 0 as "0" and 1.5 as "1.5"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class TextField(JsonStringField):
+    """Unicode text without NUL (U+0000), which PostgreSQL cannot store and our keys never
+    signed. The refusal is a RegexValidator rather than DRF's own check, so that the schema
+    carries it as a `pattern`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+        self.validators = [
+            validator
+            for validator in self.validators
+            if not isinstance(validator, ProhibitNullCharactersValidator)
+        ] + [RegexValidator(r"^[^\x00]*\Z", message="Null characters are not allowed.")]
 
 
 class WholeNumberField(serializers.IntegerField):
@@ -55,13 +88,20 @@ class WholeNumberField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
-class Base64Field(serializers.CharField):
-    """Bytes sent as standard base64."""
+class Base64Field(JsonStringField):
+    """Bytes sent as standard base64, padded. Its length and pattern are the text's (as the
+    schema says), checked before it is decoded."""
 
     default_error_messages = {"base64": "Not valid base64."}
 
-    def to_internal_value(self, data: Any) -> bytes:  # type: ignore[override]
-        text = super().to_internal_value(data)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.append(
+            RegexValidator(BASE64_PATTERN, message=self.error_messages["base64"])
+        )
+
+    def run_validation(self, data: Any = serializers.empty) -> bytes:  # type: ignore[override]
+        text = super().run_validation(data)
         try:
             return base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
@@ -78,6 +118,8 @@ class JsonBooleanField(serializers.BooleanField):
 
 
 class RunCreateSerializer(StrictSerializer):
+    """A run to start: both fields may be left out (`{}`)."""
+
     batch_size = WholeNumberField(
         required=False,
         min_value=1,
@@ -280,10 +322,9 @@ class RecordSerializer(serializers.ModelSerializer):
 class NewRecordSerializer(StrictSerializer):
     """One record to add."""
 
-    payload = serializers.CharField(
+    payload = TextField(
         max_length=MAX_PAYLOAD_CHARS,
         allow_blank=True,
-        trim_whitespace=False,
         help_text=(
             "The text to sign, stored exactly as sent: any Unicode text except NUL (U+0000) "
             f"and lone surrogates, at most {MAX_PAYLOAD_CHARS:,} characters."
@@ -361,30 +402,63 @@ class IngestedSerializer(serializers.Serializer):
     )
 
 
-class VerifySerializer(StrictSerializer):
-    """Either a stored record (`record_id`), or any message with a kid and a signature."""
+class VerifyRecordSerializer(StrictSerializer):
+    """A stored record, checked again over its signing input."""
 
-    record_id = WholeNumberField(required=False, min_value=1, max_value=2**63 - 1)
-    kid = serializers.CharField(required=False, max_length=200)
-    message = serializers.CharField(
-        required=False, max_length=MAX_MESSAGE_CHARS, trim_whitespace=False, allow_blank=True
+    record_id = WholeNumberField(min_value=1, max_value=2**63 - 1)
+
+
+class VerifyMessageSerializer(StrictSerializer):
+    """A message's exact UTF-8 bytes, checked against one of our keys' signature."""
+
+    kid = JsonStringField(
+        max_length=MAX_KID_CHARS,
+        trim_whitespace=False,
+        validators=[RegexValidator(KID_PATTERN, message="Not a kid (letters, digits, . _ -).")],
+        help_text="A key of the keyring (GET /api/keys/, /.well-known/jwks.json).",
     )
-    signature = Base64Field(required=False, max_length=1_000)
+    message = TextField(max_length=MAX_MESSAGE_CHARS, allow_blank=True)
+    signature = Base64Field(max_length=1_000, help_text="The signature, standard base64.")
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        by_record = "record_id" in attrs
-        by_message = {"kid", "message", "signature"} <= set(attrs)
-        if by_record == by_message or (by_record and len(attrs) > 1):
+
+MESSAGE_FIELDS = {"kid", "message", "signature"}
+
+
+class VerifySerializer(serializers.Serializer):
+    """One item in either form, told apart by its fields: `record_id` alone
+    (VerifyRecordSerializer), or `kid`, `message` and `signature` (VerifyMessageSerializer),
+    as the schema's `oneOf` of the two says. Anything else is refused whole."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"detail": ["Expected a JSON object."]})
+        by_record = "record_id" in data
+        if by_record == bool(MESSAGE_FIELDS & set(data)):  # both forms, or neither
             raise serializers.ValidationError(
-                "Send either record_id alone, or kid, message and signature."
+                {"detail": ["Send either record_id alone, or kid, message and signature."]}
             )
-        return attrs
+        form = VerifyRecordSerializer if by_record else VerifyMessageSerializer
+        incoming = form(data=data)
+        if not incoming.is_valid():
+            raise serializers.ValidationError(incoming.errors)
+        return incoming.validated_data
+
+
+def verify_one_schema(*, many: bool = False) -> PolymorphicProxySerializer:
+    """The schema of one item: exactly one of the two forms."""
+    return PolymorphicProxySerializer(
+        component_name="VerifyItem",
+        serializers=[VerifyRecordSerializer, VerifyMessageSerializer],
+        resource_type_field_name=None,
+        many=many,
+    )
 
 
 class VerifyResultSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
 
 
+@extend_schema_field(verify_one_schema(many=True))
 class VerifyItems(serializers.ListField):
     """The items of a many-item verify, each a VerifySerializer's body; an error says which
     item (from 0) it is about: "item 3: record_id: A valid integer is required."."""

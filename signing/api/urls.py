@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -18,4 +18,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     *router.urls,
+    # Last: whatever else is under /api/ answers a JSON 404 (APPEND_SLASH's redirect would
+    # lose a POST's body anyway; the message names the missing slash).
+    re_path(r"^(?P<path>.*)$", views.not_found, name=views.NOT_FOUND),
 ]

@@ -6,6 +6,9 @@ from typing import Any
 
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
+from django.http import HttpRequest, JsonResponse
+from django.urls import resolve
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
@@ -16,6 +19,7 @@ from rest_framework import exceptions, mixins, permissions, serializers, status,
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -28,6 +32,8 @@ from records.models import Record
 from records.services import ingest_records
 from signing.api import serializers as api
 from signing.api.authentication import token_expires_at, valid_token_for
+from signing.api.openapi import ID_PATTERN
+from signing.api.parsers import StrictJSONParser
 from signing.models import SigningRun
 from signing.ops.logins import lockout_message
 from signing.runs.dispatch import cancel_run, check_ready_to_sign, start_run
@@ -40,8 +46,6 @@ from signing.runs.exceptions import (
 from signing.runs.follow import records_arrived, start_follow_run, stop_run
 from signing.runs.services import verify_many, verify_message, verify_record
 
-# Ids in URLs are at most 18 digits: a longer one names nothing and never reaches bigint.
-ID_PATTERN = r"[0-9]{1,18}"
 CONFLICT = OpenApiResponse(
     description="Another run is active (or this one is not), or no key can sign."
 )
@@ -187,7 +191,6 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
                 description="A record or the body is wrong (each problem named): none stored."
             ),
             403: OpenApiResponse(description="Neither staff nor in the producers group."),
-            413: OpenApiResponse(description="The body is over the request size cap."),
         },
         summary="Add records (staff and producers)",
     )
@@ -206,8 +209,12 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 class VerifyView(APIView):
     @extend_schema(
         request=PolymorphicProxySerializer(
-            component_name="VerifyRequest",
-            serializers=[api.VerifySerializer, api.VerifyManySerializer],
+            component_name="Verify",  # VerifyRequest, as request components are named
+            serializers=[
+                api.VerifyRecordSerializer,
+                api.VerifyMessageSerializer,
+                api.VerifyManySerializer,
+            ],
             resource_type_field_name=None,
         ),
         responses={
@@ -216,8 +223,10 @@ class VerifyView(APIView):
                 serializers=[api.VerifyResultSerializer, api.VerifyManyResultSerializer],
                 resource_type_field_name=None,
             ),
-            400: OpenApiResponse(description="A body of neither form, or an unknown kid."),
-            404: OpenApiResponse(description="One-item form: no signed record has this id."),
+            400: OpenApiResponse(description="A body of none of the three forms."),
+            404: OpenApiResponse(
+                description="One-item form: no signed record has this id, or no key this kid."
+            ),
         },
         summary="Verify stored records, or messages signed by our keys: one, or up to 1,000",
         description=(
@@ -225,8 +234,8 @@ class VerifyView(APIView):
             '"signature": base64}` answers `{"valid": …}`. Many: `{"items": [one-item '
             f'bodies, 1 to {api.MAX_VERIFY_ITEMS:,}]}}` answers `{{"results": [...]}}`, one per '
             'item in order: `{"valid": …}`, or `{"valid": null, "errors": {…}}` for an '
-            "unsigned record or an unknown kid. An item of the wrong shape refuses the whole "
-            "request (400), naming the item."
+            "unsigned record or an unknown kid (where the one-item form answers 404). An item "
+            "of the wrong shape refuses the whole request (400), naming the item."
         ),
     )
     def post(self, request: Request) -> Response:
@@ -241,8 +250,8 @@ class VerifyView(APIView):
                 return _errors(status.HTTP_404_NOT_FOUND, record_id="No signed record has this id.")
             return Response({"valid": valid})
         key = SigningKey.objects.only("public_key_pem").filter(kid=data["kid"]).first()
-        if key is None:
-            return _errors(status.HTTP_400_BAD_REQUEST, kid="No key has this kid.")
+        if key is None:  # as for an unknown record: what the request names does not exist
+            return _errors(status.HTTP_404_NOT_FOUND, kid="No key has this kid.")
         valid = verify_message(
             public_key_pem=key.public_key_pem, message=data["message"], signature=data["signature"]
         )
@@ -286,7 +295,15 @@ class LockedOut(exceptions.APIException):
 
 
 class ObtainExpiringToken(ObtainAuthToken):
-    """POST username and password: the user's token and when it expires."""
+    """POST username and password: the user's token and when it expires.
+
+    Logging in needs no credentials but these: no authentication runs (a stale token in a
+    client's headers must not refuse the login that replaces it), and JSON is read strictly
+    as everywhere in the API (forms too, as DRF's view takes them)."""
+
+    authentication_classes = ()
+    permission_classes = (permissions.AllowAny,)
+    parser_classes = (StrictJSONParser, FormParser, MultiPartParser)
 
     @extend_schema(
         request=ObtainAuthToken.serializer_class,
@@ -295,7 +312,7 @@ class ObtainExpiringToken(ObtainAuthToken):
                 "IssuedToken",
                 {"token": serializers.CharField(), "expires_at": serializers.DateTimeField()},
             ),
-            400: OpenApiResponse(description="Wrong username or password."),
+            400: OpenApiResponse(description="Wrong username or password, or a field missing."),
             429: OpenApiResponse(description="Too many failed logins: locked out for a while."),
         },
     )
@@ -310,3 +327,16 @@ class ObtainExpiringToken(ObtainAuthToken):
             raise
         token = valid_token_for(serializer.validated_data["user"])
         return Response({"token": token.key, "expires_at": token_expires_at(token)})
+
+
+@csrf_exempt  # answers every method alike; it changes nothing
+def not_found(request: HttpRequest, path: str) -> JsonResponse:
+    """Any /api/ path no endpoint matches: a 404 in the API's error shape, not Django's HTML
+    page, naming the trailing slash when that is all that is missing."""
+    message = "No API endpoint has this path (the endpoints: /api/docs/)."
+    if not request.path.endswith("/") and resolve(request.path + "/").url_name != NOT_FOUND:
+        message = f"No API endpoint has this path: did you mean {request.path}/ ?"
+    return JsonResponse({"errors": {"detail": [message]}}, status=status.HTTP_404_NOT_FOUND)
+
+
+NOT_FOUND = "api-not-found"

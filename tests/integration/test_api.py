@@ -297,8 +297,13 @@ def test_a_malformed_body_is_refused_and_starts_nothing(
         ({"record_id": 0}, "record_id", 400),
         ({"record_id": 2**70}, "record_id", 400),
         ({"kid": "key-x", "message": "m", "signature": "!!notbase64!!"}, "signature", 400),
-        ({"kid": "no-such-key", "message": "m", "signature": "AAAA"}, "kid", 400),
-        ({"kid": "key-x", "message": "m"}, "detail", 400),
+        ({"kid": "no-such-key", "message": "m", "signature": "AAAA"}, "kid", 404),
+        ({"kid": "key-x", "message": "m"}, "signature", 400),
+        ({"kid": "key-x", "message": 0, "signature": "AAAA"}, "message", 400),
+        ({"kid": "key x", "message": "m", "signature": "AAAA"}, "kid", 400),
+        ({"kid": "key-x", "message": "m\u0000", "signature": "AAAA"}, "message", 400),
+        ({"kid": "key-x", "message": "m", "signature": "AAA"}, "signature", 400),
+        ({"record_id": 1, "extra": 1}, "extra", 400),
         ({"record_id": 1, "kid": "k", "message": "m", "signature": "AAAA"}, "detail", 400),
         ({}, "detail", 400),
         ({"record_id": 99_999_999}, "record_id", 404),
@@ -320,11 +325,41 @@ def test_a_bad_verify_body_gets_a_field_level_error(reader, signed_record, body,
         "/api/runs/99999999/",
         "/api/keys/no-such-key/",
         "/api/keys/%00/",
+        "/api/nosuch/",
+        "/api/",
+        "/api/runs/1/nosuch/",
     ],
 )
-def test_unknown_ids_are_404(reader, keyring_and_records, url):
+def test_unknown_ids_and_paths_are_404_in_the_error_shape(reader, keyring_and_records, url):
     response = reader.get(url)
     assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert list(response.json()["errors"]) == ["detail"]
+
+
+def test_a_path_no_endpoint_matches_is_404_for_every_method(reader):
+    for method in ("post", "put", "delete", "patch"):
+        response = getattr(reader, method)("/api/runs/abc/cancel/")
+        assert response.status_code == 404, method  # not CSRF's 403 page, not HTML
+        assert response["Content-Type"] == "application/json", method
+
+
+def test_a_path_missing_its_trailing_slash_is_named(reader, keyring_and_records):
+    response = reader.post("/api/runs", {"batch_size": 5}, format="json")
+    assert response.status_code == 404
+    assert response.json() == {
+        "errors": {"detail": ["No API endpoint has this path: did you mean /api/runs/ ?"]}
+    }
+    assert not SigningRun.objects.exists()
+
+
+def test_a_body_that_is_not_an_object_is_named_in_words(reader, keyring_and_records):
+    for url in ("/api/verify/", "/api/runs/"):
+        response = reader.post(url, "[1]", content_type="application/json")
+        assert response.status_code in (400, 403), url
+        assert "ErrorDetail" not in response.content.decode(), url
+    response = reader.post("/api/verify/", "[1]", content_type="application/json")
+    assert response.json() == {"errors": {"detail": ["Expected a JSON object."]}}
 
 
 def test_starting_runs_is_throttled(staff, keyring_and_records, monkeypatch):
@@ -374,9 +409,13 @@ def list_operations() -> set[str]:
     }
 
 
-def test_every_list_endpoint_caps_limit(reader, keyring_and_records, monkeypatch):
-    """Each list is paged by BoundedLimitOffsetPagination: a ?limit= above its max_limit
-    gets max_limit rows (the cap is lowered here so three rows are enough to see it)."""
+def test_every_list_endpoint_takes_limit_and_offset_as_documented(
+    reader, keyring_and_records, monkeypatch
+):
+    """Each list is paged by BoundedLimitOffsetPagination: `limit` 1 to max_limit and
+    `offset` 0 to 2**63 - 1, each a whole number given once; anything else is a 400 naming
+    the parameter, never a silently different page (the cap is lowered here so three rows are
+    enough to see it)."""
     from signing.api.pagination import BoundedLimitOffsetPagination
 
     run = plan_run(batch_size=10)
@@ -395,9 +434,19 @@ def test_every_list_endpoint_caps_limit(reader, keyring_and_records, monkeypatch
     assert BoundedLimitOffsetPagination.max_limit == 1000
     monkeypatch.setattr(BoundedLimitOffsetPagination, "max_limit", 2)
     for url in urls.values():
-        page = reader.get(url, {"limit": "1000000"}).json()
+        page = reader.get(url, {"limit": "2", "offset": "1"}).json()
         assert page["count"] == 3, url
         assert len(page["results"]) == 2, url
-        unlimited = reader.get(url, {"limit": "99999999999999999999999"})
-        assert unlimited.status_code == 200, url
-        assert len(unlimited.json()["results"]) == 2, url
+        assert len(reader.get(url, {"offset": str(2**63 - 1)}).json()["results"]) == 0, url
+        refused = {
+            "limit": ["3", "0", "-1", "ten", "1.5", "", " 1", "99999999999999999999999"],
+            "offset": ["-1", "false", str(2**63), "1e3"],
+        }
+        for name, values in refused.items():
+            for value in values:
+                response = reader.get(url, {name: value})
+                assert response.status_code == 400, (url, name, value)
+                assert list(response.json()["errors"]) == [name], (url, name, value)
+        twice = reader.get(f"{url}?limit=1&limit=2")
+        assert twice.status_code == 400, url
+        assert twice.json() == {"errors": {"limit": ["Give limit once, not 2 times."]}}
