@@ -17,12 +17,12 @@ DEMO := SIGNING_DATABASE_NAME=$(DEMO_DATABASE)
 # The file settings reads (and where `kek` and the embedded-mode decision are written).
 ENV_FILE := $(or $(SIGNING_ENV_FILE),.env)
 
-.PHONY: demo test install kek secrets db lint format workers serve chaos browser compose-cli clean
+.PHONY: demo test install kek secrets db lint format workers serve chaos browser compose-cli api-tools clean
 
 demo: install kek db  ## in its own database: seed, sign 100k records with 2 workers, audit
 	$(DEMO) $(MANAGE) demo --reset
 
-test: install browser compose-cli  ## the whole suite on the servers, then the backend tests again embedded
+test: install browser compose-cli api-tools  ## the whole suite on the servers, then the backend tests again embedded
 	$(VENV)/bin/pytest
 	SIGNING_EMBEDDED=1 $(VENV)/bin/pytest -m backends
 
@@ -138,5 +138,16 @@ compose-cli:  ## docker-compose, to validate docker-compose.yml in the tests (in
 		else echo "docker-compose is missing and this is not root: the compose tests will be skipped"; fi; \
 	fi
 
-clean:  ## remove the venvs (.venv, .venv-3.x), caches, demo and embedded files, test artifacts
-	rm -rf $(sort $(VENV) .venv) .venv-3.* .pytest_cache .ruff_cache .hypothesis .demo .embedded test-artifacts
+# The API contract tests' tools (tests/contract): a client generator and a schema validator,
+# in a venv of their own with every package pinned (their pins are not the service's).
+API_TOOLS := .venv-api-tools
+api-tools: install  ## $(API_TOOLS): openapi-python-client and openapi-spec-validator, pinned
+	@if [ ! -e $(API_TOOLS)/.installed ] || [ tools/api-tools/requirements.txt -nt $(API_TOOLS)/.installed ]; then \
+		rm -rf $(API_TOOLS); "$$(cut -d' ' -f2 $(VENV)/.installed)" -m venv $(API_TOOLS); \
+		echo "installing the API contract tools into $(API_TOOLS) (log: $(API_TOOLS)/install.log)"; \
+		$(API_TOOLS)/bin/pip install --disable-pip-version-check -r tools/api-tools/requirements.txt \
+			> $(API_TOOLS)/install.log 2>&1 || { tail -n 40 $(API_TOOLS)/install.log; exit 1; }; \
+		touch $(API_TOOLS)/.installed; fi
+
+clean:  ## remove the venvs (.venv, .venv-3.x, .venv-api-tools), caches, demo and embedded files, test artifacts
+	rm -rf $(sort $(VENV) .venv) .venv-3.* $(API_TOOLS) .pytest_cache .ruff_cache .hypothesis .demo .embedded test-artifacts
