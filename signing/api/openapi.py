@@ -34,9 +34,10 @@ ERROR_DESCRIPTIONS = {
 }
 
 
+# The docstring below is the schema's description of the shape signing/api/errors.py makes.
 class ErrorsSerializer(serializers.Serializer):
-    """Every 4xx answer's body: `{"errors": {"field": ["message", …]}}` (signing/api/errors.py).
-    Problems not about one field are under `detail`."""
+    """Every 4xx answer's body: `{"errors": {"field": ["message", …]}}`. Problems not about
+    one field are under `detail`."""
 
     errors = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),

@@ -489,7 +489,7 @@ def _field_messages(detail: Any) -> list[str]:
 
 
 class VerifyManySerializer(StrictSerializer):
-    """Up to MAX_VERIFY_ITEMS items, each as the one-item body; answered item by item."""
+    """Up to 1,000 items, each a one-item body; answered item by item."""  # MAX_VERIFY_ITEMS
 
     items = VerifyItems(
         child=VerifySerializer(),
