@@ -59,7 +59,8 @@ test-pythons:  ## make demo and the unit tests on Python $(OTHER_PYTHONS), side 
 # Runs on every make. The interpreter: PYTHON when given, else the one the venv was built with
 # (its stamp holds "version realpath") while it still runs, else python3. Refuses a version
 # outside PYTHON_VERSIONS; removes and rebuilds the venv when the interpreter is not the
-# stamp's; reinstalls when the pins changed.
+# stamp's, or when it has no stamp (the stamp is written last, so an install that failed or
+# was stopped leaves none); reinstalls when the pins changed.
 install:  ## $(VENV), built with PYTHON (3.11 to 3.13), with every pin of constraints.txt
 	@set -e; \
 	python='$(PYTHON)'; built="$$(cat $(VENV)/.installed 2>/dev/null || :)"; \
@@ -71,8 +72,11 @@ install:  ## $(VENV), built with PYTHON (3.11 to 3.13), with every pin of constr
 	case " $(PYTHON_VERSIONS) " in *" $${version%.*} "*) ;; *) \
 		echo "PYTHON=$$python is Python $$version ($${found#* }), which this project does not support: use Python $(firstword $(PYTHON_VERSIONS)) to $(lastword $(PYTHON_VERSIONS)), e.g. make demo PYTHON=python$(lastword $(PYTHON_VERSIONS))" >&2; \
 		exit 1;; esac; \
-	if [ -d $(VENV) ] && [ "$$built" != "$$found" ]; then \
-		echo "$(VENV) was built with Python $${built:-unrecorded}, not $$found: removing it and building it again"; \
+	if [ -d $(VENV) ] && [ -z "$$built" ]; then \
+		echo "$(VENV) holds no finished install (one failed or was stopped): removing it and building it again with Python $$found"; \
+		rm -rf $(VENV); \
+	elif [ -d $(VENV) ] && [ "$$built" != "$$found" ]; then \
+		echo "$(VENV) was built with Python $$built, not $$found: removing it and building it again"; \
 		rm -rf $(VENV); fi; \
 	if [ ! -e $(VENV)/.installed ] || [ pyproject.toml -nt $(VENV)/.installed ] || [ constraints.txt -nt $(VENV)/.installed ]; then \
 		"$$python" -m venv $(VENV); \
@@ -104,8 +108,12 @@ db: install  ## create the demo's database if missing, then migrate (and the app
 	$(DEMO) $(MANAGE) ensure_db
 	$(DEMO) $(MANAGE) migrate --noinput -v 0
 
-serve: install kek db  ## the demo's dashboard on http://127.0.0.1:8000/ and 2 workers; Ctrl-C stops both
-	$(DEMO) $(MANAGE) serve
+# Where `make serve` listens: ADDR:PORT or PORT, as `manage.py serve` (runserver) takes it.
+# Another address than a loopback one needs the production settings (docs/deployment.md).
+ADDR ?= 127.0.0.1:8000
+
+serve: install kek db  ## the demo's dashboard on http://$(ADDR)/ (make serve ADDR=127.0.0.1:8080) and 2 workers; Ctrl-C stops both
+	$(DEMO) $(MANAGE) serve $(ADDR)
 
 workers: install kek  ## 2 worker processes in the foreground, on DATABASE_URL's database (for manage.py sign)
 	$(MANAGE) ensure_db

@@ -31,6 +31,7 @@ import fcntl
 import io
 import os
 import re
+import shlex
 import socket
 import sys
 from collections.abc import Mapping, MutableMapping
@@ -201,6 +202,59 @@ def record(chosen: Backends, env_file: Path, *, by: str, now: datetime) -> Backe
     return replace(
         chosen, reason=f"{chosen.reason}; recorded as SIGNING_EMBEDDED={value} in {env_file}"
     )
+
+
+@dataclass(frozen=True)
+class Reopening:
+    """What a command started later from a fresh shell in this project must be given, on
+    its command line, to open the data this process opened: `shown` (name and value, safe to
+    print) and `secret` (names only: a URL with a password, the KEK)."""
+
+    shown: Mapping[str, str]
+    secret: tuple[str, ...] = ()
+
+    def prefix(self) -> str:
+        """The assignments to put before the command, shell-quoted, with a trailing space."""
+        return "".join(f"{name}={shlex.quote(value)} " for name, value in self.shown.items())
+
+    def caveat(self) -> str:
+        """Words after the command for the secret ones, or nothing."""
+        if not self.secret:
+            return ""
+        return f" with the {' and '.join(self.secret)} this one was given"
+
+
+def to_reopen(given: Mapping[str, str], *, base_dir: Path) -> Reopening:
+    """What differs between the data a process with the environment `given` opens (before
+    the env file is read) and what a later process with none of it would open (the env file
+    alone): the env file itself, the mode, the SQLite file or DATABASE_URL; and the KEK.
+
+    `SIGNING_DATABASE_NAME` is left to the caller, which names the database its own way
+    (`make serve DEMO_DATABASE=…`). So a demo run with `SIGNING_EMBEDDED=1` given once says
+    `SIGNING_EMBEDDED=1 make serve`, and one whose mode `.env` records says `make serve`.
+    """
+    given = _set_values(given)
+    env_file = env_file_path(given, base_dir)
+    in_file = _set_values(dotenv_values(env_file))
+    shown: dict[str, str] = {}
+    if env_file != base_dir / ".env":
+        shown["SIGNING_ENV_FILE"] = str(env_file)
+    kept = {name: given[name] for name in ("SIGNING_DATABASE_NAME",) if name in given}
+    here = choose(given, base_dir=base_dir, env_file=env_file, env_file_values=in_file)
+    later = choose(kept, base_dir=base_dir, env_file=env_file, env_file_values=in_file)
+    if here.embedded != later.embedded:
+        shown["SIGNING_EMBEDDED"] = str(int(here.embedded))
+    if here.embedded and here.sqlite_path != later.sqlite_path:
+        shown["SIGNING_EMBEDDED_DB"] = str(here.sqlite_path)
+    secret = []
+    if not here.embedded and here.database_url != later.database_url:
+        if urlparse(here.database_url).password:
+            secret.append("DATABASE_URL")
+        else:
+            shown["DATABASE_URL"] = here.database_url
+    if "SIGNING_KEK" in given and given["SIGNING_KEK"] != in_file.get("SIGNING_KEK"):
+        secret.append("SIGNING_KEK")
+    return Reopening(shown=shown, secret=tuple(secret))
 
 
 # SQLite writes these beside the database file; they hold its latest pages.

@@ -107,6 +107,10 @@ SIGNING_BACKENDS = backends.choose(
     env_file_values=dotenv_values(ENV_FILE),
 )
 SIGNING_EMBEDDED = SIGNING_BACKENDS.embedded
+# The names (never the values) of the variables given to this process itself, not read from
+# the env file: `demo` says what a later command must be given to open the data it signed
+# (backends.to_reopen).
+SIGNING_NAMES_GIVEN = frozenset(_GIVEN_ENVIRONMENT)
 DATABASE_URL = SIGNING_BACKENDS.database_url
 # Every transaction here is short. One left idle (its process paused or wedged) would keep
 # its locks, the keyring lock among them, so PostgreSQL ends its session after this long.

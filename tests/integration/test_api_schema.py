@@ -1,5 +1,7 @@
 """The OpenAPI schema is valid and served cached; schemathesis runs over it in tests/contract."""
 
+import re
+
 import pytest
 from django.test import RequestFactory
 from drf_spectacular.generators import SchemaGenerator
@@ -15,6 +17,18 @@ def test_the_schema_is_valid_openapi(client):
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200
     assert client.get("/api/redoc/").status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/api/redoc/", "/api/docs/"])
+def test_the_api_docs_pages_load_nothing_from_another_site(client, page):
+    # The README promises no CDN: drf-spectacular's Redoc page links Google Fonts, which
+    # templates/drf_spectacular/redoc.html leaves out.
+    html = client.get(page).content.decode()
+
+    assert "://" not in html
+    linked = re.findall(r"""(?:src|href)=["']([^"']*)""", html)
+    assert linked, html
+    assert all(url.startswith("/static/") for url in linked), linked
 
 
 class CountingGenerator(SchemaGenerator):

@@ -113,6 +113,19 @@ def test_demo_with_an_unreachable_broker_is_a_clear_error_and_keeps_the_records(
     assert Record.objects.count() == 20  # not reset for a demo that could not sign
 
 
+def test_serve_with_an_unreachable_broker_refuses_in_one_line_and_starts_nothing(worker_env):
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
+
+    result = manage({**worker_env, "BROKER_URL": nobody}, "serve", f"127.0.0.1:{port}")
+
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("CommandError: cannot reach the broker at BROKER_URL (")
+    assert line.endswith("): start Redis (or RabbitMQ) or fix BROKER_URL")
+    assert "starting" not in result.stdout  # no worker, no web server
+
+
 def test_seed_without_a_kek_is_a_clear_error(worker_env):
     result = manage({**worker_env, "SIGNING_KEK": ""}, "seed", "--records", "5")
     assert result.returncode == 1

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from devtools.sandbox import free_port
+from keyring.sealing import generate_kek
 from tests.conftest import wait_until
 from tests.support import MANAGE, manage
 
@@ -179,6 +180,44 @@ def test_the_first_command_writes_down_embedded_mode_and_the_next_keep_it_once_s
     assert "Audit PASSED" in later[1].stdout
     assert env_file.read_text() == decided
     assert scalar(database, "SELECT count(*) FROM django_migrations") > 0
+
+
+def test_a_demo_forced_embedded_once_names_the_command_that_serves_its_database(tmp_path):
+    # Given a project whose .env chose the servers, and a demo forced embedded on its
+    # command line (`SIGNING_EMBEDDED=1 make demo`)
+    env_file, database = tmp_path / ".env", tmp_path / "demo.sqlite3"
+    env_file.write_text(
+        f"SIGNING_EMBEDDED=0\nSIGNING_EMBEDDED_DB={database}\nSIGNING_KEK={generate_kek()}\n"
+    )
+    fresh_shell = {
+        **{k: v for k, v in user_environment(tmp_path).items() if k != "SIGNING_KEK"},
+        "SIGNING_DATABASE_NAME": "signing_demo",  # what make demo and make serve set
+    }
+    env = {**fresh_shell, "SIGNING_EMBEDDED": "1"}
+    assert manage(env, "migrate", "-v", "0", inherit=False).returncode == 0
+
+    # When it signs
+    demo = manage(env, "demo", "--records", "30", "--keys", "3", "--reset", inherit=False)
+
+    # Then its summary says to give SIGNING_EMBEDDED=1 (and the env file, the tests' own)
+    # to make serve, and with those a fresh process opens the records it signed
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    [line] = [line for line in demo.stdout.splitlines() if "dashboard" in line]
+    assert line.startswith(
+        f"  dashboard      SIGNING_ENV_FILE={env_file} SIGNING_EMBEDDED=1 make serve, "
+        "then http://127.0.0.1:8000/ (user admin, password "
+    )
+    given = dict(word.split("=", 1) for word in line.split("make serve")[0].split()[1:])
+    count = "from records.models import Record; print(Record.objects.count())"
+    opened = manage({**fresh_shell, **given}, "shell", "-v", "0", "-c", count, inherit=False)
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.split() == ["30"]
+    assert f"SQLite at {database}" in opened.stderr
+    mode = "from django.conf import settings; print(settings.SIGNING_EMBEDDED)"
+    without = manage(
+        fresh_shell, "shell", "-v", "0", "-c", mode, inherit=False
+    )  # the servers instead
+    assert without.stdout.split() == ["False"], without.stderr
 
 
 @pytest.mark.parametrize("set_in", ["the environment", "the env file"])

@@ -285,3 +285,63 @@ def test_what_a_command_says_on_stderr(tmp_path):
     )
     assert probed.announcement() == "the servers (both answered; recorded)"
     assert choose({"DATABASE_URL": NOBODY}, base_dir=BASE).announcement() == ""
+
+
+# What a later command must be given to open the data a process opened (`to_reopen`: the
+# demo's summary puts it before `make serve`). base_dir is tmp_path, whose .env is the file.
+
+
+def reopen(tmp_path: Path, env_file: str, **given: str) -> backends.Reopening:
+    (tmp_path / ".env").write_text(env_file)
+    return backends.to_reopen(given, base_dir=tmp_path)
+
+
+def test_embedded_mode_given_once_is_given_again_when_the_env_file_chose_the_servers(tmp_path):
+    reopening = reopen(tmp_path, "SIGNING_EMBEDDED=0\n", SIGNING_EMBEDDED="1")
+    assert reopening.prefix() == "SIGNING_EMBEDDED=1 "
+    assert reopening.caveat() == ""
+
+
+def test_embedded_mode_given_once_is_given_again_when_nothing_is_recorded(tmp_path):
+    assert reopen(tmp_path, "", SIGNING_EMBEDDED="1").prefix() == "SIGNING_EMBEDDED=1 "
+
+
+def test_a_mode_the_env_file_records_needs_nothing(tmp_path):
+    assert reopen(tmp_path, "SIGNING_EMBEDDED=1\n").prefix() == ""
+    assert reopen(tmp_path, "SIGNING_EMBEDDED=1\n", SIGNING_EMBEDDED="1").prefix() == ""
+    assert reopen(tmp_path, "SIGNING_EMBEDDED=0\n", SIGNING_DATABASE_NAME="x").prefix() == ""
+
+
+def test_the_servers_given_once_over_a_recorded_embedded_mode_are_given_again(tmp_path):
+    reopening = reopen(tmp_path, "SIGNING_EMBEDDED=1\n", SIGNING_EMBEDDED="0")
+    assert reopening.prefix() == "SIGNING_EMBEDDED=0 "
+
+
+def test_another_embedded_file_and_env_file_are_given_again_quoted(tmp_path):
+    (tmp_path / "my env").write_text("SIGNING_EMBEDDED=1\n")
+    reopening = backends.to_reopen(
+        {"SIGNING_ENV_FILE": str(tmp_path / "my env"), "SIGNING_EMBEDDED_DB": "/tmp/x y.db"},
+        base_dir=tmp_path,
+    )
+    assert reopening.prefix() == (
+        f"SIGNING_ENV_FILE='{tmp_path / 'my env'}' SIGNING_EMBEDDED_DB='/tmp/x y.db' "
+    )
+
+
+def test_a_database_url_given_once_is_shown_unless_it_holds_a_password(tmp_path):
+    plain = "postgres://postgres@127.0.0.1:5432/other"
+    assert reopen(tmp_path, "SIGNING_EMBEDDED=0\n", DATABASE_URL=plain).prefix() == (
+        f"DATABASE_URL={plain} "
+    )
+    secret = reopen(
+        tmp_path, "SIGNING_EMBEDDED=0\n", DATABASE_URL="postgres://app:s3cret@db:5432/other"
+    )
+    assert secret.prefix() == ""
+    assert secret.caveat() == " with the DATABASE_URL this one was given"
+
+
+def test_a_kek_given_once_is_named_never_shown(tmp_path):
+    reopening = reopen(tmp_path, "SIGNING_EMBEDDED=0\nSIGNING_KEK=in-file\n", SIGNING_KEK="k3k")
+    assert reopening.prefix() == ""
+    assert reopening.caveat() == " with the SIGNING_KEK this one was given"
+    assert reopen(tmp_path, "SIGNING_KEK=k3k\n", SIGNING_KEK="k3k").caveat() == ""

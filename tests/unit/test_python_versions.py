@@ -52,15 +52,20 @@ def make_install(
     )
 
 
-def stand_in_python(folder: Path, version: str, *, name: str | None = None) -> Path:
-    """A script that says it is Python `version` and makes a venv whose pip records its calls."""
+def stand_in_python(
+    folder: Path, version: str, *, name: str | None = None, pip_fails: bool = False
+) -> Path:
+    """A script that says it is Python `version` and makes a venv whose pip records its calls
+    (and then fails, with `pip_fails`, as an install cut off by the network would)."""
     script = folder / (name or f"python{version}")
+    pip_exit = 1 if pip_fails else 0
     script.write_text(
         "#!/bin/sh\n"
         f'if [ "$1" = -c ]; then echo "{version} $0"; exit 0; fi\n'
         'if [ "$1 $2" = "-m venv" ]; then\n'
         '    mkdir -p "$3/bin"\n'
-        '    printf \'#!/bin/sh\\necho "$*" >> "%s/pip-calls"\\n\' "$3" > "$3/bin/pip"\n'
+        '    printf \'#!/bin/sh\\necho "$*" >> "%s/pip-calls"\\nexit %s\\n\' "$3" '
+        f'{pip_exit} > "$3/bin/pip"\n'
         '    chmod +x "$3/bin/pip"; exit 0\n'
         "fi\n"
         "exit 2\n"
@@ -208,3 +213,25 @@ def test_make_refuses_pythons_older_or_newer_than_supported(tmp_path: Path, vers
     assert result.returncode != 0
     assert f"is Python {version} " in result.stderr
     assert not (tmp_path / "venv").exists()
+
+
+def test_a_venv_whose_install_failed_is_built_again_by_the_next_make(tmp_path):
+    # Given an install that failed half-way (make demo PYTHON=python3.12 cut off, say)
+    venv = tmp_path / "venv"
+    failed = make_install(stand_in_python(tmp_path, "3.12.99", pip_fails=True), venv)
+    assert failed.returncode != 0
+    assert (venv / "pip-calls").exists()
+    assert not (venv / ".installed").exists()
+
+    # When make runs again with another interpreter (the obvious retry: PYTHON=python3.11)
+    python = stand_in_python(tmp_path, "3.11.99")
+    again = make_install(python, venv)
+
+    # Then it says why, removes the half-built venv and builds it with that interpreter
+    assert again.returncode == 0, again.stderr
+    assert (
+        f"{venv} holds no finished install (one failed or was stopped): removing it and "
+        f"building it again with Python 3.11.99 {python}"
+    ) in again.stdout
+    assert (venv / ".installed").read_text() == f"3.11.99 {python}\n"
+    assert len((venv / "pip-calls").read_text().splitlines()) == 1

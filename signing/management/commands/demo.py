@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from kernel import backends
 from kernel.cli import refuse_an_unmigrated_database, whole_number
 from kernel.roles import ResetNeedsOwner, connect_as_owner
 from records.models import Record
@@ -89,12 +90,9 @@ class Command(BaseCommand):
         except SystemExit:
             audit_passed = False
         self.print_summary(audit_passed)
-        serve = (
-            "make serve"
-            if os.environ.get("SIGNING_DATABASE_NAME") == MAKE_DEMO_DATABASE
-            else f"{_in_this_database()}.venv/bin/python manage.py serve"
+        self.stdout.write(
+            f"  dashboard      {serve_this_demo()}, then http://127.0.0.1:8000/ ({login})"
         )
-        self.stdout.write(f"  dashboard      {serve}, then http://127.0.0.1:8000/ ({login})")
         if not audit_passed:
             raise CommandError("the audit found breaches (listed above)")
 
@@ -113,7 +111,8 @@ class Command(BaseCommand):
             f"  time           {progress.seconds:.2f} s "
             f"({progress.records_per_second:,.0f} records/s)",
             f"  audit          {'passed' if audit_passed else 'FAILED'}",
-            f"  verify one     {_in_this_database()}.venv/bin/python manage.py export_signature "
+            f"  verify one     {_reopening().prefix()}{_in_this_database()}"
+            ".venv/bin/python manage.py export_signature "
             f"{Record.objects.order_by('id').values_list('id', flat=True).first()} "
             "--out /tmp/sig (prints an openssl command)",
         ]
@@ -122,6 +121,34 @@ class Command(BaseCommand):
 
 # The database `make demo` and `make serve` use (the Makefile's DEMO_DATABASE).
 MAKE_DEMO_DATABASE = "signing_demo"
+
+
+def serve_this_demo() -> str:
+    """The command that serves the data this demo signed, from a fresh shell.
+
+    `make serve` serves the demo's own database (DEMO_DATABASE), in the mode and with the
+    env file a fresh process reads; whatever this demo was given on its command line that
+    changes those (`SIGNING_EMBEDDED=1 make demo`, SIGNING_EMBEDDED_DB, DATABASE_URL, …) goes
+    before it, or without it `make serve` opens another database, with another admin
+    password. A demo on DATABASE_URL's own database (no SIGNING_DATABASE_NAME) is served by
+    `manage.py serve`, since `make serve` would open signing_demo.
+    """
+    reopening = _reopening()
+    name = os.environ.get("SIGNING_DATABASE_NAME", "").strip()
+    if not name:
+        command = ".venv/bin/python manage.py serve"
+    elif name == MAKE_DEMO_DATABASE:
+        command = "make serve"
+    else:
+        command = f"make serve DEMO_DATABASE={name}"
+    return f"{reopening.prefix()}{command}{reopening.caveat()}"
+
+
+def _reopening() -> backends.Reopening:
+    """What this process was given itself (not read from the env file) that a later command
+    needs to open the same data."""
+    given = {name: os.environ[name] for name in settings.SIGNING_NAMES_GIVEN if name in os.environ}
+    return backends.to_reopen(given, base_dir=Path(settings.BASE_DIR))
 
 
 def _in_this_database() -> str:
