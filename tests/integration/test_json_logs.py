@@ -38,9 +38,3 @@ def test_workers_log_each_batch_as_a_json_event(start_workers, worker_env, reque
     assert {"event": "run.finished", "run_id": run.pk}.items() <= next(
         entry for entry in entries if entry.get("event") == "run.finished"
     ).items()
-
-
-def test_an_unknown_log_format_is_refused_at_start(worker_env):
-    started = manage(worker_env | {"SIGNING_LOG_FORMAT": "xml"}, "check")
-    assert started.returncode != 0
-    assert "SIGNING_LOG_FORMAT must be text or json, not 'xml'" in started.stderr
