@@ -1,13 +1,25 @@
 """SIGNING_LOG_FORMAT=json: every line a worker pool writes is a JSON object (ours,
-Dramatiq's master and worker processes' alike), and our events carry the ids to follow a run."""
+Dramatiq's master and worker processes' alike), and so is every line of the web server
+(gunicorn's, Django's); our events carry the ids to follow a run."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from urllib.error import HTTPError, URLError
 
 import pytest
+from django.conf import settings
 
+from devtools.sandbox import free_port
 from signing.models import Batch, SigningRun
-from tests.conftest import ARTIFACTS, seed
+from tests.conftest import ARTIFACTS, seed, wait_until
 from tests.integration.test_pipeline_with_workers import manage
+
+ROOT = Path(settings.BASE_DIR)
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
@@ -45,3 +57,48 @@ def test_every_line_of_a_json_worker_pool_is_a_json_object(start_workers, worker
     assert {"event": "run.finished", "run_id": run.pk}.items() <= next(
         entry for entry in entries if entry.get("event") == "run.finished"
     ).items()
+
+
+def status_of(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except HTTPError as error:
+        return error.code
+    except (URLError, OSError):
+        return None
+
+
+def test_every_line_of_a_json_web_server_is_a_json_object(worker_env, request):
+    # Given the image's web server (gunicorn, gunicorn.conf.py) told to log JSON
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / f"gunicorn-{request.node.name}.log"
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    environment = {
+        **worker_env,
+        "SIGNING_LOG_FORMAT": "json",
+        "WEB_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+    }
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [str(gunicorn), "--config", "gunicorn.conf.py", "signing_site.wsgi:application"],
+            cwd=ROOT,
+            env={**os.environ, **environment},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # When it answers a request, and a page that does not exist (Django logs a warning)
+        wait_until(lambda: status_of(f"http://127.0.0.1:{port}/healthz") == 200, timeout=60)
+        assert status_of(f"http://127.0.0.1:{port}/no-such-page") == 404
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    # Then every line it wrote is a JSON object: gunicorn's, its access log's, Django's
+    entries = [json.loads(line) for line in log_path.read_text().splitlines()]
+    loggers = {entry["logger"] for entry in entries}
+    assert {"gunicorn.error", "gunicorn.access", "django.request"} <= loggers
+    assert any("GET /no-such-page" in entry.get("message", "") for entry in entries)
