@@ -38,3 +38,17 @@ errorlog = "-"
 # The path without its query string (%(U)s) and no Referer: either may carry a token or a
 # search someone should not find in a log. Time taken in milliseconds (%(M)s).
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
+
+# SIGNING_LOG_FORMAT=json: gunicorn's own lines (its error log and the access log above, the
+# access line as the object's `message`) go to the one handler settings configure
+# (kernel.events.logging_config), so the web tier writes nothing but JSON lines either. The
+# app's settings configure the same handler again when it loads, leaving these as they are.
+if os.environ.get("SIGNING_LOG_FORMAT", "").strip().lower() == "json":
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from kernel.events import logging_config
+
+    logconfig_dict = logging_config(log_format="json", level="WARNING", dramatiq_level="WARNING")
+    for _logger in ("gunicorn.error", "gunicorn.access"):
+        logconfig_dict["loggers"][_logger] = {"handlers": [], "level": "INFO", "propagate": True}

@@ -659,7 +659,7 @@ def run_trial(name: str, sandbox: Sandbox, **options: float) -> TrialResult:
 
 
 # Routine lines that would drown what explains a failure.
-_ROUTINE = ("lease.granted", "lease.released", "batch.stored", "Discovered tasks module")
+_ROUTINE = ("lease.granted", "lease.released", "batch.stored", "workers.starting")
 
 
 def _worker_log_tails(sandbox: Sandbox, *, since: float, lines: int = 25) -> list[str]:

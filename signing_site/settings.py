@@ -14,10 +14,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 from dotenv import dotenv_values, load_dotenv
 
-from kernel import backends
+from kernel import backends, events
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV_FILE = backends.env_file_path(os.environ, BASE_DIR)
@@ -36,6 +35,16 @@ def env_int(name: str, default: int, *, minimum: int = 1) -> int:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise SystemExit(f"{name} must be {minimum} or more, got {value}")
+    return value
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    """Read a setting that is one of `choices` (any case), failing at start-up with one
+    line that names it and the values it takes, as env_int does."""
+    raw = os.environ.get(name, "").strip()
+    value = (raw.upper() if upper else raw.lower()) if raw else default
+    if value not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return value
 
 
@@ -227,7 +236,16 @@ SIGNING_LEASE_TTL = env_int("SIGNING_LEASE_TTL", 30)
 SIGNING_MAX_ATTEMPTS = env_int("SIGNING_MAX_ATTEMPTS", 5)
 # How often each worker process tries to run the reaper (one at a time across all workers,
 # under an advisory lock): expired leases are closed at most this long after they expire.
-SIGNING_REAPER_INTERVAL = env_int("SIGNING_REAPER_INTERVAL", max(1, min(5, SIGNING_LEASE_TTL // 3)))
+# At most a third of the TTL (and at least 1 s): an expired lease then waits at most a third
+# of a TTL for its batch to go back. A longer interval is refused, not quietly capped: the
+# value an operator set is the one that runs, or the process says why it will not start.
+_MAX_REAPER_INTERVAL = max(1, SIGNING_LEASE_TTL // 3)
+SIGNING_REAPER_INTERVAL = env_int("SIGNING_REAPER_INTERVAL", min(5, _MAX_REAPER_INTERVAL))
+if SIGNING_REAPER_INTERVAL > _MAX_REAPER_INTERVAL:
+    raise SystemExit(
+        f"SIGNING_REAPER_INTERVAL must be at most {_MAX_REAPER_INTERVAL} (a third of "
+        f"SIGNING_LEASE_TTL={SIGNING_LEASE_TTL}, at least 1), got {SIGNING_REAPER_INTERVAL}"
+    )
 # How many batches of one run may be leased at once: enough to keep every worker thread
 # busy while the next dispatch happens; the keyring's size bounds it too.
 SIGNING_MAX_IN_FLIGHT = env_int("SIGNING_MAX_IN_FLIGHT", 16)
@@ -257,33 +275,18 @@ SIGNING_AUDIT_RESEND_SECONDS = env_int("SIGNING_AUDIT_RESEND_SECONDS", 600)
 
 # Structured lines: an event name, then key=value fields (ids, kid, counts, timings) and
 # never key material. Commands log warnings only; `rundramatiq` raises workers to INFO.
-SIGNING_LOG_LEVEL = os.environ.get("SIGNING_LOG_LEVEL", "WARNING").upper()
-# "text" (`time LEVEL logger event key=value …`) or "json" (one object per line).
-SIGNING_LOG_FORMAT = os.environ.get("SIGNING_LOG_FORMAT", "text").strip().lower()
-if SIGNING_LOG_FORMAT not in {"text", "json"}:
-    raise ImproperlyConfigured(
-        f"SIGNING_LOG_FORMAT must be text or json, not {SIGNING_LOG_FORMAT!r}"
-    )
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "kernel.events.JsonFormatter"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": SIGNING_LOG_FORMAT}},
-    "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {
-        **{
-            app: {"level": SIGNING_LOG_LEVEL, "propagate": True}
-            for app in ("kernel", "keyring", "records", "signing")
-        },
-        # Worker life: booting, "ready for action" (WorkerPool.wait_ready reads it), consumer
-        # restarts after a broker outage. Embedded workers are threads of the command the
-        # user watches, whose output their start and stop lines would only clutter.
-        "dramatiq": {"level": "WARNING" if SIGNING_EMBEDDED else "INFO", "propagate": True},
-    },
-}
+SIGNING_LOG_LEVEL = env_choice("SIGNING_LOG_LEVEL", "WARNING", events.LOG_LEVELS, upper=True)
+# "text" (`time LEVEL logger event key=value …`) or "json" (one object per line): every
+# line of the process, Dramatiq's and Django's too (kernel.events.logging_config).
+SIGNING_LOG_FORMAT = env_choice("SIGNING_LOG_FORMAT", "text", events.LOG_FORMATS)
+LOGGING = events.logging_config(
+    log_format=SIGNING_LOG_FORMAT,
+    level=SIGNING_LOG_LEVEL,
+    # Worker life: booting, "ready for action" (WorkerPool.wait_ready reads it), consumer
+    # restarts after a broker outage. Embedded workers are threads of the command the
+    # user watches, whose output their start and stop lines would only clutter.
+    dramatiq_level="WARNING" if SIGNING_EMBEDDED else "INFO",
+)
 
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -368,7 +371,7 @@ for _network in SIGNING_METRICS_ALLOWED_NETWORKS.split(","):
         try:
             ipaddress.ip_network(_network.strip(), strict=False)
         except ValueError as _error:
-            raise ImproperlyConfigured(f"SIGNING_METRICS_ALLOWED_NETWORKS: {_error}") from None
+            raise SystemExit(f"SIGNING_METRICS_ALLOWED_NETWORKS: {_error}") from None
 SIGNING_METRICS_TOKEN = os.environ.get("SIGNING_METRICS_TOKEN", "")
 # A run with more leases than this draws its lease timeline as a summary (one segment per
 # key per slice of the run, at most SIGNING_TIMELINE_MAX_SEGMENTS of them) instead of one

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import dramatiq
@@ -153,6 +154,9 @@ def worker_env(transactional_db) -> dict[str, str]:
     host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
     return {
         "DATABASE_URL": f"postgres://{credentials}@{host}:{port}/{quote(db['NAME'])}",
+        # Set for this session's own manage.py commands, it would name another database
+        # than the test database in DATABASE_URL (settings let it win).
+        "SIGNING_DATABASE_NAME": "",
         "SIGNING_LOG_LEVEL": "INFO",
     }
 
@@ -168,12 +172,13 @@ def start_workers(
     log_file = ARTIFACTS / f"workers-{request.node.name}.log"
     log_file.unlink(missing_ok=True)
 
-    def start(*, processes: int = 2, threads: int = 4) -> Workers:
+    def start(*, processes: int = 2, threads: int = 4, **options: Any) -> Workers:
+        """`options` go to WorkerPool (shutdown_timeout_ms)."""
         if settings.SIGNING_EMBEDDED:
             pools.append(EmbeddedWorkers(threads=threads).start())
             return pools[-1]
         pool = WorkerPool(
-            processes=processes, threads=threads, env=worker_env, log_file=log_file
+            processes=processes, threads=threads, env=worker_env, log_file=log_file, **options
         ).start()
         pools.append(pool)
         return pool

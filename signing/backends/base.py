@@ -49,9 +49,9 @@ class Backend(Protocol):
     def extend_lease(self, lease: LeaseHint, *, ttl_seconds: float) -> bool:
         """Push an open, unexpired lease's expiry one TTL past now, under its token only."""
 
-    def expire_leases(self) -> list[tuple[int, int]]:
+    def expire_leases(self) -> list[tuple[int, int, int]]:
         """Close every open lease past its expiry, under the keyring lock; (lease id, batch
-        id) of each, in lease id order."""
+        id, run id) of each, in lease id order."""
 
     # A run.
     def plan_batches(self, *, run_id: int, batch_size: int) -> tuple[int, int]:

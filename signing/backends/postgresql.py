@@ -56,7 +56,7 @@ class PostgreSQLBackend:
             )
             return cursor.fetchone() is not None
 
-    def expire_leases(self) -> list[tuple[int, int]]:
+    def expire_leases(self) -> list[tuple[int, int, int]]:
         with transaction.atomic():
             self.lock_keyring()
             with connection.cursor() as cursor:

@@ -36,7 +36,8 @@ WHERE id = %(lease_id)s AND token = %(token)s AND released_at IS NULL
 RETURNING expires_at
 """
 
-# Close every open lease whose time is up, stamping its key as used; say which were closed.
+# Close every open lease whose time is up, stamping its key as used; say which were closed
+# (with their batch and its run, for the lease.expired line).
 EXPIRE_LEASES = """
 WITH now AS (SELECT clock_timestamp() AS t),
 expired AS (
@@ -50,7 +51,9 @@ stamped AS (
     UPDATE keyring_signingkey SET last_used_at = expired.released_at, held_by_id = NULL
     FROM expired WHERE keyring_signingkey.id = expired.key_id
 )
-SELECT id, batch_id FROM expired ORDER BY id
+SELECT expired.id, expired.batch_id, signing_batch.run_id
+FROM expired JOIN signing_batch ON signing_batch.id = expired.batch_id
+ORDER BY expired.id
 """
 
 

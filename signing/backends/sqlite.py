@@ -161,20 +161,22 @@ class SQLiteBackend:
             ).update(expires_at=now + timedelta(seconds=ttl_seconds))
         )
 
-    def expire_leases(self) -> list[tuple[int, int]]:
+    def expire_leases(self) -> list[tuple[int, int, int]]:
         """EXPIRE_LEASES: close every open lease past its expiry."""
         with transaction.atomic():
             now = timezone.now()
             overdue = KeyLease.objects.filter(released_at=None, expires_at__lte=now)
-            expired = list(overdue.order_by("id").values_list("id", "key_id", "batch_id"))
+            expired = list(
+                overdue.order_by("id").values_list("id", "key_id", "batch_id", "batch__run_id")
+            )
             if expired:
-                lease_ids = [lease_id for lease_id, _, _ in expired]
-                key_ids = [key_id for _, key_id, _ in expired]
+                lease_ids = [lease_id for lease_id, _, _, _ in expired]
+                key_ids = [key_id for _, key_id, _, _ in expired]
                 KeyLease.objects.filter(pk__in=lease_ids).update(
                     released_at=now, outcome=KeyLease.Outcome.EXPIRED
                 )
                 SigningKey.objects.filter(pk__in=key_ids).update(last_used_at=now, held_by=None)
-        return [(lease_id, batch_id) for lease_id, _, batch_id in expired]
+        return [(lease_id, batch_id, run_id) for lease_id, _, batch_id, run_id in expired]
 
     def plan_batches(self, *, run_id: int, batch_size: int) -> tuple[int, int]:
         """PLAN_BATCHES: cut the unsigned records into the run's batches."""

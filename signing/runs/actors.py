@@ -13,7 +13,7 @@ from typing import Any
 
 import dramatiq
 
-from kernel.events import EventLogger
+from kernel.events import EventLogger, log_context
 from keyring.exceptions import KekError
 from keyring.leases import LeaseHint
 from signing.runs import messages
@@ -34,9 +34,11 @@ def signing_failed(message: dict[str, Any], retries: dict[str, Any]) -> None:
         log.warning("message.invalid", actor="signing_failed")
         return
     reason = (message.get("options", {}).get("traceback") or "").strip().splitlines()
-    record_batch_failure(
-        lease, reason=reason[-1] if reason else f"failed after {retries.get('retries')} retries"
-    )
+    run_id = (message.get("kwargs") or {}).get("run_id")
+    with log_context(**({"run_id": run_id} if _ids(run_id) else {})):
+        record_batch_failure(
+            lease, reason=reason[-1] if reason else f"failed after {retries.get('retries')} retries"
+        )
 
 
 # Lower runs first among the messages a worker has fetched: a completion frees a key and
@@ -75,7 +77,8 @@ def signing_triggered(
     if lease is None or not _ids(run_id):
         log.warning("message.invalid", actor="signing_triggered")
         return
-    summary = sign_batch(lease)
+    with log_context(run_id=run_id):  # batch.stored, lease.lost, checkpoint.* name the run
+        summary = sign_batch(lease)
     if summary.outcome is StoreOutcome.LEASE_LOST:
         return
     messages.send(messages.SIGNING_COMPLETED, run_id=run_id, lease_id=lease_id)

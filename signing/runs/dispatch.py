@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, Exists, OuterRef, Value, When
 
 from kernel.connectivity import check_broker
-from kernel.events import EventLogger
+from kernel.events import EventLogger, log_context
 from kernel.vendor import Now, constraint_name
 from keyring import sealing
 from keyring.exceptions import KekError
@@ -175,8 +175,9 @@ def dispatch_batches(run_id: int, *, release_lease_ids: Sequence[int] = ()) -> i
     leases = backend().claim_batches(
         run_id=run_id, ttl_seconds=settings.SIGNING_LEASE_TTL, release_lease_ids=release_lease_ids
     )
-    for lease in leases:
-        log_granted(lease)
+    with log_context(run_id=run_id):
+        for lease in leases:
+            log_granted(lease)
     if leases:
         transaction.on_commit(partial(_send_signing_triggered, run_id, leases))
     return len(leases)
@@ -190,6 +191,11 @@ def _send_signing_triggered(run_id: int, leases: list[GrantedLease]) -> None:
     batches go back to pending, no attempt counted), and the reaper dispatches them again
     once the broker answers: an outage only delays the run.
     """
+    with log_context(run_id=run_id):  # the lease.released and batch.returned of a give-back
+        _send_each(run_id, leases)
+
+
+def _send_each(run_id: int, leases: list[GrantedLease]) -> None:
     for sent, lease in enumerate(leases):
         try:
             messages.send(
@@ -341,8 +347,9 @@ def cancel_run(run_id: int) -> bool:
         if not cancelled:
             return False
         open_leases = KeyLease.objects.filter(batch__run_id=run_id, released_at=None)
-        for lease_id in open_leases.values_list("id", flat=True):
-            release_lease(lease_id=lease_id, outcome=KeyLease.Outcome.FAILED)
+        with log_context(run_id=run_id):
+            for lease_id in open_leases.values_list("id", flat=True):
+                release_lease(lease_id=lease_id, outcome=KeyLease.Outcome.FAILED)
         Batch.objects.filter(run_id=run_id, status=Batch.Status.LEASED).update(
             status=Batch.Status.PENDING
         )

@@ -52,12 +52,12 @@ def extend_lease(lease: LeaseHint, *, ttl_seconds: float) -> bool:
     return extended
 
 
-def expire_leases() -> list[tuple[int, int]]:
-    """Close every lease past its `expires_at`; return (lease id, batch id) of each.
+def expire_leases() -> list[tuple[int, int, int]]:
+    """Close every lease past its `expires_at`; return (lease id, batch id, run id) of each.
 
     Runs under the keyring lock like any release, so the replay of rule 4 stays exact.
     """
     expired = backend().expire_leases()
-    for lease_id, batch_id in expired:
-        log.warning("lease.expired", lease_id=lease_id, batch_id=batch_id)
+    for lease_id, batch_id, run_id in expired:
+        log.warning("lease.expired", run_id=run_id, lease_id=lease_id, batch_id=batch_id)
     return expired

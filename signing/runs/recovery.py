@@ -18,7 +18,7 @@ from django.db.models import Case, Exists, F, OuterRef, TextField, Value, When
 from django.utils import timezone
 
 from kernel.connectivity import check_broker
-from kernel.events import EventLogger
+from kernel.events import EventLogger, log_context
 from keyring.leases import LeaseHint
 from keyring.models import KeyLease
 from signing.models import Batch, SigningRun
@@ -96,8 +96,9 @@ def _return_orphaned_batches() -> None:
     """Batches marked leased with no open lease (none should exist): give them back."""
     held = KeyLease.objects.filter(batch_id=OuterRef("pk"), released_at=None)
     orphaned = Batch.objects.filter(status=Batch.Status.LEASED).exclude(Exists(held))
-    for batch_id in orphaned.values_list("id", flat=True):
-        return_batch(batch_id=batch_id, reason="leased without an open lease")
+    for batch_id, run_id in orphaned.values_list("id", "run_id"):
+        with log_context(run_id=run_id):
+            return_batch(batch_id=batch_id, reason="leased without an open lease")
 
 
 def recover() -> int:
@@ -119,12 +120,13 @@ def reclaim_expired_leases() -> int:
     never left leased with its lease closed); return how many expired."""
     with transaction.atomic():
         expired = expire_leases()
-        for lease_id, batch_id in expired:
-            return_batch(
-                batch_id=batch_id,
-                reason=f"lease {lease_id} expired before its batch was stored",
-                lease_id=lease_id,
-            )
+        for lease_id, batch_id, run_id in expired:
+            with log_context(run_id=run_id):
+                return_batch(
+                    batch_id=batch_id,
+                    reason=f"lease {lease_id} expired before its batch was stored",
+                    lease_id=lease_id,
+                )
         _return_orphaned_batches()
     return len(expired)
 

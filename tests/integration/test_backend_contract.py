@@ -123,7 +123,7 @@ def test_expire_closes_only_overdue_leases(batches):
     KeyLease.objects.filter(pk=overdue.id).update(
         expires_at=F("acquired_at") + timedelta(microseconds=1)
     )
-    assert seam().expire_leases() == [(overdue.id, batches[0].pk)]
+    assert seam().expire_leases() == [(overdue.id, batches[0].pk, batches[0].run_id)]
     assert seam().expire_leases() == []
     assert KeyLease.objects.get(pk=overdue.id).outcome == KeyLease.Outcome.EXPIRED
     assert KeyLease.objects.get(pk=live.id).released_at is None

@@ -310,12 +310,17 @@ def test_embedded_mode_refuses_what_needs_worker_processes(tmp_path):
     assert manage_embedded(tmp_path, "migrate", "-v", "0").returncode == 0
 
     no_wait = manage_embedded(tmp_path, "sign", "--no-wait")
-    workers = manage_embedded(tmp_path, "rundramatiq")
+    # Server URLs set beside SIGNING_EMBEDDED=1 change nothing: the cause named is the mode.
+    servers = {"DATABASE_URL": "postgres://127.0.0.1/x", "BROKER_URL": "redis://127.0.0.1/1"}
+    workers = manage_embedded(tmp_path, "rundramatiq", **servers)
 
     assert no_wait.returncode == 2
     assert "--no-wait needs worker processes" in no_wait.stderr
     assert workers.returncode == 1
-    assert "embedded mode has no worker processes" in workers.stderr
+    assert workers.stderr.strip().splitlines()[-1] == (
+        "CommandError: embedded mode (SIGNING_EMBEDDED=1 in the environment) has no separate "
+        "workers: signing runs inside `manage.py sign` (and `serve`), as threads of that process"
+    )
 
 
 def test_serve_in_embedded_mode_signs_a_run_started_through_the_api(tmp_path):
