@@ -28,7 +28,10 @@ SOURCES = [
 # Functions called by name that read one variable: settings' env_int, kernel.backends'
 # setting (the environment over the env file), and getenv imported from os.
 READERS = {"env_int", "setting", "getenv"}
-NOT_OURS = {"DJANGO_SETTINGS_MODULE"}  # Django's own, set by manage.py and the WSGI module
+NOT_OURS = {
+    "DJANGO_SETTINGS_MODULE",  # Django's own, set by manage.py and the WSGI module
+    "PYTHONPATH",  # Python's own: rundramatiq extends it for the worker processes
+}
 DOCUMENTED = (ROOT / "docs" / "configuration.md").read_text()
 
 
