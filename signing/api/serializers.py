@@ -219,7 +219,17 @@ class RunSerializer(serializers.ModelSerializer):
 class KeySerializer(serializers.ModelSerializer):
     """The public part of a key only: the model's sealed private key is never a field."""
 
-    lru_position = serializers.IntegerField(read_only=True)
+    lru_position = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text=(
+            "The key's place in the order leases take enabled keys (rule 4: never used "
+            "first, then the oldest last_used_at, ties by id): 1 is leased next. Null for a "
+            "disabled key, which no lease takes; the list gives the disabled keys after the "
+            "enabled ones. A key held now keeps its place by its last use until its lease "
+            "is released, which moves it to the end."
+        ),
+    )
     lease_count = serializers.IntegerField(read_only=True)
     held = serializers.BooleanField(read_only=True)
 
