@@ -232,6 +232,14 @@ class KeySerializer(serializers.ModelSerializer):
     )
     lease_count = serializers.IntegerField(read_only=True)
     held = serializers.BooleanField(read_only=True)
+    retired_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text=(
+            "When `manage.py keys retire` took the key out for good: never leased again, its "
+            "private key destroyed, its public key kept for verifying. Null if not retired."
+        ),
+    )
 
     class Meta:
         model = SigningKey
@@ -241,6 +249,7 @@ class KeySerializer(serializers.ModelSerializer):
             "public_key_pem",
             "enabled",
             "disabled_at",
+            "retired_at",
             "last_used_at",
             "created_at",
             "lease_count",

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import F
 
 from kernel import crypto, merkle
+from keyring import sealing
 from keyring.leases import GrantedLease, LeaseHint
 from keyring.models import KeyLease, SigningKey
 from keyring.services import disable_key, open_private_key
@@ -136,3 +137,13 @@ def keyring_in_use() -> KeyringInUse:
         next_leases=[fourth.kid, fifth.kid, second.kid],  # never used by id, then used
         disabled=[third.kid, first.kid],
     )
+
+
+def seal_under(key: SigningKey, kek: str) -> None:
+    """Re-seal a key's private key under another KEK (its environment form), as a `keys add`
+    that did not check its KEK (releases before 2ca3b20) could leave it."""
+    secret = sealing.unseal(
+        sealing.kek_from_environment(), key.kid, bytes(key.encrypted_private_key)
+    )
+    sealed = sealing.seal(sealing.parse_kek(kek), key.kid, secret)
+    SigningKey.objects.filter(pk=key.pk).update(encrypted_private_key=sealed)

@@ -181,6 +181,7 @@ def test_keys_come_in_lru_order_with_their_public_part_only(reader, keyring_and_
         "public_key_pem",
         "enabled",
         "disabled_at",
+        "retired_at",
         "last_used_at",
         "created_at",
         "lease_count",
@@ -381,7 +382,7 @@ def test_a_run_is_refused_when_the_kek_does_not_open_the_keys(
     monkeypatch.setenv("SIGNING_KEK", generate_kek())
     response = staff.post("/api/runs/", {"batch_size": 5}, format="json")
     assert response.status_code == 409
-    assert "not the KEK the keys were sealed with" in response.json()["errors"]["detail"][0]
+    assert "not the KEK the keys are sealed under" in response.json()["errors"]["detail"][0]
     assert not SigningRun.objects.exists()
 
 
