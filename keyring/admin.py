@@ -48,7 +48,8 @@ class SigningKeyAdmin(admin.ModelAdmin):
 
     Only `enabled` (and with it `disabled_at`) can change, through the form or the actions,
     both by `set_keys_enabled`; nothing else is ever written back, so a stale page cannot
-    overwrite the `last_used_at` a release just set.
+    overwrite the `last_used_at` a release just set. A retired key (`manage.py keys
+    retire`) changes no more: its form is read-only, and the enable action skips it.
     """
 
     list_display = (
@@ -71,6 +72,7 @@ class SigningKeyAdmin(admin.ModelAdmin):
         "algorithm",
         "enabled",
         "disabled_at",
+        "retired_at",
         "out_of_keyring",
         "public_key_pem",
         "last_used_at",
@@ -96,6 +98,13 @@ class SigningKeyAdmin(admin.ModelAdmin):
         if lookup.split(LOOKUP_SEP)[0] == SECRET:
             return False
         return super().lookup_allowed(lookup, value, request)
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: SigningKey | None = None
+    ) -> tuple[str, ...]:
+        if obj is not None and obj.retired_at is not None:
+            return self.fields
+        return self.readonly_fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -147,7 +156,9 @@ class SigningKeyAdmin(admin.ModelAdmin):
     ) -> None:
         changed = set_keys_enabled(queryset, enabled=enabled)
         state = "enabled" if enabled else "disabled"
-        self.message_user(request, f"{changed} key(s) {state}.", messages.SUCCESS)
+        retired = queryset.exclude(retired_at=None).count() if enabled else 0
+        skipped = f" {retired} retired key(s) left out: they stay out for good." if retired else ""
+        self.message_user(request, f"{changed} key(s) {state}.{skipped}", messages.SUCCESS)
 
 
 class LeaseStateFilter(admin.SimpleListFilter):

@@ -17,5 +17,13 @@ class KekMismatch(KekError):
     """SIGNING_KEK is well formed but is not the key the private keys were sealed with."""
 
 
+class KeyRetired(KekError):
+    """The key was retired: its sealed private key is destroyed, so no KEK opens it."""
+
+
+class KeyHeld(Exception):
+    """A lease holds the key now, so it cannot be retired yet."""
+
+
 class KeyMismatch(Exception):
     """A sealed private key does not belong to the public key stored beside it."""

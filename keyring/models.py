@@ -32,6 +32,10 @@ class SigningKey(models.Model):
     # clock leases use, so the audit's replay knows exactly when it stopped being a candidate.
     # NULL for an enabled key (and for one disabled before this column existed).
     disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When `keys retire` took it out for good: disabled, never enabled again (a constraint
+    # says so), its sealed private key destroyed (left empty), its public key kept for
+    # verifying what it signed. NULL for a key not retired.
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Stamped by create_keys under the keyring lock by the clock leases use: the audit's
     # replay counts a key as a candidate from this instant. No default, so no other path
     # can stamp it by another clock (auto_now_add took this process's, before the commit).
@@ -59,6 +63,10 @@ class SigningKey(models.Model):
             models.CheckConstraint(
                 condition=Q(enabled=False) | Q(disabled_at=None),
                 name="signingkey_enabled_has_no_disabled_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(retired_at=None) | Q(enabled=False),
+                name="signingkey_retired_is_disabled",
             ),
         ]
 

@@ -261,9 +261,27 @@ class RunSerializer(serializers.ModelSerializer):
 class KeySerializer(serializers.ModelSerializer):
     """The public part of a key only: the model's sealed private key is never a field."""
 
-    lru_position = serializers.IntegerField(read_only=True)
+    lru_position = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text=(
+            "The key's place in the order leases take enabled keys (rule 4: never used "
+            "first, then the oldest last_used_at, ties by id): 1 is leased next. Null for a "
+            "disabled key, which no lease takes; the list gives the disabled keys after the "
+            "enabled ones. A key held now keeps its place by its last use until its lease "
+            "is released, which moves it to the end."
+        ),
+    )
     lease_count = serializers.IntegerField(read_only=True)
     held = serializers.BooleanField(read_only=True)
+    retired_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text=(
+            "When `manage.py keys retire` took the key out for good: never leased again, its "
+            "private key destroyed, its public key kept for verifying. Null if not retired."
+        ),
+    )
 
     class Meta:
         model = SigningKey
@@ -273,6 +291,7 @@ class KeySerializer(serializers.ModelSerializer):
             "public_key_pem",
             "enabled",
             "disabled_at",
+            "retired_at",
             "last_used_at",
             "created_at",
             "lease_count",

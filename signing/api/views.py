@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import F, Window
-from django.db.models.functions import RowNumber
 from django.http import HttpRequest, JsonResponse
 from django.urls import resolve
 from django.views.decorators.csrf import csrf_exempt
@@ -157,18 +155,15 @@ class RunViewSet(
 
 
 class KeyViewSet(viewsets.ReadOnlyModelViewSet):
-    """Keys in the order the next lease takes them (LRU); public parts only."""
+    """Keys in the order the next leases take them (enabled keys LRU first, then the
+    disabled ones); public parts only."""
 
     serializer_class = api.KeySerializer
     lookup_field = "kid"
     lookup_value_regex = r"[A-Za-z0-9._-]{1,200}"
 
     def get_queryset(self):
-        return keys_for_display().annotate(
-            lru_position=Window(
-                RowNumber(), order_by=[F("last_used_at").asc(nulls_first=True), F("id").asc()]
-            )
-        )
+        return keys_for_display()
 
 
 class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):

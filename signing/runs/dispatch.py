@@ -11,9 +11,9 @@ signing.runs.recovery's. A run moves forward by events only: nothing here sleeps
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Final
+from typing import Final, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -27,7 +27,7 @@ from keyring.exceptions import KekError
 from keyring.leases import GrantedLease
 from keyring.models import KeyLease
 from keyring.selectors import free_keys
-from keyring.services import check_kek_opens_keyring, rotate_kek
+from keyring.services import Resealed, check_kek_opens_keyring, reseal_keys, rotate_kek
 from signing.audit.roots import stored_run_root
 from signing.backends import backend
 from signing.models import Batch, SigningRun
@@ -36,6 +36,7 @@ from signing.runs.exceptions import InvalidBatchSize, NotReadyToSign, RunAlready
 from signing.runs.leases import log_granted, release_lease
 
 log = EventLogger(__name__)
+T = TypeVar("T")
 
 # The largest batch size PostgreSQL's integer column holds; far more than any keyring needs.
 MAX_BATCH_SIZE: Final = 2_147_483_647
@@ -310,15 +311,26 @@ def _record_failure_reason(run_id: int) -> None:
 
 
 def rotate_kek_between_runs(*, old_kek: bytes, new_kek: bytes) -> int:
-    """Re-seal every private key under a new KEK while no run is active; return how many.
+    """Re-seal every private key under a new KEK while no run is active; return how many."""
+    return _between_runs(partial(rotate_kek, old_kek=old_kek, new_kek=new_kek))
 
-    An active run's workers may still need the current KEK, so this raises
-    RunAlreadyActive while one is. The check and the rotation are one transaction in
-    which no run starts or changes status: on PostgreSQL it holds signing_signingrun in
-    SHARE mode, so a start not yet committed makes it wait, then refuse, and a start
-    after it waits for the rotation; on SQLite BEGIN IMMEDIATE holds the one write lock.
-    The keyring lock comes first, as in cancel_run (keyring lock, then the run), so the
-    two cannot wait for each other.
+
+def reseal_keys_between_runs(*, old_kek: bytes, kek: bytes, old_name: str) -> Resealed:
+    """Re-seal under `kek` the keys it does not open but `old_kek` does, while no run is
+    active: a worker of a run may hold `old_kek` and need the keys as they are sealed now."""
+    return _between_runs(partial(reseal_keys, old_kek=old_kek, kek=kek, old_name=old_name))
+
+
+def _between_runs(reseal: Callable[[], T]) -> T:
+    """Change the keys' seals while no run is active; return what the change returns.
+
+    An active run's workers may still need the seals as they are, so this raises
+    RunAlreadyActive while one is. The check and the change are one transaction in which
+    no run starts or changes status: on PostgreSQL it holds signing_signingrun in SHARE
+    mode, so a start not yet committed makes it wait, then refuse, and a start after it
+    waits for the change; on SQLite BEGIN IMMEDIATE holds the one write lock. The keyring
+    lock comes first, as in cancel_run (keyring lock, then the run), so the two cannot
+    wait for each other.
     """
     with transaction.atomic():
         backend().lock_keyring()
@@ -326,7 +338,7 @@ def rotate_kek_between_runs(*, old_kek: bytes, new_kek: bytes) -> int:
         active = SigningRun.objects.filter(status__in=SigningRun.ACTIVE_STATUSES).first()
         if active is not None:
             raise RunAlreadyActive(active.pk)
-        return rotate_kek(old_kek=old_kek, new_kek=new_kek)
+        return reseal()
 
 
 def cancel_run(run_id: int) -> bool:

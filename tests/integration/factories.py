@@ -10,9 +10,10 @@ from django.db import transaction
 from django.db.models import F
 
 from kernel import crypto, merkle
+from keyring import sealing
 from keyring.leases import GrantedLease, LeaseHint
 from keyring.models import KeyLease, SigningKey
-from keyring.services import open_private_key
+from keyring.services import disable_key, open_private_key
 from records.selectors import unsigned_record_pages
 from signing.audit.roots import stored_run_root
 from signing.backends import backend
@@ -111,3 +112,38 @@ def assert_checkpoint_holds(checkpoint: Checkpoint) -> None:
         merkle.checkpoint_input(checkpoint.run_id, checkpoint.batches, root),
         bytes(checkpoint.signature),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyringInUse:
+    """Five keys: two used, then two disabled (one used, one never), and a run with batches
+    left to lease. `next_leases` are the enabled keys in the order leases take them;
+    `disabled` the rest, in the order pages list them after those."""
+
+    run: SigningRun
+    next_leases: list[str]
+    disabled: list[str]
+
+
+def keyring_in_use() -> KeyringInUse:
+    first, second, third, fourth, fifth = seed(records=50, keys=5)
+    run = plan_run(batch_size=5)
+    for batch in run.batches.order_by("seq")[:2]:  # first, then second, signed and released
+        sign_and_release(lease_batch(batch).id)
+    for key in (first, third):
+        disable_key(kid=key.kid)
+    return KeyringInUse(
+        run=run,
+        next_leases=[fourth.kid, fifth.kid, second.kid],  # never used by id, then used
+        disabled=[third.kid, first.kid],
+    )
+
+
+def seal_under(key: SigningKey, kek: str) -> None:
+    """Re-seal a key's private key under another KEK (its environment form), as a `keys add`
+    that did not check its KEK (releases before 2ca3b20) could leave it."""
+    secret = sealing.unseal(
+        sealing.kek_from_environment(), key.kid, bytes(key.encrypted_private_key)
+    )
+    sealed = sealing.seal(sealing.parse_kek(kek), key.kid, secret)
+    SigningKey.objects.filter(pk=key.pk).update(encrypted_private_key=sealed)

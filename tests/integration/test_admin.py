@@ -16,7 +16,7 @@ from django.urls import reverse
 from kernel import crypto
 from keyring import sealing
 from keyring.models import KeyDisabledPeriod, KeyLease, SigningKey
-from keyring.services import create_keys
+from keyring.services import create_keys, retire_key
 from records.models import Record, Signature
 from records.services import random_payloads
 from signing.models import Batch, SigningRun
@@ -308,6 +308,20 @@ def test_keys_are_disabled_and_enabled_by_the_admin_actions(admin_client, histor
     assert until > since
     second_page = page(admin_client, admin_url("keyring.signingkey", "change", second.pk))
     assert f"{since:%Y-%m-%d %H:%M:%S} to {until:%Y-%m-%d %H:%M:%S}" in second_page
+
+
+def test_a_retired_key_stays_out_whatever_the_admin_asks(admin_client, history):
+    retired = SigningKey.objects.get(pk=history.released.key_id)  # free: its lease ended
+    retire_key(kid=retired.kid)
+    change_url = admin_url("keyring.signingkey", "change", retired.pk)
+
+    assert form_controls(page(admin_client, change_url)) <= {"_save", "_continue"}
+    admin_client.post(change_url, {"enabled": "on", "_save": "Save"})
+    response = run_key_action(admin_client, "enable_keys", [retired])
+
+    assert SigningKey.objects.get(pk=retired.pk).enabled is False
+    shown = [str(message) for message in response.wsgi_request._messages]
+    assert shown[-1] == "0 key(s) enabled. 1 retired key(s) left out: they stay out for good."
 
 
 def test_key_list_counts_leases_and_shows_which_key_is_held(admin_client, history):

@@ -14,7 +14,7 @@ from records.models import Record
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import plan_run
 from tests.conftest import seed
-from tests.integration.factories import lease_batch, sign_leased
+from tests.integration.factories import keyring_in_use, lease_batch, sign_leased
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
@@ -181,6 +181,7 @@ def test_keys_come_in_lru_order_with_their_public_part_only(reader, keyring_and_
         "public_key_pem",
         "enabled",
         "disabled_at",
+        "retired_at",
         "last_used_at",
         "created_at",
         "lease_count",
@@ -190,6 +191,30 @@ def test_keys_come_in_lru_order_with_their_public_part_only(reader, keyring_and_
     one = reader.get(f"/api/keys/{keys[1]['kid']}/").json()
     assert one["kid"] == keys[1]["kid"]
     assert "PRIVATE" not in json.dumps(keys)
+
+
+def test_keys_come_in_the_order_the_next_leases_take_them_and_disabled_ones_last(reader):
+    # Given two keys used, and two disabled (one of them used)
+    keyring = keyring_in_use()
+
+    # When the list is read
+    keys = reader.get("/api/keys/").json()["results"]
+
+    # Then the enabled keys come first, numbered in LRU order, and the disabled ones after,
+    # with no position
+    assert [k["kid"] for k in keys] == keyring.next_leases + keyring.disabled
+    assert [k["lru_position"] for k in keys] == [1, 2, 3, None, None]
+    # and the next leases take exactly the enabled keys, in that order
+    pending = keyring.run.batches.filter(status=Batch.Status.PENDING).order_by("seq")
+    assert [lease_batch(batch).kid for batch in pending[:3]] == keyring.next_leases
+
+
+def test_a_keys_own_page_gives_the_position_the_list_gives(reader):
+    keyring_in_use()
+    listed = reader.get("/api/keys/").json()["results"]
+    for key in listed:
+        one = reader.get(f"/api/keys/{key['kid']}/").json()
+        assert (one["kid"], one["lru_position"]) == (key["kid"], key["lru_position"])
 
 
 def test_a_disabled_key_says_since_when(reader, keyring_and_records):
@@ -392,7 +417,7 @@ def test_a_run_is_refused_when_the_kek_does_not_open_the_keys(
     monkeypatch.setenv("SIGNING_KEK", generate_kek())
     response = staff.post("/api/runs/", {"batch_size": 5}, format="json")
     assert response.status_code == 409
-    assert "not the KEK the keys were sealed with" in response.json()["errors"]["detail"][0]
+    assert "not the KEK the keys are sealed under" in response.json()["errors"]["detail"][0]
     assert not SigningRun.objects.exists()
 
 

@@ -69,7 +69,7 @@ def test_sign_with_a_wrong_kek_is_a_clear_error(worker_env):
 
     result = manage({**worker_env, "SIGNING_KEK": generate_kek()}, "sign")
     assert result.returncode == 1
-    assert "is not the KEK the keys were sealed with" in result.stderr
+    assert "is not the KEK the keys are sealed under" in result.stderr
     assert "Traceback" not in result.stderr
     assert not SigningRun.objects.exists()
 
@@ -84,7 +84,7 @@ def test_sign_refuses_a_kek_that_opens_the_first_key_but_not_every_one():
             encrypted_private_key=sealing.seal(sealing.parse_kek(other_kek), key.kid, secret)
         )
 
-    refused = f"does not open the private key of {second.kid}:"
+    refused = f"does not open the private key of {second.kid} "
     with pytest.raises(CommandError, match=refused) as error:
         call_command("sign", no_wait=True)
 
@@ -153,7 +153,7 @@ def test_seed_loads_varied_printable_payloads_and_sealed_keys():
 def test_seed_adding_keys_under_another_kek_is_a_clear_error_and_adds_nothing(monkeypatch):
     [key] = seed(records=3, keys=1)
     monkeypatch.setenv("SIGNING_KEK", sealing.generate_kek())
-    with pytest.raises(CommandError, match=f"does not open the private key of {key.kid}:"):
+    with pytest.raises(CommandError, match=f"does not open the private key of {key.kid}"):
         call_command("seed", records=2, keys=1, append=True, stdout=io.StringIO())
     assert (Record.objects.count(), SigningKey.objects.count()) == (3, 1)
 

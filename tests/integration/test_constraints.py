@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from kernel.vendor import constraint_name
 from keyring.models import KeyLease, SigningKey
+from keyring.services import retire_key
 from records.models import Record, Signature
 from signing.models import SigningRun
 from signing.runs.dispatch import plan_run
@@ -64,6 +65,17 @@ def test_a_key_cannot_be_leased_twice_at_once(run):
         )
     )
     assert refused == "keylease_no_overlap_per_key"
+
+
+def test_a_retired_key_is_never_enabled_again(run):
+    key = SigningKey.objects.order_by("id").first()
+    retire_key(kid=key.kid)
+    this_key = SigningKey.objects.filter(pk=key.pk)
+
+    refused = constraint_refusing(lambda: this_key.update(enabled=True, disabled_at=None))
+
+    assert refused == "signingkey_retired_is_disabled"
+    assert this_key.get().enabled is False
 
 
 def test_a_batch_cannot_be_held_by_two_open_leases(run):

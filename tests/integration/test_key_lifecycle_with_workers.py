@@ -1,4 +1,5 @@
-"""Key lifecycle through real workers: mixed algorithms, a disabled key, a rotated KEK."""
+"""Key lifecycle through real workers: mixed algorithms, a disabled key, a rotated KEK, a key
+left under an old KEK re-sealed, a key whose KEK is lost retired."""
 
 import json
 
@@ -7,9 +8,12 @@ import pytest
 from kernel import crypto
 from keyring import sealing
 from keyring.models import KeyLease, SigningKey
+from keyring.selectors import public_jwks
 from records.models import Signature
+from signing.models import SigningRun
 from signing.runs.services import verify_record
 from tests.conftest import seed
+from tests.integration.factories import seal_under
 from tests.integration.test_pipeline_with_workers import manage
 
 pytestmark = [
@@ -82,4 +86,67 @@ def test_a_run_after_rotating_the_kek_signs_with_the_new_one(start_workers, work
     # Then the run completes and passes the audit
     assert signed.returncode == 0, signed.stdout + signed.stderr
     assert Signature.objects.count() == 300
+    assert audit_passes(worker_env)
+
+
+def test_a_key_left_under_an_old_kek_is_resealed_and_then_signs(start_workers, worker_env):
+    # Given five keys, one of them sealed under an old KEK (as an unchecked `keys add` left it)
+    *_, left_behind = seed(records=300, keys=5)
+    old_kek = sealing.generate_kek()
+    seal_under(left_behind, old_kek)
+    refused = manage(worker_env, "sign", "--batch-size", "30")
+    assert refused.returncode == 1
+    assert f"does not open the private key of {left_behind.kid}, though" in refused.stderr
+    assert "keys reseal --old-kek-env VAR" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not SigningRun.objects.exists()
+
+    # When it is re-sealed from the variable holding the old KEK, and the records are signed
+    resealed = manage(
+        worker_env | {"OLD_KEK": old_kek}, "keys", "reseal", "--old-kek-env", "OLD_KEK"
+    )
+    assert resealed.returncode == 0, resealed.stderr
+    assert old_kek not in resealed.stdout + resealed.stderr
+    start_workers(processes=1, threads=2)
+    signed = manage(worker_env, "sign", "--batch-size", "30")
+
+    # Then that key signed batches like the others, and the audit passes
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    assert Signature.objects.count() == 300
+    assert Signature.objects.filter(key=left_behind).exists()
+    assert audit_passes(worker_env)
+
+
+def test_a_retired_key_is_never_leased_again_and_what_it_signed_still_verifies(
+    start_workers, worker_env
+):
+    # Given a first run signed with four keys
+    seed(records=200, keys=4)
+    start_workers(processes=1, threads=2)
+    assert manage(worker_env, "sign", "--batch-size", "25").returncode == 0
+    lost = SigningKey.objects.order_by("id").first()
+    signed_by_lost = list(Signature.objects.filter(key=lost).values_list("record_id", flat=True))
+    assert signed_by_lost, "the first key signed in the first run"
+
+    # and then new records, and the KEK that one key was sealed under lost: no run can start
+    seed(records=200, keys=0)
+    seal_under(lost, sealing.generate_kek())
+    refused = manage(worker_env, "sign", "--batch-size", "25")
+    assert refused.returncode == 1
+    assert "keys retire KID" in refused.stderr
+
+    # When it is retired and the new records are signed
+    retired = manage(worker_env, "keys", "retire", lost.kid)
+    assert retired.returncode == 0, retired.stderr
+    signed = manage(worker_env, "sign", "--batch-size", "25")
+
+    # Then it was leased no more, its public key is still published, what it signed still
+    # verifies, and the audit passes
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    lost.refresh_from_db()
+    assert lost.retired_at is not None
+    assert not KeyLease.objects.filter(key=lost, acquired_at__gt=lost.retired_at).exists()
+    assert Signature.objects.count() == 400
+    assert lost.kid in {jwk["kid"] for jwk in public_jwks()["keys"]}
+    assert all(verify_record(record_id) for record_id in signed_by_lost)
     assert audit_passes(worker_env)

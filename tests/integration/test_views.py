@@ -9,7 +9,7 @@ from signing.audit.roots import stored_run_root
 from signing.models import SigningRun
 from signing.runs.dispatch import finish_run, plan_run
 from tests.conftest import seed
-from tests.integration.factories import lease_batch, sign_and_release
+from tests.integration.factories import keyring_in_use, lease_batch, sign_and_release
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
@@ -58,6 +58,18 @@ def test_anonymous_visitors_are_sent_to_log_in(client, run):
 def test_a_viewer_sees_every_page(viewer, run):
     for url in page_urls(run):
         assert viewer.get(url).status_code == 200, url
+
+
+def test_the_keys_page_numbers_the_enabled_keys_in_lease_order_then_lists_the_disabled(viewer):
+    keyring = keyring_in_use()
+
+    page = viewer.get(reverse("keys")).content.decode()
+
+    rows = page.split("<tr>")[2:]  # after the header's row
+    kids = keyring.next_leases + keyring.disabled
+    assert [kid in row for kid, row in zip(kids, rows, strict=True)] == [True] * 5
+    positions = [row.split('<td class="num">')[1].split("</td>")[0] for row in rows]
+    assert positions == ["1", "2", "3", "—", "—"]
 
 
 def test_a_viewer_cannot_start_or_cancel_a_run(viewer, run):
