@@ -180,9 +180,28 @@ def test_cancel_releases_the_open_leases_of_the_active_run(cast):
 
 
 @pytest.mark.django_db
-def test_audit_of_an_unknown_run_is_a_usage_error():
-    with pytest.raises(CommandError, match="no run 99"):
-        call_command("audit", run=99)
+@pytest.mark.parametrize(
+    ("command", "arguments"),
+    [
+        ("audit", ["--run", "999"]),
+        ("cancel", ["999"]),
+        ("stop", ["999"]),
+        ("export", ["--run", "999", "--out", "{tmp}"]),
+    ],
+)
+def test_every_command_names_an_unknown_run_in_the_same_words(command, arguments, tmp_path):
+    arguments = [argument.format(tmp=tmp_path / "export") for argument in arguments]
+    with pytest.raises(CommandError) as refused:
+        call_command(command, *arguments)
+    assert str(refused.value) == "no run has id 999"
+    assert refused.value.returncode == 2  # bad input
+
+
+@pytest.mark.django_db
+def test_cancel_of_a_finished_run_says_it_is_not_active_and_what_it_is():
+    run = SigningRun.objects.create(batch_size=5, max_in_flight=1, status="completed")
+    with pytest.raises(CommandError, match=f"run {run.pk} is not active: it is completed"):
+        call_command("cancel", str(run.pk))
 
 
 @pytest.mark.parametrize("algorithm", crypto.ALGORITHMS)
