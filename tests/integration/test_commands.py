@@ -18,7 +18,7 @@ from keyring import sealing
 from keyring.models import KeyLease, SigningKey
 from records.models import Record, Signature
 from signing.models import Batch, SigningRun
-from signing.runs.dispatch import plan_run
+from signing.runs.dispatch import MAX_BATCH_SIZE, plan_run
 from tests.conftest import seed
 from tests.support import manage
 
@@ -33,6 +33,19 @@ def test_sign_refuses_a_bad_batch_size_in_one_line_with_exit_2_and_creates_nothi
     assert "batch size must" in result.stderr
     assert "Traceback" not in result.stderr
     assert not SigningRun.objects.exists()
+
+
+def test_a_batch_size_too_large_in_the_environment_is_refused_naming_the_variable(worker_env):
+    too_large = manage({**worker_env, "SIGNING_BATCH_SIZE": str(MAX_BATCH_SIZE + 1)}, "sign")
+    assert too_large.returncode == 1
+    assert (
+        f"SIGNING_BATCH_SIZE must be at most {MAX_BATCH_SIZE}, got {MAX_BATCH_SIZE + 1}\n"
+        in too_large.stderr
+    )
+    assert "Traceback" not in too_large.stderr
+    largest = manage({**worker_env, "SIGNING_BATCH_SIZE": str(MAX_BATCH_SIZE)}, "sign", "--help")
+    assert largest.returncode == 0, largest.stderr
+    assert f"(default {MAX_BATCH_SIZE})" in largest.stdout
 
 
 @pytest.mark.django_db
