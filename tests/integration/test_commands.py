@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
+from devtools.chaos import TRIALS
 from devtools.sandbox import free_port
 from kernel import crypto
 from keyring import sealing
@@ -294,3 +295,15 @@ def test_a_database_behind_the_code_is_refused_with_the_command_to_run(
     assert f"lacks 1 migration(s) (records.{newest_records_migration()[0]})" in result.stderr
     assert "run `manage.py migrate` first" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_chaos_help_lists_each_trial_and_no_empty_choice(worker_env):
+    shown = manage(worker_env, "chaos", "--help")
+    assert shown.returncode == 0, shown.stderr
+    assert "[]" not in shown.stdout
+    assert "{," not in shown.stdout
+    listed = "".join(shown.stdout.split())  # argparse wraps the list, at hyphens too
+    assert f"trialstorun(default:all):{','.join(TRIALS)}" in listed
+    unknown = manage(worker_env, "chaos", "no-such-trial")
+    assert unknown.returncode == 2
+    assert "no trial 'no-such-trial': one of kill-one-worker," in unknown.stderr
