@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Sum
 from django.utils import timezone
 
 from keyring.models import KeyLease
@@ -131,6 +131,24 @@ def progress_of(run: SigningRun) -> RunProgress:
         finished_at=run.finished_at,
         failure_reason=run.failure_reason,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LeasesLeftOpen:
+    """A run's leases still open that were granted before some moment: in embedded mode,
+    the leases of the process that signed the run before this one took it over."""
+
+    count: int
+    last_expiry: datetime | None  # when the last of them expires (they may be extended)
+
+
+def leases_left_open(run_id: int, *, granted_before: datetime) -> LeasesLeftOpen:
+    """The run's open leases granted before `granted_before` (by the leases' own clock,
+    signing.backends' clock()), with the latest expiry among them; one aggregate."""
+    left = KeyLease.objects.filter(
+        batch__run_id=run_id, released_at=None, acquired_at__lt=granted_before
+    ).aggregate(count=Count("id"), last_expiry=Max("expires_at"))
+    return LeasesLeftOpen(left["count"], left["last_expiry"])
 
 
 def recent_runs(limit: int = 20) -> list[SigningRun]:

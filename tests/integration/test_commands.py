@@ -50,6 +50,17 @@ def test_a_batch_size_too_large_in_the_environment_is_refused_naming_the_variabl
 
 
 @pytest.mark.django_db
+def test_sign_with_no_record_says_there_is_nothing_to_sign_and_makes_no_run():
+    seed(records=0, keys=1)
+    out = io.StringIO()
+    call_command("sign", stdout=out)
+    assert out.getvalue().strip() == (
+        "nothing to sign: the database holds no record (manage.py seed or ingest adds them)"
+    )
+    assert not SigningRun.objects.exists()
+
+
+@pytest.mark.django_db
 def test_sign_refuses_a_second_run_while_one_is_active():
     seed(records=10, keys=2)
     active = plan_run(batch_size=5)
