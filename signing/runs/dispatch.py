@@ -342,7 +342,10 @@ def cancel_run(run_id: int) -> bool:
     """Stop an active run: release its open leases (their writers then store nothing).
 
     Returns False if the run had already finished. Its signed batches stay signed; the
-    records it did not reach are planned again by the next run. Under the keyring lock,
+    batches it did not sign stay pending in the table, shown and counted as cancelled
+    (docs/architecture.md, Decisions), and their records are planned again by the next run.
+    Its audit is asked for as a finished run's is (finish_run): the run page shows it, and
+    the reaper sends it again if the message is lost. Under the keyring lock,
     taken before the run changes: a dispatch (signing_claim_batches_v3) reads the run's
     status under that lock, so a lease it grants either commits before the cancel, which
     then sees and releases it, or comes after and finds the run cancelled. Without it a
@@ -352,7 +355,7 @@ def cancel_run(run_id: int) -> bool:
         backend().lock_keyring()
         cancelled = SigningRun.objects.filter(
             pk=run_id, status__in=SigningRun.ACTIVE_STATUSES
-        ).update(status=SigningRun.Status.CANCELLED, finished_at=Now())
+        ).update(status=SigningRun.Status.CANCELLED, finished_at=Now(), audit_requested_at=Now())
         if not cancelled:
             return False
         open_leases = KeyLease.objects.filter(batch__run_id=run_id, released_at=None)
@@ -362,5 +365,9 @@ def cancel_run(run_id: int) -> bool:
             status=Batch.Status.PENDING
         )
         backend().announce_run_finished(run_id)
+        # robust: the run is cancelled whatever the broker says; a lost audit is resent
+        transaction.on_commit(
+            partial(messages.send, messages.AUDIT_RUN, run_id=run_id), robust=True
+        )
     log.info("run.cancelled", run_id=run_id)
     return True
