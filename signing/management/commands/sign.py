@@ -144,7 +144,9 @@ class Command(BaseCommand):
         that process stops (Ctrl-C, a kill), the run waits in the database: its open leases
         expire and the reaper of the threads started here dispatches their batches again.
         """
-        self.resumed = False
+        # True from the take-over of a run until none of the earlier process's leases is
+        # left: only then does left_open_note read them.
+        self.earlier_leases_open = False
         try:
             check_ready_to_sign()
             if self.follow:
@@ -166,7 +168,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"resuming run {run.pk} (batch size {run.batch_size:,}, fixed for the run)"
             )
-            self.resumed = True
+            self.earlier_leases_open = True
             if (waiting := self.left_open_note(run.pk)) is not None:
                 self.stdout.write(waiting)
             return run
@@ -176,11 +178,11 @@ class Command(BaseCommand):
         granted and did not release. Until they expire (nothing renews them once it has
         stopped) their keys stay taken and their batches unsigned; then the reaper of the
         workers started here hands the batches back. None once none is left."""
-        if not self.resumed or self.workers_started_at is None:
+        if not self.earlier_leases_open or self.workers_started_at is None:
             return None
         left = leases_left_open(run_id, granted_before=self.workers_started_at)
         if not left.count:
-            self.resumed = False  # none can appear later: no more queries
+            self.earlier_leases_open = False  # none can appear later: no more queries
             return None
         leases = amount(left.count, "leases")
         seconds = math.ceil((left.last_expiry - backend().clock()).total_seconds())
