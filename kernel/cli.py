@@ -18,6 +18,12 @@ def whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def amount(count: int, plural: str) -> str:
+    """`count` and the noun it counts, singular for one: "1 batch", "2 batches", "0 keys"."""
+    singular = plural[:-2] if plural.endswith(("ches", "shes", "sses", "xes")) else plural[:-1]
+    return f"{count:,} {plural if count != 1 else singular}"
+
+
 def add_measured_run_arguments(parser) -> None:
     """The arguments `bench` and `loadtest` share: what they seed, how many workers sign it,
     where the figures go, and the consent to delete what the database holds."""

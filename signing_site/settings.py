@@ -24,8 +24,9 @@ _GIVEN_ENVIRONMENT = dict(os.environ)  # before .env: commands say where a setti
 load_dotenv(ENV_FILE, override=False)
 
 
-def env_int(name: str, default: int, *, minimum: int = 1) -> int:
-    """Read a whole-number setting (at least `minimum`), failing at start-up with its name."""
+def env_int(name: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """Read a whole-number setting (from `minimum` to `maximum`), failing at start-up with
+    its name: a bad value is the environment's fault, and the message says which variable."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -35,6 +36,8 @@ def env_int(name: str, default: int, *, minimum: int = 1) -> int:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise SystemExit(f"{name} must be {minimum} or more, got {value}")
+    if maximum is not None and value > maximum:
+        raise SystemExit(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -230,7 +233,10 @@ DRAMATIQ_AUTODISCOVER_MODULES = ["runs.actors"]  # signing.runs.actors
 DRAMATIQ_ENCODER = "signing.ops.encoding.OrjsonEncoder"
 
 # --- Signing --------------------------------------------------------------------------
-SIGNING_BATCH_SIZE = env_int("SIGNING_BATCH_SIZE", 1000)
+# At most signing.runs.dispatch.MAX_BATCH_SIZE (PostgreSQL's integer; settings import no app,
+# so the number is written here too; a test in tests/integration/test_commands.py holds them
+# equal).
+SIGNING_BATCH_SIZE = env_int("SIGNING_BATCH_SIZE", 1000, maximum=2_147_483_647)
 SIGNING_LEASE_TTL = env_int("SIGNING_LEASE_TTL", 30)
 # How many times a batch may be leased before the run gives up on it and fails.
 SIGNING_MAX_ATTEMPTS = env_int("SIGNING_MAX_ATTEMPTS", 5)

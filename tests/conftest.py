@@ -140,12 +140,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def worker_env(transactional_db) -> dict[str, str]:
-    """Environment for worker processes: the test database, the test broker and KEK."""
+    """Environment for worker processes: the test database, the test broker and KEK.
+
+    SIGNING_DATABASE_NAME is emptied (empty is unset): set in the shell that runs the tests
+    (a helper's own development database), it would win over the test database's URL and
+    send every subprocess to that database instead."""
     db = connection.settings_dict
     if settings.SIGNING_EMBEDDED:
         return {
             "SIGNING_EMBEDDED": "1",
             "SIGNING_EMBEDDED_DB": str(db["NAME"]),
+            "SIGNING_DATABASE_NAME": "",
             "SIGNING_LOG_LEVEL": "INFO",
         }
     credentials = quote(db["USER"] or "postgres", safe="")
@@ -154,8 +159,6 @@ def worker_env(transactional_db) -> dict[str, str]:
     host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
     return {
         "DATABASE_URL": f"postgres://{credentials}@{host}:{port}/{quote(db['NAME'])}",
-        # Set for this session's own manage.py commands, it would name another database
-        # than the test database in DATABASE_URL (settings let it win).
         "SIGNING_DATABASE_NAME": "",
         "SIGNING_LOG_LEVEL": "INFO",
     }

@@ -147,8 +147,15 @@ class RunProgressSerializer(serializers.Serializer):
     total_batches = serializers.IntegerField()
     batches_signed = serializers.IntegerField()
     batches_in_flight = serializers.IntegerField()
-    batches_pending = serializers.IntegerField()
+    batches_pending = serializers.IntegerField(help_text="Batches waiting for a key.")
     batches_failed = serializers.IntegerField()
+    batches_cancelled = serializers.IntegerField(
+        help_text=(
+            "A cancelled run's batches it did not sign (0 for any other run): their records "
+            "stay unsigned until the next run signs them. The batch rows keep the status "
+            "pending (the data contract's statuses); this run is over and nothing waits on them."
+        )
+    )
     keys_used = serializers.IntegerField()
     seconds = serializers.FloatField()
     records_per_second = serializers.FloatField()

@@ -14,25 +14,39 @@ WHERE CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s
 GROUP BY s.record_id HAVING COUNT(*) > 1
 """
 
-# Rule 1: records with no signature, among all records.
-UNSIGNED_ALL = """
-SELECT r.id FROM records_record r
-WHERE NOT EXISTS (SELECT 1 FROM records_signature s WHERE s.record_id = r.id)
-ORDER BY r.id
-"""
-
-# Rule 1: records with no signature in the ranges of a completed run's batches: those
-# created before the run started, and for a follow run every one (its cuts wait out record
-# inserts in flight, so no record can land in a range cut before it: signing.runs.follow).
-UNSIGNED_IN_RUN = """
-SELECT r.id FROM signing_batch b
+# Rule 1 (a breach): records with no signature in the ranges of a completed run's batches
+# (of every completed run, or of the one audited): those created before the run started,
+# and for a follow run every one (its cuts wait out record inserts in flight, so no record
+# can land in a range cut before it: signing.runs.follow). A completed run signed each of
+# its batches whole, so a record of one left unsigned is a lost signature.
+UNSIGNED_IN_COMPLETED_RUNS = """
+SELECT DISTINCT r.id FROM signing_batch b
 JOIN signing_signingrun run ON run.id = b.run_id AND run.status = 'completed'
 JOIN records_record r ON r.id BETWEEN b.first_record_id AND b.last_record_id
-WHERE b.run_id = %(run_id)s
+WHERE (CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s)
   AND NOT EXISTS (SELECT 1 FROM records_signature s WHERE s.record_id = r.id)
   AND (run.follow OR r.created_at <= run.started_at)
 ORDER BY r.id
 """
+
+# Not a breach, a state: how many records have no signature, among all records. Those no
+# completed run had to sign (seeded or arrived since, or left by a cancelled or failed run)
+# are simply not signed yet: the next run plans and signs them.
+NOT_SIGNED_ALL = """
+SELECT COUNT(*) FROM records_record r
+WHERE NOT EXISTS (SELECT 1 FROM records_signature s WHERE s.record_id = r.id)
+"""
+
+# The same, among the records of one run's batches (a cancelled, failed or running run's).
+NOT_SIGNED_IN_RUN = """
+SELECT COUNT(DISTINCT r.id) FROM signing_batch b
+JOIN records_record r ON r.id BETWEEN b.first_record_id AND b.last_record_id
+WHERE b.run_id = %(run_id)s
+  AND NOT EXISTS (SELECT 1 FROM records_signature s WHERE s.record_id = r.id)
+"""
+
+# A run's status, for what its audit says of its unsigned records.
+RUN_STATUS = "SELECT status FROM signing_signingrun WHERE id = %(run_id)s"
 
 # Rule 1: signed batches whose signature count differs from their planned size.
 BATCH_COUNT_MISMATCH = """
@@ -135,7 +149,10 @@ RUN_STATUS_INCONSISTENT = """
 SELECT run.id, run.status, b.status, COUNT(*) FROM signing_signingrun run
 JOIN signing_batch b ON b.run_id = run.id
 WHERE ((run.status = 'completed' AND b.status <> 'signed')
-       OR (run.status = 'failed' AND b.status IN ('pending', 'leased')))
+       OR (run.status = 'failed' AND b.status IN ('pending', 'leased'))
+       -- cancel_run releases the leases of a cancelled run and puts their batches back to
+       -- pending, where its unsigned batches stay (docs/architecture.md, Decisions)
+       OR (run.status = 'cancelled' AND b.status = 'leased'))
   AND (CAST(%(run_id)s AS bigint) IS NULL OR run.id = %(run_id)s)
 GROUP BY run.id, run.status, b.status
 """

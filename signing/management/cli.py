@@ -1,5 +1,6 @@
 """What the signing commands share before they delete or sign: the KEK and the broker
-checked first, and the question asked before a command deletes data."""
+checked first, the question asked before a command deletes data, and one error for a run
+id that names no run."""
 
 import sys
 
@@ -8,8 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 from keyring import sealing
 from keyring.exceptions import KekError
 from records.selectors import Inventory, inventory
+from signing.models import SigningRun
 from signing.runs.dispatch import check_broker_reachable
-from signing.runs.exceptions import NotReadyToSign
+from signing.runs.exceptions import NotReadyToSign, RunNotFound
 
 
 def kek_once_the_broker_answers() -> bytes:
@@ -42,3 +44,15 @@ def confirm_reset(command: BaseCommand, *, reset: bool, verb: str) -> Inventory:
         f"this database holds {held}: {verb} would delete them all. Give --reset to delete "
         "them, or point DATABASE_URL (or SIGNING_DATABASE_NAME) at another database"
     )
+
+
+def no_such_run(run_id: int) -> CommandError:
+    """The one error of every command given a run id that names no run (`audit --run`,
+    `export --run`, `cancel`, `stop`): the same words, exit status 2 (bad input)."""
+    return CommandError(str(RunNotFound(run_id)), returncode=2)
+
+
+def require_run(run_id: int) -> None:
+    """Stop with no_such_run unless a run has this id."""
+    if not SigningRun.objects.filter(pk=run_id).exists():
+        raise no_such_run(run_id)

@@ -47,6 +47,10 @@ from keyring.models import KeyLease
 from records.selectors import record_totals
 from signing.models import Batch, SigningRun
 
+# The `status` label of the batch counts: the data contract's batch statuses, and
+# `cancelled` for a cancelled run's pending batches (_batch_states), which wait for nothing.
+BATCH_STATES: Final = (*Batch.Status.values, "cancelled")
+
 # Upper bounds, in seconds, of the batch duration histogram (+Inf is added). A batch of 1,000
 # Ed25519 records takes tens of milliseconds; one of 100,000 takes seconds.
 BATCH_DURATION_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -79,11 +83,12 @@ class SigningCollector:
         by_status = GaugeMetricFamily(
             "signing_batches",
             "Batches of every run by status: pending (waiting for a key), leased (being "
-            "signed), signed, failed (gave up after SIGNING_MAX_ATTEMPTS leases). A cancelled "
-            "run's unsigned batches stay pending for good: see signing_run_batches.",
+            "signed), signed, failed (gave up after SIGNING_MAX_ATTEMPTS leases), cancelled "
+            "(a cancelled run's batches it did not sign: their records wait for the next "
+            "run; the batch rows keep the status pending).",
             labels=["status"],
         )
-        for status in Batch.Status.values:
+        for status in BATCH_STATES:
             by_status.add_metric([status], batches[f"batches_{status}"])
         yield by_status
         yield _duration_histogram(batches)
@@ -144,9 +149,9 @@ def _batch_figures(*, run_id: int | None) -> dict[str, Any]:
     signed = Q(status=Batch.Status.SIGNED)
     timed = signed & Q(leased_at__isnull=False, signed_at__isnull=False)
     aggregates: dict[str, Any] = {}
-    for status in Batch.Status.values:
-        aggregates[f"batches_{status}"] = Count("id", filter=Q(status=status))
-        aggregates[f"run_batches_{status}"] = Count("id", filter=Q(status=status, run_id=run_id))
+    for state, which in _batch_states().items():
+        aggregates[f"batches_{state}"] = Count("id", filter=which)
+        aggregates[f"run_batches_{state}"] = Count("id", filter=which & Q(run_id=run_id))
     for index, bound in enumerate(BATCH_DURATION_BUCKETS):
         aggregates[f"le_{index}"] = Count(
             "id", filter=timed & Q(duration__lte=timedelta(seconds=bound))
@@ -158,6 +163,17 @@ def _batch_figures(*, run_id: int | None) -> dict[str, Any]:
         F("signed_at") - F("leased_at"), Value(timedelta(0)), output_field=DurationField()
     )
     return Batch.objects.annotate(duration=duration).aggregate(**aggregates)
+
+
+def _batch_states() -> dict[str, Q]:
+    """Which batches each BATCH_STATES label counts. A cancelled run's batches keep the
+    status pending in the table (the data contract's statuses), but nothing waits for
+    them: they are counted as cancelled, never as pending."""
+    of_cancelled_run = Q(run__status=SigningRun.Status.CANCELLED)
+    states = {status: Q(status=status) for status in Batch.Status.values}
+    states[Batch.Status.PENDING] &= ~of_cancelled_run
+    states["cancelled"] = Q(status=Batch.Status.PENDING) & of_cancelled_run
+    return states
 
 
 def _duration_histogram(batches: dict[str, Any]) -> HistogramMetricFamily:
@@ -193,7 +209,7 @@ def _run_metrics(run: dict[str, Any], batches: dict[str, Any]) -> Iterator[Metri
         "Batches of the current run by status (see signing_batches).",
         labels=["status"],
     )
-    for status in Batch.Status.values:
+    for status in BATCH_STATES:
         by_status.add_metric([status], batches[f"run_batches_{status}"])
     yield by_status
     yield InfoMetricFamily(

@@ -25,14 +25,18 @@ from kernel.vendor import Now, constraint_name
 from keyring import sealing
 from keyring.exceptions import KekError
 from keyring.leases import GrantedLease
-from keyring.models import KeyLease
-from keyring.selectors import free_keys
+from keyring.models import KeyLease, SigningKey
 from keyring.services import Resealed, check_kek_opens_keyring, reseal_keys, rotate_kek
 from signing.audit.roots import stored_run_root
 from signing.backends import backend
 from signing.models import Batch, SigningRun
 from signing.runs import messages
-from signing.runs.exceptions import InvalidBatchSize, NotReadyToSign, RunAlreadyActive
+from signing.runs.exceptions import (
+    InvalidBatchSize,
+    NothingToSign,
+    NotReadyToSign,
+    RunAlreadyActive,
+)
 from signing.runs.leases import log_granted, release_lease
 
 log = EventLogger(__name__)
@@ -85,8 +89,11 @@ def check_ready_to_sign() -> None:
             check_kek_opens_keyring()
         except KekError as error:
             raise NotReadyToSign(str(error)) from None
-    if not free_keys().exists():
-        raise NotReadyToSign("no enabled key is free: seed keys first (manage.py seed)")
+    # Enabled, not free: every key may be held by the active run's leases (in embedded
+    # mode, those of a process killed mid-run, which `sign` takes over); the start then
+    # says the run is active, or resumes it, and the keys come back as the leases end.
+    if not SigningKey.objects.filter(enabled=True).exists():
+        raise NotReadyToSign("no key is enabled: seed keys first (manage.py seed)")
     check_broker_reachable()
 
 
@@ -101,14 +108,22 @@ def check_broker_reachable() -> None:
         ) from None
 
 
-def start_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun:
+def start_run(
+    *, batch_size: int, max_in_flight: int | None = None, keep_if_empty: bool = True
+) -> SigningRun:
     """Create and plan a run and, once that commits, fill the pipeline.
 
-    A run with nothing to sign is completed at once. (A follow run starts with
-    signing.runs.follow.start_follow_run.)
+    A run with nothing to sign is completed at once, and kept: the dashboard and the API
+    list it, the answer to the start someone asked for. With `keep_if_empty=False`
+    (`manage.py sign`, typed again and again) it is rolled back instead and NothingToSign
+    raised: the plan decides, in the same transaction, so no record can slip between a
+    check and the start. (A follow run starts with signing.runs.follow.start_follow_run.)
     """
     with transaction.atomic():
         run = plan_run(batch_size=batch_size, max_in_flight=max_in_flight)
+        if run.batch_count == 0 and not keep_if_empty:
+            log.info("run.discarded_empty", run_id=run.pk)  # after its run.planned line
+            raise NothingToSign
         if run.batch_count == 0:
             finish_run(run.pk)
         else:
@@ -345,7 +360,10 @@ def cancel_run(run_id: int) -> bool:
     """Stop an active run: release its open leases (their writers then store nothing).
 
     Returns False if the run had already finished. Its signed batches stay signed; the
-    records it did not reach are planned again by the next run. Under the keyring lock,
+    batches it did not sign stay pending in the table, shown and counted as cancelled
+    (docs/architecture.md, Decisions), and their records are planned again by the next run.
+    Its audit is asked for as a finished run's is (finish_run): the run page shows it, and
+    the reaper sends it again if the message is lost. Under the keyring lock,
     taken before the run changes: a dispatch (signing_claim_batches_v3) reads the run's
     status under that lock, so a lease it grants either commits before the cancel, which
     then sees and releases it, or comes after and finds the run cancelled. Without it a
@@ -355,7 +373,7 @@ def cancel_run(run_id: int) -> bool:
         backend().lock_keyring()
         cancelled = SigningRun.objects.filter(
             pk=run_id, status__in=SigningRun.ACTIVE_STATUSES
-        ).update(status=SigningRun.Status.CANCELLED, finished_at=Now())
+        ).update(status=SigningRun.Status.CANCELLED, finished_at=Now(), audit_requested_at=Now())
         if not cancelled:
             return False
         open_leases = KeyLease.objects.filter(batch__run_id=run_id, released_at=None)
@@ -366,5 +384,9 @@ def cancel_run(run_id: int) -> bool:
             status=Batch.Status.PENDING
         )
         backend().announce_run_finished(run_id)
+        # robust: the run is cancelled whatever the broker says; a lost audit is resent
+        transaction.on_commit(
+            partial(messages.send, messages.AUDIT_RUN, run_id=run_id), robust=True
+        )
     log.info("run.cancelled", run_id=run_id)
     return True

@@ -41,6 +41,13 @@ class RunNotActive(Exception):
         super().__init__(f"run {run_id} is not active: it is {status}")
 
 
+class NothingToSign(Exception):
+    """Every record is signed already: a run asked not to be kept empty was not created."""
+
+    def __init__(self) -> None:
+        super().__init__("nothing to sign: every record is signed already")
+
+
 class NotReadyToSign(Exception):
     """A run could not make progress: no usable key, or a KEK that does not open them."""
 

@@ -157,7 +157,8 @@ def resend_lost_audits() -> int:
     after it was last sent (the message was lost, or its worker died); return how many.
 
     Each resend is claimed with a compare-and-set on `audit_requested_at`, so however many
-    reapers look, one sends. Runs that never asked for an audit (cancelled ones) are left.
+    reapers look, one sends. Runs that never asked for an audit (those cancelled before
+    cancel_run asked for one too, issue 20) are left.
     """
     now = timezone.now()
     overdue = now - timedelta(seconds=settings.SIGNING_AUDIT_RESEND_SECONDS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Exists, Min, OuterRef, Q, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Sum
 from django.utils import timezone
 
 from keyring.models import KeyLease
@@ -32,6 +32,11 @@ class RunProgress:
     batches_in_flight: int
     batches_pending: int
     batches_failed: int
+    # A cancelled run's batches it never signed: their rows keep the status `pending` (the
+    # data contract's batch statuses are pending / leased / signed / failed; the run's
+    # status says it ended), but nothing waits for them any more: their records are planned
+    # again by the next run. Shown as "not signed (run cancelled)", never as pending.
+    batches_cancelled: int
     keys_used: int
     started_at: datetime | None
     finished_at: datetime | None
@@ -81,6 +86,7 @@ class RunProgress:
             "batches_in_flight": self.batches_in_flight,
             "batches_pending": self.batches_pending,
             "batches_failed": self.batches_failed,
+            "batches_cancelled": self.batches_cancelled,
             "keys_used": self.keys_used,
             "seconds": round(self.seconds, 2),
             "records_per_second": round(self.records_per_second, 1),
@@ -114,6 +120,7 @@ def progress_of(run: SigningRun) -> RunProgress:
         .distinct()
         .count()
     )
+    cancelled = run.status == SigningRun.Status.CANCELLED
     return RunProgress(
         run_id=run.pk,
         status=run.status,
@@ -124,13 +131,32 @@ def progress_of(run: SigningRun) -> RunProgress:
         total_batches=run.batch_count,
         batches_signed=counts["signed"],
         batches_in_flight=counts["leased"],
-        batches_pending=counts["pending"],
+        batches_pending=0 if cancelled else counts["pending"],
         batches_failed=counts["failed"],
+        batches_cancelled=counts["pending"] if cancelled else 0,
         keys_used=keys_used,
         started_at=run.started_at,
         finished_at=run.finished_at,
         failure_reason=run.failure_reason,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LeasesLeftOpen:
+    """A run's leases still open that were granted before some moment: in embedded mode,
+    the leases of the process that signed the run before this one took it over."""
+
+    count: int
+    last_expiry: datetime | None  # when the last of them expires (they may be extended)
+
+
+def leases_left_open(run_id: int, *, granted_before: datetime) -> LeasesLeftOpen:
+    """The run's open leases granted before `granted_before` (by the leases' own clock,
+    signing.backends' clock()), with the latest expiry among them; one aggregate."""
+    left = KeyLease.objects.filter(
+        batch__run_id=run_id, released_at=None, acquired_at__lt=granted_before
+    ).aggregate(count=Count("id"), last_expiry=Max("expires_at"))
+    return LeasesLeftOpen(left["count"], left["last_expiry"])
 
 
 def recent_runs(limit: int = 20) -> list[SigningRun]:

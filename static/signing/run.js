@@ -71,6 +71,11 @@
     set("batches_signed", number(p.batches_signed));
     set("batches_in_flight", p.batches_in_flight);
     set("batches_pending", number(p.batches_pending));
+    set("batches_cancelled", number(p.batches_cancelled));
+    // A cancelled run's unsigned batches wait for nothing: they are not pending any more.
+    const cancelled = p.status === "cancelled";
+    root.querySelector('[data-figure="pending"]').hidden = cancelled;
+    root.querySelector('[data-figure="cancelled"]').hidden = !cancelled;
     set("batches_failed", p.batches_failed);
     set("records_per_second", number(Math.round(p.records_per_second)));
     set("eta", p.eta_seconds === null ? "–" : Math.round(p.eta_seconds) + " s");

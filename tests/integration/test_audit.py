@@ -2,6 +2,7 @@
 tables."""
 
 import io
+import json
 from datetime import timedelta
 
 import pytest
@@ -12,11 +13,12 @@ from kernel.vendor import SQLITE
 from keyring.models import KeyLease, SigningKey
 from records.models import Record, Signature
 from signing.audit.roots import batch_root, run_root
-from signing.audit.rules import NO_ROOT, audit
-from signing.models import Batch, SigningRun
-from signing.runs.dispatch import start_run
+from signing.audit.rules import NO_ROOT, Check, audit
+from signing.models import Batch, RunAudit, SigningRun
+from signing.runs.dispatch import cancel_run, start_run
+from signing.runs.seeding import load_records
 from tests.conftest import seed
-from tests.support import deliver_all
+from tests.support import deliver, deliver_all
 
 pytestmark = pytest.mark.django_db
 
@@ -306,3 +308,90 @@ def test_rows_signed_before_roots_existed_are_noted_not_failed(signed_run):
     call_command("audit", stdout=out)
     assert f"note: run {signed_run.pk}: no root (signed before roots existed)" in out.getvalue()
     assert "Audit PASSED" in out.getvalue()
+
+
+def rule_one(run_id=None) -> Check:
+    report = audit(run_id=run_id, processes=1)
+    [check] = [c for c in report.checks if c.name == "one_signature_per_record"]
+    assert report.records_not_signed == report.as_dict()["records_not_signed"]
+    return check
+
+
+def test_records_no_run_had_to_sign_are_reported_not_signed_yet_and_the_audit_passes(backend):
+    # Given 1,000 records and no key, so no run (`seed --records 1000 --keys 0`)
+    seed(records=1000, keys=0)
+
+    # When the whole database is audited
+    out = io.StringIO()
+    call_command("audit", stdout=out)  # no SystemExit: exit 0
+
+    # Then they are a state, reported, not a breach
+    assert "Audit PASSED" in out.getvalue()
+    assert (
+        "note: 1,000 records not signed yet, in no completed run's batches (a state, not a "
+        "breach: the next run signs them)"
+    ) in out.getvalue()
+    json_out = io.StringIO()
+    call_command("audit", "--json", stdout=json_out)
+    report = json.loads(json_out.getvalue())
+    assert report["passed"] is True
+    assert report["records_not_signed"] == 1000
+
+
+def test_a_cancelled_runs_unsigned_records_are_reported_by_its_audit_and_the_whole_one(
+    sent, django_capture_on_commit_callbacks, backend
+):
+    # Given a run of 4 batches of 5 records whose first batch is signed, then cancelled
+    seed(records=20, keys=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = start_run(batch_size=5, max_in_flight=1)
+    [triggered] = sent.messages
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(triggered)  # batch 1 signed; its completion not delivered yet
+        assert cancel_run(run.pk)
+
+    # Then the cancel asked for the run's audit, and the worker's audit passes, noting why
+    # 15 of its records wait
+    deliver_all(sent, django_capture_on_commit_callbacks)
+    recorded = RunAudit.objects.get(run=run)
+    assert recorded.passed, recorded.report
+    assert recorded.report["records_not_signed"] == 15
+    note = (
+        "15 records of its batches not signed: the run is cancelled (a state, not a breach: "
+        "the next run signs them)"
+    )
+    assert rule_one(run.pk).notes == [note]
+    # and the whole database's audit passes too, counting them as not signed yet
+    whole = rule_one()
+    assert whole.passed
+    assert whole.notes[0].startswith("15 records not signed yet")
+
+
+def test_a_record_of_a_completed_run_left_unsigned_is_a_breach_in_the_whole_audit(signed_run):
+    tampering_with_signatures()
+    signature = Signature.objects.order_by("record_id").last()
+    record_id = signature.record_id
+    signature.delete()
+    check = rule_one()
+    assert f"record {record_id} has no signature" in check.breaches
+    assert check.notes == []  # lost, not "not signed yet"
+
+
+def test_records_added_after_a_completed_run_are_not_signed_yet_not_lost(signed_run):
+    load_records(["arrived after the run", "and another"])
+    check = rule_one()
+    assert check.passed
+    assert check.notes == [
+        "2 records not signed yet, in no completed run's batches (a state, not a breach: the "
+        "next run signs them)"
+    ]
+    assert rule_one(signed_run.pk).notes == []  # the run's own audit: its records are signed
+
+
+def test_a_cancelled_run_with_a_batch_still_leased_is_named(signed_run):
+    SigningRun.objects.filter(pk=signed_run.pk).update(status=SigningRun.Status.CANCELLED)
+    Batch.objects.filter(run=signed_run, seq=1).update(status=Batch.Status.LEASED)
+    assert (
+        f"run {signed_run.pk} is cancelled but 1 of its batches are leased"
+        in (failed_checks()["no_open_leases_after_finish"])
+    )

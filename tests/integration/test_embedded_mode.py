@@ -381,7 +381,8 @@ def api(base: str, token: str, path: str, body: dict | None = None) -> dict:
 
 def test_a_run_whose_process_was_killed_is_resumed_by_the_next_sign(tmp_path):
     # Given an embedded run being signed by `sign`, whose threads are its only workers
-    short_leases = {"SIGNING_LEASE_TTL": "2"}
+    # (leases of 6 s: the next `sign` starts before those of the killed one expire)
+    short_leases = {"SIGNING_LEASE_TTL": "6"}
     database = tmp_path / "signing.sqlite3"
     assert manage_embedded(tmp_path, "migrate", "-v", "0").returncode == 0
     assert manage_embedded(tmp_path, "seed", "--records", "20000", "--keys", "20").returncode == 0
@@ -405,6 +406,15 @@ def test_a_run_whose_process_was_killed_is_resumed_by_the_next_sign(tmp_path):
     # signed again, every record is signed once and the audit passes
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming run 1 (batch size 10, fixed for the run)" in resumed.stdout
+    # and says what it waits for: the killed process's leases, and for how long
+    waiting = re.search(
+        r"^waiting for (\d+) leases? of the earlier process to expire: (\d) s$",
+        resumed.stdout,
+        re.MULTILINE,
+    )
+    assert waiting, resumed.stdout
+    assert 1 <= int(waiting[1]) <= 20  # at most one lease per key
+    assert 1 <= int(waiting[2]) <= 6  # at most one TTL
     assert "20,000 of 20,000 records signed in 2,000 batches of 10" in resumed.stdout
     expired = "SELECT count(*) FROM keyring_keylease WHERE outcome = 'expired'"
     assert scalar(database, expired) > 0

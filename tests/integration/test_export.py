@@ -198,7 +198,7 @@ def test_an_export_never_overwrites_a_directory_with_files(signed_database, tmp_
 
 
 def test_an_unknown_run_is_a_usage_error(signed_database, tmp_path):
-    with pytest.raises(CommandError, match="no run 999"):
+    with pytest.raises(CommandError, match="no run has id 999"):
         export_to(tmp_path / "x", "--run", "999")
 
 

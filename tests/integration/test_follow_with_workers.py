@@ -233,7 +233,7 @@ def test_the_workers_cut_a_partial_batch_once_its_oldest_record_has_waited_the_m
 def test_stop_says_what_is_wrong_with_the_run_it_names(worker_env):
     seed(records=0, keys=1)
     unknown = manage(worker_env, "stop", "4242")
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2  # bad input, as for audit, export and cancel
     assert "no run has id 4242" in unknown.stderr
     assert manage(worker_env, "stop", "0").returncode == 2  # not a run id at all
 

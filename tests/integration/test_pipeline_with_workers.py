@@ -3,6 +3,7 @@ the tests taking `backend` also in embedded mode (SQLite, workers as threads of 
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,10 +49,13 @@ def test_a_batch_size_larger_than_the_records_signs_them_in_one_batch(
     seed(records=300, keys=3)
     start_workers(processes=1, threads=2)
 
-    signed = manage(worker_env, "sign", "--batch-size", "100000")
+    # (stdout is a pipe, 80 columns: as in `sign | cat`, or `make demo`'s output)
+    signed = manage({**worker_env, "COLUMNS": "80"}, "sign", "--batch-size", "100000")
 
     assert signed.returncode == 0, signed.stderr
-    assert "300 of 300 records signed in 1 batches of 100,000 with 1 keys" in signed.stdout
+    progress = r"^run \d+ 300/300 records · [\d,]+/s · 0 batches in flight \d+:\d\d:\d\d$"
+    assert re.search(progress, signed.stdout, re.MULTILINE), signed.stdout  # not cut, no bar
+    assert "300 of 300 records signed in 1 batch of 100,000 with 1 key," in signed.stdout
     assert manage(worker_env, "audit").returncode == 0
 
 
@@ -67,6 +71,14 @@ def test_a_second_run_signs_only_the_new_records(start_workers, worker_env, back
     assert "70 of 70 records signed in 3 batches of 30" in again.stdout
     assert Signature.objects.count() == 270
     assert manage(worker_env, "audit").returncode == 0
+
+    # and a third, with every record signed, says so and makes no run
+    third = manage(worker_env, "sign", "--batch-size", "30")
+    assert third.returncode == 0, third.stderr
+    assert third.stdout.strip() == (
+        "nothing to sign: every record is signed already (270 records); no run was created"
+    )
+    assert SigningRun.objects.count() == 2
 
 
 def test_demo_seeds_signs_audits_and_stops_its_workers(worker_env, backend):

@@ -7,7 +7,7 @@ from django.urls import reverse
 from keyring.models import SigningKey
 from signing.audit.roots import stored_run_root
 from signing.models import SigningRun
-from signing.runs.dispatch import finish_run, plan_run
+from signing.runs.dispatch import cancel_run, finish_run, plan_run
 from tests.conftest import seed
 from tests.integration.factories import keyring_in_use, lease_batch, sign_and_release
 
@@ -140,6 +140,33 @@ def test_progress_json_has_what_the_page_shows(viewer, run):
     assert progress["finished"] is False
     assert progress["audit"] is None
     assert set(progress) >= {"percent", "records_per_second", "eta_seconds", "batches_failed"}
+
+
+def test_a_cancelled_runs_unsigned_batches_are_shown_as_not_signed_not_pending(viewer, cast):
+    # Given the cast's run (4 batches, batch 1 leased) with batch 1 signed, then cancelled
+    sign_and_release(cast.lease.id)
+    assert cancel_run(cast.run.pk)
+
+    # Then its 3 other batches are "not signed (run cancelled)": none is pending any more
+    progress = viewer.get(reverse("run-progress", args=[cast.run.pk])).json()
+    assert progress["status"] == "cancelled"
+    assert progress["batches_signed"] == 1
+    assert progress["batches_pending"] == 0
+    assert progress["batches_cancelled"] == 3
+    page = viewer.get(reverse("run-detail", args=[cast.run.pk])).content.decode()
+    assert '<div data-figure="pending" hidden><dt>Pending</dt>' in page
+    assert (
+        '<div data-figure="cancelled"><dt>Not signed (run cancelled)</dt>'
+        '<dd data-field="batches_cancelled">3</dd>'
+    ) in page
+    # and the rows keep the data contract's statuses: the run's status says it ended
+    assert set(cast.run.batches.values_list("status", flat=True)) == {"signed", "pending"}
+
+
+def test_an_active_runs_page_shows_pending_batches_and_hides_the_cancelled_figure(viewer, run):
+    page = viewer.get(reverse("run-detail", args=[run.pk])).content.decode()
+    assert '<div data-figure="pending"><dt>Pending</dt><dd data-field="batches_pending">3' in page
+    assert '<div data-figure="cancelled" hidden>' in page
 
 
 def test_a_completed_runs_page_shows_its_merkle_root(viewer, cast):

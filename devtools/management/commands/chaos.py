@@ -1,5 +1,6 @@
 """manage.py chaos: run the crash and restart trials against real processes; print a table."""
 
+import argparse
 import time
 from pathlib import Path
 
@@ -18,8 +19,14 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
+        # Checked by type, not choices: argparse checks a '*' positional's default ([]) against
+        # its choices on Python 3.11, so choices had to list [], which --help then showed.
         parser.add_argument(
-            "trials", nargs="*", choices=[[], *TRIALS], help="trials to run (default: all)"
+            "trials",
+            nargs="*",
+            type=trial_name,
+            metavar="TRIAL",
+            help=f"trials to run (default: all): {', '.join(TRIALS)}",
         )
         parser.add_argument("--json", type=Path, help="also write the results to this file")
 
@@ -49,6 +56,13 @@ class Command(BaseCommand):
             json.write_text(_json(results))
         if not all(result.passed for result in results):
             raise CommandError("a trial broke a rule or did not finish (see the table)")
+
+
+def trial_name(text: str) -> str:
+    """A trial's name, or argparse's one-line error listing the names there are."""
+    if text not in TRIALS:
+        raise argparse.ArgumentTypeError(f"no trial {text!r}: one of {', '.join(TRIALS)}")
+    return text
 
 
 def results_table(results: list[TrialResult]) -> Table:

@@ -2,12 +2,12 @@
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from rich.console import Console
 
 from kernel.cli import whole_number
 from signing.audit.rules import AuditReport, audit
-from signing.models import SigningRun
+from signing.management.cli import require_run
 
 
 class Command(BaseCommand):
@@ -18,8 +18,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
     def handle(self, *args, run: int | None, json: bool, **options) -> None:
-        if run is not None and not SigningRun.objects.filter(pk=run).exists():
-            raise CommandError(f"no run {run}", returncode=2)
+        if run is not None:
+            require_run(run)
         report = audit(run_id=run)
         if json:
             self.stdout.write(_json(report))

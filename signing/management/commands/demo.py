@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from kernel import backends
-from kernel.cli import refuse_an_unmigrated_database, whole_number
+from kernel.cli import amount, refuse_an_unmigrated_database, whole_number
 from kernel.roles import ResetNeedsOwner, connect_as_owner
 from records.models import Record
 from records.selectors import record_totals
@@ -70,7 +70,7 @@ class Command(BaseCommand):
         if not held.empty:
             self.stdout.write(f"deleted {held}")
         self.stdout.write(
-            f"seeded {seeded.records:,} records and {seeded.keys:,} keys in "
+            f"seeded {amount(seeded.records, 'records')} and {amount(seeded.keys, 'keys')} in "
             f"{time.perf_counter() - started:.2f} s"
         )
         log_file = Path(settings.BASE_DIR) / ".demo" / "workers.log"

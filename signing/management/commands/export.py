@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kernel.cli import refuse_an_unmigrated_database, whole_number
+from kernel.cli import amount, refuse_an_unmigrated_database, whole_number
 from signing.exports.export import (
     ExportDirNotEmpty,
     ExportError,
@@ -15,7 +15,7 @@ from signing.exports.export import (
     refuse_a_non_empty_directory,
     write_export,
 )
-from signing.models import SigningRun
+from signing.management.cli import require_run
 
 
 class Command(BaseCommand):
@@ -37,8 +37,8 @@ class Command(BaseCommand):
         except ExportDirNotEmpty as error:
             raise CommandError(str(error), returncode=2) from None
         refuse_an_unmigrated_database()
-        if run is not None and not SigningRun.objects.filter(pk=run).exists():
-            raise CommandError(f"no run {run}", returncode=2)
+        if run is not None:
+            require_run(run)
         plan = plan_export(run)
         console = Console(file=self.stdout._out, soft_wrap=True)
         columns = (
@@ -55,14 +55,9 @@ class Command(BaseCommand):
         except ExportError as error:
             raise CommandError(str(error)) from None
         console.print(
-            f"exported {_amount(summary.records, 'records')} of "
-            f"{_amount(summary.batches, 'batches')} of {_amount(summary.runs, 'runs')}, signed "
-            f"by {_amount(summary.keys, 'keys')}, to {summary.directory}",
+            f"exported {amount(summary.records, 'records')} of "
+            f"{amount(summary.batches, 'batches')} of {amount(summary.runs, 'runs')}, signed "
+            f"by {amount(summary.keys, 'keys')}, to {summary.directory}",
             markup=False,
         )
         console.print(f"verify: python tools/verify_export.py {summary.directory}", markup=False)
-
-
-def _amount(count: int, plural: str) -> str:
-    singular = plural[:-2] if plural.endswith("ches") else plural[:-1]
-    return f"{count:,} {plural if count != 1 else singular}"

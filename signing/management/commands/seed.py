@@ -5,7 +5,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from kernel import crypto
-from kernel.cli import refuse_an_unmigrated_database, whole_number
+from kernel.cli import amount, refuse_an_unmigrated_database, whole_number
 from kernel.roles import ResetNeedsOwner, connect_as_owner
 from keyring import sealing
 from keyring.exceptions import KekError
@@ -79,6 +79,7 @@ class Command(BaseCommand):
         if reset and not held.empty:
             self.stdout.write(f"deleted {held} (--reset)")
         self.stdout.write(
-            f"seeded {seeded.records:,} records and {seeded.keys:,} {algorithm} keys"
+            f"seeded {amount(seeded.records, 'records')} and "
+            f"{amount(seeded.keys, f'{algorithm} keys')}"
             f"{' after a reset' if reset else ''} in {time.perf_counter() - started:.2f} s"
         )

@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from kernel.cli import whole_number
+from signing.management.cli import no_such_run
 from signing.runs.exceptions import RunNotActive, RunNotFollowing, RunNotFound
 from signing.runs.follow import stop_run
 
@@ -19,7 +20,9 @@ class Command(BaseCommand):
     def handle(self, *args, run: int, **options) -> None:
         try:
             stopped = stop_run(run)
-        except (RunNotFound, RunNotFollowing, RunNotActive) as error:
+        except RunNotFound:
+            raise no_such_run(run) from None
+        except (RunNotFollowing, RunNotActive) as error:
             raise CommandError(str(error)) from None
         if stopped.status == stopped.Status.RUNNING:
             self.stdout.write(
