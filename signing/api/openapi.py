@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import permissions, serializers
 
@@ -28,8 +29,9 @@ ERROR_DESCRIPTIONS = {
     "403": "Authenticated but not allowed here (staff only, or the producers group for "
     "records), or a session request without its CSRF token.",
     "404": "Nothing has this id.",
-    "413": "The body is over the request size cap (256 KiB).",
-    "415": "The body is not in a media type this operation reads (application/json).",
+    "413": "The body is over the request size cap "
+    f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes).",
+    "415": "The body is not in a media type this operation reads (its requestBody's).",
     "429": "Too many requests: try again later (the Retry-After header says when).",
 }
 

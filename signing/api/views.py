@@ -17,7 +17,7 @@ from rest_framework import exceptions, mixins, permissions, serializers, status,
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -294,11 +294,11 @@ class ObtainExpiringToken(ObtainAuthToken):
 
     Logging in needs no credentials but these: no authentication runs (a stale token in a
     client's headers must not refuse the login that replaces it), and JSON is read strictly
-    as everywhere in the API (forms too, as DRF's view takes them)."""
+    as everywhere in the API (URL-encoded forms too, as DRF's view takes them)."""
 
     authentication_classes = ()
     permission_classes = (permissions.AllowAny,)
-    parser_classes = (StrictJSONParser, FormParser, MultiPartParser)
+    parser_classes = (StrictJSONParser, FormParser)  # no multipart: file parts escape the body cap
 
     @extend_schema(
         request=ObtainAuthToken.serializer_class,
@@ -329,7 +329,8 @@ def not_found(request: HttpRequest, path: str) -> JsonResponse:
     """Any /api/ path no endpoint matches: a 404 in the API's error shape, not Django's HTML
     page, naming the trailing slash when that is all that is missing."""
     message = "No API endpoint has this path (the endpoints: /api/docs/)."
-    if not request.path.endswith("/") and resolve(request.path + "/").url_name != NOT_FOUND:
+    path = request.path_info  # what resolve() takes, under a script prefix too
+    if not path.endswith("/") and resolve(path + "/").url_name != NOT_FOUND:
         message = f"No API endpoint has this path: did you mean {request.path}/ ?"
     return JsonResponse({"errors": {"detail": [message]}}, status=status.HTTP_404_NOT_FOUND)
 

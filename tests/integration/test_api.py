@@ -67,6 +67,23 @@ def test_a_token_is_issued_for_a_username_and_password(anonymous):
     assert wrong.status_code == 400
 
 
+def test_logging_in_takes_json_and_forms_and_ignores_a_stale_token(anonymous):
+    get_user_model().objects.create_user("ops", password="pw")
+    anonymous.credentials(HTTP_AUTHORIZATION="Token expired-or-wrong")  # not looked at
+    form = anonymous.post(
+        "/api/auth/token/",
+        "username=ops&password=pw",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert form.status_code == 200
+    # Multipart is refused: its file parts are not held to the 256 KiB body cap.
+    upload = anonymous.post(
+        "/api/auth/token/", {"username": "ops", "password": "pw"}, format="multipart"
+    )
+    assert upload.status_code == 415
+    assert list(upload.json()["errors"]) == ["detail"]
+
+
 @pytest.mark.parametrize(
     "url", ["/api/runs/", "/api/runs/1/", "/api/keys/", "/api/records/1/", "/api/runs/1/leases/"]
 )
@@ -376,6 +393,10 @@ def test_a_path_missing_its_trailing_slash_is_named(reader, keyring_and_records)
         "errors": {"detail": ["No API endpoint has this path: did you mean /api/runs/ ?"]}
     }
     assert not SigningRun.objects.exists()
+    # Served under a script prefix (a reverse proxy's /svc/): the URLconf sees path_info.
+    prefixed = reader.post("/api/runs", {"batch_size": 5}, format="json", SCRIPT_NAME="/svc")
+    assert prefixed.status_code == 404
+    assert prefixed.json()["errors"]["detail"][0].endswith("did you mean /svc/api/runs/ ?")
 
 
 def test_a_body_that_is_not_an_object_is_named_in_words(reader, keyring_and_records):
