@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -594,9 +595,10 @@ def trial_late_delivery(sandbox: Sandbox) -> TrialResult:
         def deliver_late() -> None:
             broker.enqueue(late)
             wait_for(
-                lambda: (
-                    f"batch.lease_lost batch_id={late.kwargs['batch_id']} lease_id={lease_id}"
-                    in trial.pool_log_text(0) + trial.pool_log_text(1)
+                lambda: re.search(
+                    rf"batch\.lease_lost (?:run_id=\d+ )?batch_id={late.kwargs['batch_id']}"
+                    rf" lease_id={lease_id}\b",
+                    trial.pool_log_text(0) + trial.pool_log_text(1),
                 ),
                 what="the late message to be handled",
                 timeout=30,

@@ -43,7 +43,7 @@ STORED_BEFORE_CUT = 5
 # that failed meanwhile is retried after a backoff of up to 10 s.
 LATE_WORK_SECONDS = 90
 # What a worker logs of each attempt at a batch: `batch.stored`, `batch.lease_lost`, ...
-BATCH_REPORT = re.compile(r" batch\.\w+ batch_id=\d+ lease_id=(\d+)\b")
+BATCH_REPORT = re.compile(r" batch\.\w+ (?:run_id=\d+ )?batch_id=\d+ lease_id=(\d+)\b")
 
 
 @pytest.fixture(scope="module")

@@ -135,9 +135,12 @@ def test_the_leases_api_pages_a_long_run_1000_at_a_time(long_run):
     insert_leases(long_run, 3000)
     client = APIClient()
     client.force_authenticate(get_user_model().objects.create_user("reader", password="x"))
-    page = client.get(f"/api/runs/{long_run.pk}/leases/", {"limit": "100000"}).json()
+    page = client.get(f"/api/runs/{long_run.pk}/leases/", {"limit": "1000"}).json()
     assert page["count"] == 3000
     assert len(page["results"]) == 1000
+    assert page["next"].endswith("limit=1000&offset=1000")
+    too_many = client.get(f"/api/runs/{long_run.pk}/leases/", {"limit": "1001"})
+    assert too_many.status_code == 400  # refused, not quietly another page size
 
 
 def test_throughput_sums_a_run_of_many_batches_in_the_database(long_run):
