@@ -272,11 +272,14 @@ class KeySerializer(serializers.ModelSerializer):
         read_only=True,
         allow_null=True,
         help_text=(
-            "The key's place in the order leases take enabled keys (rule 4: never used "
-            "first, then the oldest last_used_at, ties by id): 1 is leased next. Null for a "
+            "The key's place among the enabled keys, held or free, in the order leases "
+            "take them (rule 4: never used first, then the oldest last_used_at, ties by "
+            "id). The next lease takes the free key (held false) with the lowest place, "
+            "which is 1 only when key 1 is free: a held key keeps the place of its last use "
+            "while its lease runs (so during a run the first places are mostly keys its "
+            "batches hold), and the lease's release moves it to the end. Null for a "
             "disabled key, which no lease takes; the list gives the disabled keys after the "
-            "enabled ones. A key held now keeps its place by its last use until its lease "
-            "is released, which moves it to the end."
+            "enabled ones."
         ),
     )
     lease_count = serializers.IntegerField(read_only=True)
