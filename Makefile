@@ -110,7 +110,10 @@ db: install  ## create the demo's database if missing, then migrate (and the app
 
 # Where `make serve` listens: ADDR:PORT or PORT, as `manage.py serve` (runserver) takes it.
 # Another address than a loopback one needs the production settings (docs/deployment.md).
-ADDR ?= 127.0.0.1:8000
+# Given on make's command line only (`make serve ADDR=...`): `=`, not `?=`, so an ADDR
+# exported in the shell for something else is never picked up silently (a command-line
+# variable overrides this; the environment does not).
+ADDR = 127.0.0.1:8000
 
 serve: install kek db  ## the demo's dashboard on http://$(ADDR)/ (make serve ADDR=127.0.0.1:8080) and 2 workers; Ctrl-C stops both
 	$(DEMO) $(MANAGE) serve $(ADDR)

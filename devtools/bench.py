@@ -28,7 +28,7 @@ from django.db import connection
 from devtools.keyring_turns import KeyringTurns, StoreRate
 from kernel import crypto
 from keyring import sealing
-from keyring.models import SigningKey
+from keyring.selectors import live_keys
 from records.models import Record
 from signing.audit.rules import audit
 from signing.models import SigningRun
@@ -115,9 +115,9 @@ def raw_signing_rate(*, processes: int) -> float:
     Each process times its own loop over signing inputs built beforehand (no start-up, no
     pickling, no encoding inside the clock); the processes' rates add up."""
     kek = sealing.kek_from_environment()
-    ders = [
+    ders = [  # a retired key has no private key left to open
         sealing.unseal(kek, key.kid, bytes(key.encrypted_private_key))
-        for key in SigningKey.objects.order_by("id")
+        for key in live_keys().order_by("id")
     ]
     records = Record.objects.order_by("id").values_list("id", "payload")[:RAW_SAMPLE]
     messages = [crypto.signing_input(record_id, payload) for record_id, payload in records]

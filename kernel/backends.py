@@ -224,6 +224,30 @@ class Reopening:
         return f" with the {' and '.join(self.secret)} this one was given"
 
 
+def may_hold_a_secret(url: str) -> bool:
+    """Whether a database URL may hold a password, so is named, never printed.
+
+    Not only `user:password@`: libpq and the drivers read a password, or a file or key that
+    opens one, from the query string too (`?password=`, `sslpassword=`, `passfile=`,
+    `sslkey=`...), and a query can name more than anyone lists here. So any URL with a query
+    string, `;` parameters or a fragment counts as secret, as does one with a password in
+    its user part, one that does not parse, or one with "pass" anywhere (in whatever
+    spelling); only a plain `scheme://user@host:port/name` is shown.
+    """
+    try:
+        parsed = urlparse(url)
+        password, _ = parsed.password, parsed.port  # .port raises for one out of range
+    except ValueError:
+        return True
+    return bool(
+        password is not None
+        or parsed.query
+        or parsed.params
+        or parsed.fragment
+        or "pass" in url.lower()
+    )
+
+
 def to_reopen(given: Mapping[str, str], *, base_dir: Path) -> Reopening:
     """What differs between the data a process with the environment `given` opens (before
     the env file is read) and what a later process with none of it would open (the env file
@@ -248,7 +272,7 @@ def to_reopen(given: Mapping[str, str], *, base_dir: Path) -> Reopening:
         shown["SIGNING_EMBEDDED_DB"] = str(here.sqlite_path)
     secret = []
     if not here.embedded and here.database_url != later.database_url:
-        if urlparse(here.database_url).password:
+        if may_hold_a_secret(here.database_url):
             secret.append("DATABASE_URL")
         else:
             shown["DATABASE_URL"] = here.database_url

@@ -17,8 +17,13 @@ class KekMismatch(KekError):
     """SIGNING_KEK is well formed but is not the key the private keys were sealed with."""
 
 
-class KeyRetired(KekError):
-    """The key was retired: its sealed private key is destroyed, so no KEK opens it."""
+class KeyRetired(Exception):
+    """The key was retired: it is never enabled again, and its sealed private key is erased
+    from the keyring, so nothing here opens it.
+
+    Not a KekError: the KEK is not at fault, and what a KekError means to its callers (a
+    worker gives its batch back and its message up; a start is refused until the KEK is
+    fixed) does not fit. Each caller that can meet it says what it means there."""
 
 
 class KeyHeld(Exception):

@@ -33,8 +33,9 @@ class SigningKey(models.Model):
     # NULL for an enabled key (and for one disabled before this column existed).
     disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
     # When `keys retire` took it out for good: disabled, never enabled again (a constraint
-    # says so), its sealed private key destroyed (left empty), its public key kept for
-    # verifying what it signed. NULL for a key not retired.
+    # says so), its sealed private key erased from this row (left empty; backups and
+    # processes that opened it before still hold it), its public key kept for verifying
+    # what it signed. NULL for a key not retired.
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Stamped by create_keys under the keyring lock by the clock leases use: the audit's
     # replay counts a key as a candidate from this instant. No default, so no other path

@@ -33,6 +33,12 @@ def free_keys() -> QuerySet[SigningKey]:
     return SigningKey.objects.filter(enabled=True).exclude(held_now())
 
 
+def live_keys() -> QuerySet[SigningKey]:
+    """The keys whose private key exists: every key but the retired ones (`keys retire`
+    erased theirs), enabled or not."""
+    return SigningKey.objects.filter(retired_at=None)
+
+
 def keys_in_lru_order(queryset: QuerySet[SigningKey]) -> QuerySet[SigningKey]:
     """Rule 4's order: never-used keys first, then the oldest `last_used_at`, ties by id."""
     return queryset.order_by(F("last_used_at").asc(nulls_first=True), "id")

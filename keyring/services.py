@@ -24,6 +24,7 @@ from kernel.seam import configured_backend
 from keyring import sealing
 from keyring.exceptions import KekMismatch, KeyHeld, KeyMismatch, KeyRetired
 from keyring.models import KeyDisabledPeriod, KeyLease, SigningKey
+from keyring.selectors import live_keys
 
 log = EventLogger(__name__)
 
@@ -152,8 +153,8 @@ def _set_key_enabled(kid: str, *, enabled: bool) -> SigningKey:
     key = SigningKey.objects.get(kid=kid)
     if enabled and key.retired_at is not None:
         raise KeyRetired(
-            f"{kid} was retired at {key.retired_at.isoformat()}: its private key is destroyed "
-            "and it is never leased again (`manage.py keys add` makes new keys)"
+            f"{kid} was retired at {key.retired_at.isoformat()}: it is out for good, its sealed "
+            "private key erased, and never leased again (`manage.py keys add` makes new keys)"
         )
     was_enabled = key.enabled
     set_keys_enabled(SigningKey.objects.filter(pk=key.pk), enabled=enabled)
@@ -165,8 +166,16 @@ def _set_key_enabled(kid: str, *, enabled: bool) -> SigningKey:
 
 def retire_key(*, kid: str) -> SigningKey:
     """Take a key out of the keyring for good: disabled, never enabled again, its sealed
-    private key destroyed; its row, public key and lease history stay, so what it signed
-    still verifies (the JWKS and `export-public` keep it) and the audit still proves it.
+    private key erased from its row; its row, public key and lease history stay, so what it
+    signed still verifies (the JWKS and `export-public` keep it; verify answers say when it
+    was retired) and the audit still proves it.
+
+    Erased from the row, not from the world: a database backup, or WAL archive, made
+    before keeps the sealed copy (the KEK opens it), and a worker process that opened the
+    key keeps it unsealed in memory (`_open_keys`) until it exits. Only this process's
+    copy is dropped here. No lease takes a disabled key, so no process signs with it
+    again; for a key suspected compromised, restart the workers anyway and see to the
+    backups (docs/usage.md, "Key lifecycle").
 
     The way out for a key no KEK at hand opens (sealed under a KEK since lost): it would
     otherwise fail every run's readiness check and every `rotate-kek`. Refused (KeyHeld)
@@ -194,11 +203,6 @@ def retire_key(*, kid: str) -> SigningKey:
     log.info("key.retired", kid=kid)
     key.refresh_from_db()
     return key
-
-
-def _live_keys() -> QuerySet[SigningKey]:
-    """The keys whose private key exists: every key but the retired ones."""
-    return SigningKey.objects.filter(retired_at=None)
 
 
 def rotate_kek(*, old_kek: bytes, new_kek: bytes) -> int:
@@ -274,7 +278,7 @@ def reseal_keys(*, old_kek: bytes, kek: bytes, old_name: str) -> Resealed:
 def _live_keys_for_resealing() -> list[SigningKey]:
     """Every key with a private key, by id, its row locked until the transaction ends."""
     columns = ("id", "kid", "encrypted_private_key")
-    return list(_live_keys().select_for_update().only(*columns).order_by("id"))
+    return list(live_keys().select_for_update().only(*columns).order_by("id"))
 
 
 def _open_each(kek: bytes, keys: list[SigningKey]) -> tuple[dict[str, bytes], list[str]]:
@@ -337,7 +341,7 @@ def open_private_key(*, key_id: int, kid: str) -> UnsealedKey:
     columns = ("kid", "algorithm", "public_key_pem", "encrypted_private_key", "retired_at")
     key = SigningKey.objects.only(*columns).get(pk=key_id, kid=kid)
     if key.retired_at is not None:
-        raise KeyRetired(f"{kid} is retired: its private key is destroyed")
+        raise KeyRetired(f"{kid} is retired: its sealed private key is erased")
     kek = sealing.kek_from_environment()
     try:
         der = sealing.unseal(kek, key.kid, bytes(key.encrypted_private_key))
@@ -373,7 +377,7 @@ def check_kek_opens_keyring(kek: bytes | None = None) -> None:
     """
     if kek is None:
         kek = sealing.kek_from_environment()
-    sealed_keys = _live_keys().order_by("id").values_list("kid", "encrypted_private_key")
+    sealed_keys = live_keys().order_by("id").values_list("kid", "encrypted_private_key")
     total, not_opened = 0, []
     for kid, sealed in sealed_keys.iterator(chunk_size=1000):
         total += 1

@@ -272,11 +272,14 @@ class KeySerializer(serializers.ModelSerializer):
         read_only=True,
         allow_null=True,
         help_text=(
-            "The key's place in the order leases take enabled keys (rule 4: never used "
-            "first, then the oldest last_used_at, ties by id): 1 is leased next. Null for a "
+            "The key's place among the enabled keys, held or free, in the order leases "
+            "take them (rule 4: never used first, then the oldest last_used_at, ties by "
+            "id). The next lease takes the free key (held false) with the lowest place, "
+            "which is 1 only when key 1 is free: a held key keeps the place of its last use "
+            "while its lease runs (so during a run the first places are mostly keys its "
+            "batches hold), and the lease's release moves it to the end. Null for a "
             "disabled key, which no lease takes; the list gives the disabled keys after the "
-            "enabled ones. A key held now keeps its place by its last use until its lease "
-            "is released, which moves it to the end."
+            "enabled ones."
         ),
     )
     lease_count = serializers.IntegerField(read_only=True)
@@ -286,7 +289,8 @@ class KeySerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text=(
             "When `manage.py keys retire` took the key out for good: never leased again, its "
-            "private key destroyed, its public key kept for verifying. Null if not retired."
+            "sealed private key erased from the keyring, its public key kept for verifying "
+            "(what it signs still verifies: see verify's retired_at). Null if not retired."
         ),
     )
 
@@ -480,8 +484,19 @@ def verify_one_schema(*, many: bool = False) -> PolymorphicProxySerializer:
     )
 
 
+RETIRED_AT_HELP = (
+    "When the key the signature was checked with was retired (`manage.py keys retire`), "
+    "null if it is not. A retired key still verifies: what it signed before then is "
+    "genuine. But a key retired because it was suspected compromised may have signed "
+    "anything since it leaked, so a valid signature by a retired key proves only what you "
+    "know was signed before it leaked (a stored record's signature was made by this "
+    "service under a lease)."
+)
+
+
 class VerifyResultSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
+    retired_at = serializers.DateTimeField(allow_null=True, help_text=RETIRED_AT_HELP)
 
 
 @extend_schema_field(verify_one_schema(many=True))
@@ -534,6 +549,19 @@ class VerifyItemResultSerializer(serializers.Serializer):
         required=False,
         help_text="why the item could not be checked, in the API's error shape",
     )
+    retired_at = serializers.DateTimeField(
+        allow_null=True,
+        required=False,
+        help_text=f"{RETIRED_AT_HELP} Present when the item was checked (valid not null).",
+    )
+
+    def to_representation(self, instance: dict[str, Any]) -> dict[str, Any]:
+        """An item not checked has no key to speak of: its answer has no retired_at (null
+        would say the key is not retired), where DRF would give a nullable field null."""
+        answer = super().to_representation(instance)
+        if "errors" in answer:
+            del answer["retired_at"]
+        return answer
 
 
 class VerifyManyResultSerializer(serializers.Serializer):

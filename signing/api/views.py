@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from keyring.models import KeyLease, SigningKey
+from keyring.models import KeyLease
 from keyring.selectors import keys_for_display, public_jwks
 from records.exceptions import IngestRefused
 from records.models import Record
@@ -226,11 +226,12 @@ class VerifyView(APIView):
         summary="Verify stored records, or messages signed by our keys: one, or up to 1,000",
         description=(
             'One item: `{"record_id": …}` or `{"kid": …, "message": …, '
-            '"signature": base64}` answers `{"valid": …}`. Many: `{"items": [one-item '
+            '"signature": base64}` answers `{"valid": …, "retired_at": …}` (null unless the '
+            'key is retired: see the field). Many: `{"items": [one-item '
             f'bodies, 1 to {api.MAX_VERIFY_ITEMS:,}]}}` answers `{{"results": [...]}}`, one per '
-            'item in order: `{"valid": …}`, or `{"valid": null, "errors": {…}}` for an '
-            "unsigned record or an unknown kid (where the one-item form answers 404). An item "
-            "of the wrong shape refuses the whole request (400), naming the item."
+            'item in order: `{"valid": …, "retired_at": …}`, or `{"valid": null, "errors": '
+            "{…}}` for an unsigned record or an unknown kid (where the one-item form answers "
+            "404). An item of the wrong shape refuses the whole request (400), naming the item."
         ),
     )
     def post(self, request: Request) -> Response:
@@ -240,33 +241,29 @@ class VerifyView(APIView):
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
         if "record_id" in data:
-            valid = verify_record(data["record_id"])
-            if valid is None:
+            verdict = verify_record(data["record_id"])
+            if verdict is None:
                 return _errors(status.HTTP_404_NOT_FOUND, record_id="No signed record has this id.")
-            return Response({"valid": valid})
-        key = SigningKey.objects.only("public_key_pem").filter(kid=data["kid"]).first()
-        if key is None:  # as for an unknown record: what the request names does not exist
-            return _errors(status.HTTP_404_NOT_FOUND, kid="No key has this kid.")
-        valid = verify_message(
-            public_key_pem=key.public_key_pem, message=data["message"], signature=data["signature"]
+            return Response(api.VerifyResultSerializer(verdict).data)
+        verdict = verify_message(
+            kid=data["kid"], message=data["message"], signature=data["signature"]
         )
-        return Response({"valid": valid})
+        if verdict is None:  # as for an unknown record: what the request names does not exist
+            return _errors(status.HTTP_404_NOT_FOUND, kid="No key has this kid.")
+        return Response(api.VerifyResultSerializer(verdict).data)
 
     @staticmethod
     def verify_many(request: Request) -> Response:
         incoming = api.VerifyManySerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         verdicts = verify_many(incoming.validated_data["items"])
-        return Response(
-            {
-                "results": [
-                    {"valid": verdict.valid}
-                    if verdict.errors is None
-                    else {"valid": None, "errors": verdict.errors}
-                    for verdict in verdicts
-                ]
-            }
-        )
+        results = [
+            {"valid": verdict.valid, "retired_at": verdict.retired_at}
+            if verdict.errors is None
+            else {"valid": None, "errors": verdict.errors}
+            for verdict in verdicts
+        ]
+        return Response(api.VerifyManyResultSerializer({"results": results}).data)
 
 
 class JwksView(APIView):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import chain
 
 from django.conf import settings
@@ -17,7 +18,7 @@ from django.conf import settings
 import records.selectors
 from kernel import crypto
 from kernel.events import EventLogger
-from keyring.exceptions import KekError
+from keyring.exceptions import KekError, KeyRetired
 from keyring.leases import LeaseHint
 from keyring.models import SigningKey
 from keyring.services import UnsealedKey, open_private_key
@@ -114,21 +115,18 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
         if taken.follow:
             _checkpoints_after_redelivery(hint)
     else:  # leased: an open lease holds a batch that is leased, or signed under it
-        try:
-            key = open_private_key(key_id=hint.key_id, kid=hint.kid)
-        except KekError as error:
-            # This worker's KEK (none, or not the keys'): no retry would help. The batch
-            # goes back at once with the reason, and the actor gives the message up.
-            give_back_batch(hint, reason=f"{type(error).__name__}: {error}")
-            raise
-        try:
-            outcome, conflicts, signed = _sign_and_store(key, taken.unsigned_pages(), hint=hint)
-        except LeaseLost:
+        key = _open_leased_key(hint)
+        if key is None:
             outcome, conflicts = StoreOutcome.LEASE_LOST, 0
-        if outcome is StoreOutcome.STORED and taken.follow:
-            # Still under the lease (SigningCompleted is sent after this returns): a follow
-            # run's checkpoints now due, signed with this key; never fails the batch.
-            make_checkpoints(hint, private_key=key.private_key)
+        else:
+            try:
+                outcome, conflicts, signed = _sign_and_store(key, taken.unsigned_pages(), hint=hint)
+            except LeaseLost:
+                outcome, conflicts = StoreOutcome.LEASE_LOST, 0
+            if outcome is StoreOutcome.STORED and taken.follow:
+                # Still under the lease (SigningCompleted is sent after this returns): a
+                # follow run's checkpoints now due, signed with this key; never fails the batch.
+                make_checkpoints(hint, private_key=key.private_key)
     seconds = time.perf_counter() - started
     log.info(
         f"batch.{outcome.value}",
@@ -145,13 +143,32 @@ def sign_batch(hint: LeaseHint) -> BatchSummary:
     )
 
 
+def _open_leased_key(hint: LeaseHint) -> UnsealedKey | None:
+    """The key a lease taken up names, opened; None if it was retired since.
+
+    A KekError (this worker's KEK: none, or not the keys') no retry would help: the batch
+    goes back at once with the reason, and the error goes on to the actor, which gives the
+    message up. A key is retired only while no lease holds it, so a retired one means this
+    lease has ended since its take-up (expired and reaped): the batch is another lease's
+    business, and this attempt writes nothing, as for any lease lost.
+    """
+    try:
+        return open_private_key(key_id=hint.key_id, kid=hint.kid)
+    except KekError as error:
+        give_back_batch(hint, reason=f"{type(error).__name__}: {error}")
+        raise
+    except KeyRetired:
+        log.warning("lease.lost", lease_id=hint.lease_id, kid=hint.kid, reason="key retired")
+        return None
+
+
 def _checkpoints_after_redelivery(hint: LeaseHint) -> None:
     """make_checkpoints for a follow run's batch stored under this lease by an earlier
     delivery (its worker may have died between its store and its checkpoints): the key is
     opened again, and never at the batch's expense."""
     try:
         key = open_private_key(key_id=hint.key_id, kid=hint.kid)
-    except KekError as error:
+    except (KekError, KeyRetired) as error:
         log.error("checkpoint.failed", batch_id=hint.batch_id, error=type(error).__name__)
         return
     make_checkpoints(hint, private_key=key.private_key)
@@ -225,23 +242,45 @@ def audit_and_record(run_id: int) -> RunAudit | None:
     return recorded
 
 
-def verify_record(record_id: int) -> bool | None:
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One item's answer: valid or not, with when the key it was checked with was retired
+    (None if it is not); or (valid None) why it could not be checked.
+
+    A retired key still verifies: what it signed before it was retired is genuine, and
+    its public key stays published. But retiring is also the way out for a key suspected
+    compromised, and a signature over a message could then have been made by whoever took
+    it, at any time; so every answer that checked a signature carries the key's
+    `retired_at`, and the caller decides what a signature by a retired key is worth."""
+
+    valid: bool | None
+    errors: dict[str, list[str]] | None = None
+    retired_at: datetime | None = None
+
+
+def verify_record(record_id: int) -> Verdict | None:
     """Check a stored signature again over the record's signing input; None if unsigned."""
     signature = (
         Signature.objects.select_related("record", "key").filter(record_id=record_id).first()
     )
     if signature is None:
         return None
-    return crypto.verify(
+    valid = crypto.verify(
         crypto.load_public_key(signature.key.public_key_pem),
         crypto.signing_input(signature.record_id, signature.record.payload),
         bytes(signature.signature),
     )
+    return Verdict(valid, retired_at=signature.key.retired_at)
 
 
-def verify_message(*, public_key_pem: str, message: str, signature: bytes) -> bool:
-    """Check a signature over a message's exact UTF-8 bytes with one of our public keys."""
-    return crypto.verify(crypto.load_public_key(public_key_pem), message.encode(), signature)
+def verify_message(*, kid: str, message: str, signature: bytes) -> Verdict | None:
+    """Check a signature over a message's exact UTF-8 bytes with the public key of `kid`;
+    None if no key has that kid."""
+    key = SigningKey.objects.only("public_key_pem", "retired_at").filter(kid=kid).first()
+    if key is None:
+        return None
+    valid = crypto.verify(crypto.load_public_key(key.public_key_pem), message.encode(), signature)
+    return Verdict(valid, retired_at=key.retired_at)
 
 
 # How many ids one query of verify_many reads: an IN list SQLite takes on any build.
@@ -249,11 +288,11 @@ VERIFY_QUERY_IDS = 500
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    """One item's answer: valid or not, or (valid None) why it could not be checked."""
+class _PublicKey:
+    """A key as verify_many checks with it: loaded once, with when it was retired."""
 
-    valid: bool | None
-    errors: dict[str, list[str]] | None = None
+    key: crypto.PublicKey
+    retired_at: datetime | None
 
 
 def verify_many(items: list[dict]) -> list[Verdict]:
@@ -262,37 +301,45 @@ def verify_many(items: list[dict]) -> list[Verdict]:
     keys, each public key loaded once. An unsigned record or an unknown kid is that item's
     error, as it is the whole answer's in the one-item form."""
     record_ids = sorted({item["record_id"] for item in items if "record_id" in item})
-    records: dict[int, bool] = {}
-    keys: dict[str, crypto.PublicKey] = {}
+    records: dict[int, Verdict] = {}
+    keys: dict[str, _PublicKey] = {}
     for start in range(0, len(record_ids), VERIFY_QUERY_IDS):
         rows = Signature.objects.filter(
             record_id__in=record_ids[start : start + VERIFY_QUERY_IDS]
         ).values_list(
-            "record_id", "record__payload", "signature", "key__kid", "key__public_key_pem"
+            "record_id",
+            "record__payload",
+            "signature",
+            "key__kid",
+            "key__public_key_pem",
+            "key__retired_at",
         )
-        for record_id, payload, signature, kid, pem in rows:
-            key = keys.get(kid) or keys.setdefault(kid, crypto.load_public_key(pem))
-            records[record_id] = crypto.verify(
-                key, crypto.signing_input(record_id, payload), bytes(signature)
+        for record_id, payload, signature, kid, pem, retired_at in rows:
+            key = keys.get(kid) or keys.setdefault(kid, _load(pem, retired_at))
+            valid = crypto.verify(
+                key.key, crypto.signing_input(record_id, payload), bytes(signature)
             )
+            records[record_id] = Verdict(valid, retired_at=key.retired_at)
     kids = {item["kid"] for item in items if "kid" in item} - set(keys)
-    for kid, pem in SigningKey.objects.filter(kid__in=kids).values_list("kid", "public_key_pem"):
-        keys[kid] = crypto.load_public_key(pem)
+    rows = SigningKey.objects.filter(kid__in=kids).values_list(
+        "kid", "public_key_pem", "retired_at"
+    )
+    for kid, pem, retired_at in rows:
+        keys[kid] = _load(pem, retired_at)
     verdicts = []
     for item in items:
         if "record_id" in item:
-            valid = records.get(item["record_id"])
             verdicts.append(
-                Verdict(valid)
-                if valid is not None
-                else Verdict(None, {"record_id": ["No signed record has this id."]})
+                records.get(item["record_id"])
+                or Verdict(None, {"record_id": ["No signed record has this id."]})
             )
-        elif item["kid"] not in keys:
+        elif (key := keys.get(item["kid"])) is None:
             verdicts.append(Verdict(None, {"kid": ["No key has this kid."]}))
         else:
-            verdicts.append(
-                Verdict(
-                    crypto.verify(keys[item["kid"]], item["message"].encode(), item["signature"])
-                )
-            )
+            valid = crypto.verify(key.key, item["message"].encode(), item["signature"])
+            verdicts.append(Verdict(valid, retired_at=key.retired_at))
     return verdicts
+
+
+def _load(public_key_pem: str, retired_at: datetime | None) -> _PublicKey:
+    return _PublicKey(crypto.load_public_key(public_key_pem), retired_at)

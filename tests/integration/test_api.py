@@ -5,16 +5,22 @@ import json
 
 import pytest
 from django.contrib.auth import get_user_model
+from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from kernel import crypto
-from keyring.services import disable_key
+from keyring.services import disable_key, retire_key
 from records.models import Record
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import plan_run
 from tests.conftest import seed
-from tests.integration.factories import keyring_in_use, lease_batch, sign_leased
+from tests.integration.factories import (
+    keyring_in_use,
+    lease_batch,
+    sign_and_release,
+    sign_leased,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
@@ -262,20 +268,47 @@ def test_an_unsigned_record_has_null_signature(reader, keyring_and_records):
 
 def test_verify_a_stored_record(reader, signed_record):
     response = reader.post("/api/verify/", {"record_id": signed_record.pk}, format="json")
-    assert response.json() == {"valid": True}
+    assert response.json() == {"valid": True, "retired_at": None}
+
+
+def message_body(record: Record) -> dict:
+    """The message form of verify for a signed record: its signing input, its signature."""
+    return {
+        "kid": record.signature.key.kid,
+        "message": crypto.signing_input(record.pk, record.payload).decode(),
+        "signature": base64.b64encode(bytes(record.signature.signature)).decode(),
+    }
 
 
 def test_verify_a_message_and_its_tampered_twin(reader, signed_record):
-    signature = signed_record.signature
-    message = crypto.signing_input(signed_record.pk, signed_record.payload).decode()
-    body = {
-        "kid": signature.key.kid,
-        "message": message,
-        "signature": base64.b64encode(bytes(signature.signature)).decode(),
-    }
-    assert reader.post("/api/verify/", body, format="json").json() == {"valid": True}
+    body = message_body(signed_record)
+    not_retired = {"valid": True, "retired_at": None}
+    assert reader.post("/api/verify/", body, format="json").json() == not_retired
     body["message"] += "!"
-    assert reader.post("/api/verify/", body, format="json").json() == {"valid": False}
+    assert reader.post("/api/verify/", body, format="json").json() == {
+        "valid": False,
+        "retired_at": None,
+    }
+
+
+def test_verify_says_when_the_key_it_checked_with_was_retired(reader, keyring_and_records):
+    # Given a record signed under a lease since released, and its key then retired
+    run = plan_run(batch_size=30)
+    sign_and_release(lease_batch(run.batches.get()).id)
+    record = Record.objects.order_by("id").first()
+    retired = retire_key(kid=record.signature.key.kid)
+    stamp = serializers.DateTimeField().to_representation(retired.retired_at)
+
+    # When the record and a message are verified, and a message the key never signed
+    by_record = reader.post("/api/verify/", {"record_id": record.pk}, format="json")
+    body = message_body(record)
+    by_message = reader.post("/api/verify/", body, format="json")
+    forged = reader.post("/api/verify/", {**body, "message": "forged"}, format="json")
+
+    # Then each answer says the key is retired, and when (a signature it made still verifies)
+    assert by_record.json() == {"valid": True, "retired_at": stamp}
+    assert by_message.json() == {"valid": True, "retired_at": stamp}
+    assert forged.json() == {"valid": False, "retired_at": stamp}
 
 
 # --- bad input: always a 4xx with field-level errors, and nothing created ---------------

@@ -6,14 +6,16 @@ import json
 
 import pytest
 from django.contrib.auth import get_user_model
+from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from kernel import crypto
+from keyring.services import retire_key
 from records.models import Record, Signature
 from signing.runs.dispatch import plan_run
 from tests.conftest import seed
-from tests.integration.factories import lease_batch, sign_leased
+from tests.integration.factories import lease_batch, sign_and_release, sign_leased
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("backend")]
 
@@ -66,14 +68,47 @@ def test_each_item_gets_its_own_answer_in_order(reader, signed_records):
     assert status == 200, body
     assert body == {
         "results": [
-            {"valid": True},
+            {"valid": True, "retired_at": None},
             {"valid": None, "errors": {"record_id": ["No signed record has this id."]}},
-            {"valid": True},
-            {"valid": False},
+            {"valid": True, "retired_at": None},
+            {"valid": False, "retired_at": None},
             {"valid": None, "errors": {"kid": ["No key has this kid."]}},
-            {"valid": True},
+            {"valid": True, "retired_at": None},
         ]
     }
+
+
+def test_each_answer_says_when_its_key_was_retired(reader):
+    # Given records signed by two keys, each batch's lease released, and the first key retired
+    seed(records=20, keys=2)
+    run = plan_run(batch_size=10)
+    for batch in run.batches.order_by("seq"):
+        sign_and_release(lease_batch(batch).id)
+    signatures = list(Signature.objects.select_related("record", "key").order_by("record_id"))
+    first = signatures[0]
+    second = next(each for each in signatures if each.key_id != first.key_id)
+    retired = retire_key(kid=first.key.kid)
+    stamp = serializers.DateTimeField().to_representation(retired.retired_at)
+
+    # When records and messages of both keys are verified at once
+    items = [
+        {"record_id": first.record_id},
+        {"record_id": second.record_id},
+        message_item(first),
+        message_item(first, suffix="!"),
+        message_item(second),
+    ]
+    status, body = post(reader, {"items": items})
+
+    # Then the retired key's answers carry its retired_at, the other's null
+    assert status == 200, body
+    assert body["results"] == [
+        {"valid": True, "retired_at": stamp},
+        {"valid": True, "retired_at": None},
+        {"valid": True, "retired_at": stamp},
+        {"valid": False, "retired_at": stamp},
+        {"valid": True, "retired_at": None},
+    ]
 
 
 def test_a_thousand_items_take_a_few_queries(reader, signed_records, django_assert_max_num_queries):
@@ -81,7 +116,7 @@ def test_a_thousand_items_take_a_few_queries(reader, signed_records, django_asse
     with django_assert_max_num_queries(8):  # the token, the user, the records, the keys
         status, body = post(reader, {"items": items})
     assert status == 200
-    assert body["results"] == [{"valid": True}] * 1000
+    assert body["results"] == [{"valid": True, "retired_at": None}] * 1000
 
 
 @pytest.mark.parametrize(
@@ -124,7 +159,8 @@ def test_an_item_of_the_wrong_shape_refuses_the_request_naming_the_item(
 
 
 def test_the_one_item_form_is_unchanged(reader, signed_records):
-    assert post(reader, {"record_id": signed_records[0].record_id}) == (200, {"valid": True})
+    answer = {"valid": True, "retired_at": None}
+    assert post(reader, {"record_id": signed_records[0].record_id}) == (200, answer)
     status, answer = post(reader, {"record_id": 99_999_999})
     assert status == 404
     assert "record_id" in answer["errors"]

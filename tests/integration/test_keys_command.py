@@ -308,7 +308,7 @@ def test_retire_takes_a_key_whose_kek_is_lost_out_for_good_and_keeps_its_public_
     # When it is retired
     output = keys("retire", second.kid)
 
-    # Then it is disabled, its sealed private key destroyed, and it is retired for good
+    # Then it is disabled, its sealed private key erased, and it is retired for good
     second.refresh_from_db()
     assert f"{second.kid} is retired (since {second.retired_at.isoformat()})" in output
     assert (second.enabled, bytes(second.encrypted_private_key)) == (False, b"")

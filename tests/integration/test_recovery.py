@@ -8,6 +8,7 @@ from django.db import connections
 from django.db.models import F
 
 from keyring.models import KeyLease
+from keyring.services import forget_private_keys, retire_key
 from records.models import Signature
 from signing.backends.postgresql import REAPER_LOCK_ID
 from signing.models import Batch, SigningRun
@@ -150,6 +151,31 @@ def test_a_batch_that_loses_its_lease_while_signing_stops_and_writes_nothing(
         assert sign(message) is StoreOutcome.LEASE_LOST
     assert f"lease.lost lease_id={message.kwargs['lease_id']}" in caplog.text
     assert not Signature.objects.exists()
+
+
+def test_a_key_retired_once_its_taken_up_lease_ended_signs_nothing_and_raises_nothing(
+    run, sent, monkeypatch, caplog
+):
+    # Given a worker that took its lease up, not holding the key open yet; the lease then
+    # expired and was closed, and the key, free now, retired before the worker opened it
+    message = sent.named("signing_triggered")[0]
+    forget_private_keys()
+
+    def take_up_then_the_key_is_retired(hint):
+        taken = take_up_batch(hint)
+        release_lease(lease_id=hint.lease_id, outcome=KeyLease.Outcome.EXPIRED)
+        retire_key(kid=hint.kid)
+        return taken
+
+    monkeypatch.setattr("signing.runs.services.take_up_batch", take_up_then_the_key_is_retired)
+
+    # When the worker goes on, then the lease is lost (not a KEK error that gives the batch
+    # back and the message up): nothing written
+    with caplog.at_level("WARNING", logger="signing.runs.services"):
+        assert sign(message) is StoreOutcome.LEASE_LOST
+    assert "key retired" in caplog.text
+    assert not Signature.objects.exists()
+    assert KeyLease.objects.get(pk=message.kwargs["lease_id"]).outcome == KeyLease.Outcome.EXPIRED
 
 
 @pytest.mark.django_db(transaction=True)

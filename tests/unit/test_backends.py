@@ -340,6 +340,25 @@ def test_a_database_url_given_once_is_shown_unless_it_holds_a_password(tmp_path)
     assert secret.caveat() == " with the DATABASE_URL this one was given"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://app@db:5432/other?password=s3cret",
+        "postgres://app@db:5432/other?sslmode=require&sslpassword=s3cret",
+        "postgres://app@db:5432/other?sslmode=verify-full",  # any query string: a driver's
+        "postgres://app@db:5432/other;password=s3cret",
+        "postgres://app@db:5432/other#s3cret",
+        "postgres://app:@db:5432/other",  # an empty password is still a password part
+        "postgres://app@db:5432/Password-s3cret",
+        "postgres://app@db:99999999/other",  # does not parse (its port): never printed
+    ],
+)
+def test_a_database_url_that_may_hold_a_password_anywhere_is_named_never_shown(tmp_path, url):
+    secret = reopen(tmp_path, "SIGNING_EMBEDDED=0\n", DATABASE_URL=url)
+    assert secret.prefix() == ""
+    assert secret.caveat() == " with the DATABASE_URL this one was given"
+
+
 def test_a_kek_given_once_is_named_never_shown(tmp_path):
     reopening = reopen(tmp_path, "SIGNING_EMBEDDED=0\nSIGNING_KEK=in-file\n", SIGNING_KEK="k3k")
     assert reopening.prefix() == ""

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from kernel import crypto
 from kernel.cli import whole_number
 from keyring import sealing
-from keyring.exceptions import KekError, KeyHeld
+from keyring.exceptions import KekError, KeyHeld, KeyRetired
 from keyring.models import SigningKey
 from keyring.selectors import keys_in_lru_order, public_jwks
 from keyring.services import create_keys, disable_key, enable_key, retire_key
@@ -41,8 +41,8 @@ class Command(BaseCommand):
         enable.add_argument("kid")
         retire = actions.add_parser(
             "retire",
-            help="take this key out for good: never leased again, its private key destroyed, "
-            "its public key kept for verifying",
+            help="take this key out for good: never leased again, its sealed private key "
+            "erased, its public key kept for verifying",
         )
         retire.add_argument("kid")
         export = actions.add_parser("export-public", help="print every public key")
@@ -74,7 +74,7 @@ class Command(BaseCommand):
         }
         try:
             handlers[action](**options)
-        except (KekError, KeyHeld) as error:
+        except (KekError, KeyHeld, KeyRetired) as error:
             raise CommandError(str(error)) from None
 
     def add(self, *, algorithm: str, count: int, **_) -> None:
@@ -98,7 +98,10 @@ class Command(BaseCommand):
         key = self.change(retire_key, kid)
         self.stdout.write(
             f"{key.kid} is retired (since {key.retired_at.isoformat()}): never leased again, "
-            "its private key destroyed; the signatures it made still verify"
+            "its sealed private key erased from the keyring; the signatures it made still "
+            "verify. Workers that opened it keep it in memory until they restart, and backups "
+            "keep its sealed copy: if it may be compromised, restart the workers and see to "
+            "the backups (docs/usage.md, Key lifecycle)."
         )
 
     def change(self, service: Callable[..., SigningKey], kid: str) -> SigningKey:
