@@ -139,15 +139,17 @@ def plan_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun
     each other cannot both win. The plan waits out record inserts in flight first (the
     backend's lock_record_inserts): records arrive at any time (ingest), and one committed
     after the plan with an id inside a planned range would be signed by that batch on top
-    of its planned size.
+    of its planned size. The plan also stamps the highest record id it saw
+    (`planned_through`): every record up to it is signed or in one of the run's batches, so
+    the audit names any a completed run left unsigned, even outside every batch's range.
     """
     with transaction.atomic():
         run = create_run(batch_size=batch_size, max_in_flight=max_in_flight)
         backend().lock_record_inserts()
-        run.batch_count, run.record_count = backend().plan_batches(
+        run.batch_count, run.record_count, run.planned_through = backend().plan_batches(
             run_id=run.pk, batch_size=run.batch_size
         )
-        run.save(update_fields=["batch_count", "record_count"])
+        run.save(update_fields=["batch_count", "record_count", "planned_through"])
     log.info(
         "run.planned",
         run_id=run.pk,
