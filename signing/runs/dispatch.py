@@ -31,6 +31,7 @@ from signing.audit.roots import stored_run_root
 from signing.backends import backend
 from signing.models import Batch, SigningRun
 from signing.runs import messages
+from signing.runs.audits import request_audit
 from signing.runs.exceptions import (
     InvalidBatchSize,
     NothingToSign,
@@ -299,7 +300,7 @@ def finish_run(run_id: int) -> bool:
             _record_merkle_root(run_id)
             backend().announce_run_finished(run_id)
             log.info("run.finished", run_id=run_id)
-            transaction.on_commit(partial(messages.send, messages.AUDIT_RUN, run_id=run_id))
+            request_audit(run_id)
     return bool(finished)
 
 
@@ -364,12 +365,14 @@ def cancel_run(run_id: int) -> bool:
     Returns False if the run had already finished. Its signed batches stay signed; the
     batches it did not sign stay pending in the table, shown and counted as cancelled
     (docs/architecture.md, Decisions), and their records are planned again by the next run.
-    Its audit is asked for as a finished run's is (finish_run): the run page shows it, and
-    the reaper sends it again if the message is lost. Under the keyring lock,
-    taken before the run changes: a dispatch (signing_claim_batches_v3) reads the run's
-    status under that lock, so a lease it grants either commits before the cancel, which
-    then sees and releases it, or comes after and finds the run cancelled. Without it a
-    lease claimed in that instant stayed open on a cancelled run.
+    Its audit is asked for as a finished run's is (finish_run, signing.runs.audits): the run
+    page shows it, and the reaper sends it again if the message is lost; in a process whose
+    messages reach no worker (embedded mode's `cancel`), it is audited here on commit.
+    Under the keyring lock, taken before the run changes: a dispatch
+    (signing_claim_batches_v3) reads the run's status under that lock, so a lease it grants
+    either commits before the cancel, which then sees and releases it, or comes after and
+    finds the run cancelled. Without it a lease claimed in that instant stayed open on a
+    cancelled run.
     """
     with transaction.atomic():
         backend().lock_keyring()
@@ -386,9 +389,8 @@ def cancel_run(run_id: int) -> bool:
             status=Batch.Status.PENDING
         )
         backend().announce_run_finished(run_id)
-        # robust: the run is cancelled whatever the broker says; a lost audit is resent
-        transaction.on_commit(
-            partial(messages.send, messages.AUDIT_RUN, run_id=run_id), robust=True
-        )
+        # robust: the run is cancelled whatever the broker says; a lost audit is resent.
+        # Embedded `manage.py cancel` has no worker to hear audit_run: audited here then.
+        request_audit(run_id)
     log.info("run.cancelled", run_id=run_id)
     return True

@@ -15,6 +15,7 @@ from records.models import Record, Signature
 from signing.audit.roots import batch_root, run_root
 from signing.audit.rules import NO_ROOT, Check, audit
 from signing.models import Batch, RunAudit, SigningRun
+from signing.runs import messages
 from signing.runs.dispatch import cancel_run, finish_run, start_run
 from signing.runs.seeding import load_records
 from tests.conftest import seed
@@ -365,6 +366,53 @@ def test_a_cancelled_runs_unsigned_records_are_reported_by_its_audit_and_the_who
     whole = rule_one()
     assert whole.passed
     assert whole.notes[0].startswith("15 records not signed yet")
+
+
+def test_a_cancel_from_a_process_no_worker_hears_audits_the_run_itself(
+    sent, django_capture_on_commit_callbacks, backend, monkeypatch
+):
+    # Given a run with a batch signed, cancelled from a process whose messages reach no
+    # worker: embedded mode's `manage.py cancel` (its in-process broker runs no worker; on
+    # the servers, where every message reaches one, the test stands in for that process)
+    seed(records=20, keys=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = start_run(batch_size=5, max_in_flight=1)
+    [triggered] = sent.messages
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(triggered)
+    if backend != "sqlite":
+        monkeypatch.setattr("signing.runs.messages.reach_workers", lambda: False)
+    assert not messages.reach_workers()
+
+    # When it is cancelled
+    with django_capture_on_commit_callbacks(execute=True):
+        assert cancel_run(run.pk)
+
+    # Then its audit is recorded as the cancel commits, not left to a message nobody reads
+    # (the run page would say "Auditing…" until the reaper resent it 600 s later)
+    recorded = RunAudit.objects.get(run=run)
+    assert recorded.passed, recorded.report
+    assert recorded.report["records_not_signed"] == 15
+    assert sent.named(messages.AUDIT_RUN) == []
+
+
+def test_a_cancel_where_workers_hear_it_sends_them_the_audit(
+    sent, django_capture_on_commit_callbacks, backend, monkeypatch
+):
+    # Given a run, cancelled where a worker hears this process's messages (the servers; in
+    # embedded mode, `sign` and `serve`, which run worker threads)
+    seed(records=10, keys=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = start_run(batch_size=5, max_in_flight=1)
+    if backend == "sqlite":
+        monkeypatch.setattr("signing.runs.messages.reach_workers", lambda: True)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert cancel_run(run.pk)
+
+    # Then a worker audits it, from the audit_run message
+    [asked] = sent.named(messages.AUDIT_RUN)
+    assert asked.kwargs == {"run_id": run.pk}
+    assert not RunAudit.objects.filter(run=run).exists()
 
 
 def test_a_record_of_a_completed_run_left_unsigned_is_a_breach_in_the_whole_audit(signed_run):
