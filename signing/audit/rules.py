@@ -132,8 +132,8 @@ def _check_each_record_signed_once(params: dict[str, Any]) -> tuple[Check, int]:
     check = Check(
         "one_signature_per_record",
         "1",
-        "no record has two signatures, and every record a completed run or a signed batch "
-        "holds has one",
+        "no record has two signatures, and every record a completed run owed (in its "
+        "batches, or up to the highest id its plan saw) or a signed batch holds has one",
     )
     for record_id, count in _rows(sql.DOUBLE_SIGNED, params):
         check.add(f"record {record_id} has {count} signatures")
