@@ -46,6 +46,7 @@ class SigningRunAdmin(ReadOnlyAdmin):
         "record_count",
         "batch_count",
         "max_in_flight",
+        "planned_through",
         "follow",
         "followed_through",
         "stop_requested_at",

@@ -54,6 +54,12 @@ class SigningRun(models.Model):
     # Follow runs: every record with an id up to this one is signed or in one of the run's
     # batches; the records after it are the ones waiting to be cut.
     followed_through = models.BigIntegerField(default=0, db_default=0, editable=False)
+    # Ordinary runs: the highest record id committed when the run was planned (plan_run
+    # reads it in the plan's statement, under the record-insert lock), so every record up
+    # to it was signed already or in one of the run's batches; 0 when there was none. NULL
+    # for a run planned before signing 0015 (and for follow runs: `followed_through`). The
+    # audit holds a completed run to it: a plan that dropped records cannot hide them.
+    planned_through = models.BigIntegerField(null=True, blank=True, editable=False)
     # Follow runs: when a graceful stop was asked. From then on nothing more is cut; the run
     # completes once the batches cut so far are signed.
     stop_requested_at = models.DateTimeField(null=True, blank=True, editable=False)

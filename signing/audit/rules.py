@@ -7,6 +7,7 @@ documented signing input (in a process pool: verification is the slow part).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import os
 from collections import deque
@@ -75,9 +76,9 @@ class AuditReport:
     run_id: int | None
     checks: list[Check]
     # Records with no signature that no rule required to be signed yet (a state, not a
-    # breach): in the whole database, those outside every completed run's batches; in one
-    # run's audit, those of its batches when it did not complete (cancelled, failed,
-    # running). The rule-1 check notes them too.
+    # breach): in the whole database, those no completed run owed (outside its batches and
+    # above its plan's mark); in one run's audit, those of its batches when it did not
+    # complete (cancelled, failed, running). The rule-1 check notes them too.
     records_not_signed: int = 0
 
     @property
@@ -122,29 +123,64 @@ def _check_each_record_signed_once(params: dict[str, Any]) -> tuple[Check, int]:
     """Rule 1, and how many records are not signed yet (returned, and noted).
 
     A record with no signature is a breach only where a rule required its signature: in a
-    completed run's batches (each signed whole), or in a signed batch (its count). Any other
-    is not signed yet, a state (seeded or arrived since the last run, or left by a run that
-    was cancelled or failed): the next run signs it. So `seed` then `audit`, or a cancel then
-    `audit`, passes, and says how many wait.
+    completed run's batches (each signed whole), at or below a completed run's high-water
+    mark (its plan saw it unsigned: the run owed it, in a batch or not), or in a signed batch
+    (its count). Any other is not signed yet, a state (seeded or arrived since the last run,
+    or left by a run that was cancelled or failed): the next run signs it. So `seed` then
+    `audit`, or a cancel then `audit`, passes, and says how many wait.
     """
     check = Check(
         "one_signature_per_record",
         "1",
-        "no record has two signatures, and every record a completed run or a signed batch "
-        "holds has one",
+        "no record has two signatures, and every record a completed run owed (in its "
+        "batches, or up to the highest id its plan saw) or a signed batch holds has one",
     )
     for record_id, count in _rows(sql.DOUBLE_SIGNED, params):
         check.add(f"record {record_id} has {count} signatures")
-    lost = 0
-    for (record_id,) in _rows(sql.UNSIGNED_IN_COMPLETED_RUNS, params):
-        lost += 1
-        check.add(f"record {record_id} has no signature")
+    lost = _lost_records(check, params)
     for batch_id, seq, size, count in _rows(sql.BATCH_COUNT_MISMATCH, params):
         check.add(f"batch {batch_id} (#{seq}) is signed with {count} signatures for {size} records")
-    not_signed = _count_not_signed(params) - lost
+    not_signed = _count_not_signed(params) - _lost_among_counted(lost, params)
     if not_signed:
         check.note(_not_signed_note(not_signed, params))
     return check, not_signed
+
+
+def _lost_records(check: Check, params: dict[str, Any]) -> set[int]:
+    """Name each record a completed run owed and left unsigned; their ids.
+
+    Those inside its batches' ranges first (the check every run has); then those below its
+    high-water mark outside them, with the run that planned them (a run planned before the
+    mark existed has none, and only its ranges judge it).
+    """
+    lost: set[int] = set()
+    for (record_id,) in _rows(sql.UNSIGNED_IN_COMPLETED_RUNS, params):
+        lost.add(record_id)
+        check.add(f"record {record_id} has no signature")
+    for record_id, run_id, follow in _rows(sql.UNSIGNED_BELOW_COMPLETED_MARKS, params):
+        if record_id in lost:
+            continue
+        lost.add(record_id)
+        seen = f"follow run {run_id} cut through it" if follow else f"run {run_id} planned"
+        check.add(
+            f"record {record_id} was unsigned when {seen}, and run {run_id} completed without it"
+        )
+    return lost
+
+
+def _lost_among_counted(lost: set[int], params: dict[str, Any]) -> int:
+    """How many of the lost records _count_not_signed counted: all of them in the whole
+    database; in one run's audit, those inside its batches' ranges (a dropped record lies
+    outside them)."""
+    if params["run_id"] is None or not lost:
+        return len(lost)
+    ranges = _rows(sql.RUN_BATCH_RANGES, params)  # by first id; a run's never overlap
+    firsts = [first for first, _ in ranges]
+    counted = 0
+    for record_id in lost:
+        at = bisect.bisect_right(firsts, record_id) - 1
+        counted += at >= 0 and record_id <= ranges[at][1]
+    return counted
 
 
 def _count_not_signed(params: dict[str, Any]) -> int:

@@ -18,7 +18,8 @@ GROUP BY s.record_id HAVING COUNT(*) > 1
 # (of every completed run, or of the one audited): those created before the run started,
 # and for a follow run every one (its cuts wait out record inserts in flight, so no record
 # can land in a range cut before it: signing.runs.follow). A completed run signed each of
-# its batches whole, so a record of one left unsigned is a lost signature.
+# its batches whole, so a record of one left unsigned is a lost signature. (A record its
+# plan saw but left out of every range is UNSIGNED_BELOW_COMPLETED_MARKS'.)
 UNSIGNED_IN_COMPLETED_RUNS = """
 SELECT DISTINCT r.id FROM signing_batch b
 JOIN signing_signingrun run ON run.id = b.run_id AND run.status = 'completed'
@@ -27,6 +28,41 @@ WHERE (CAST(%(run_id)s AS bigint) IS NULL OR b.run_id = %(run_id)s)
   AND NOT EXISTS (SELECT 1 FROM records_signature s WHERE s.record_id = r.id)
   AND (run.follow OR r.created_at <= run.started_at)
 ORDER BY r.id
+"""
+
+# Rule 1 (a breach): records with no signature that a completed run's plan saw, each with
+# the first such run and whether it follows. Every record up to a run's high-water mark was
+# signed already or in one of its batches when it was planned (an ordinary run's
+# `planned_through`, read in the plan's own statement under the record-insert lock) or cut
+# (a follow run's `followed_through`: signing.runs.follow), and signatures are never
+# removed: so one unsigned now was unsigned then, and the completed run owed it, even if it
+# lies outside every batch's range (a plan that dropped its last batch, or a run completed
+# with no batch while records waited). An insert waiting behind the plan's lock gets a
+# later id, so it stays above the mark; its created_at may be earlier, which is why the
+# mark is an id and not a time. Runs planned before signing 0015 have no mark: the batch
+# ranges above judge them.
+UNSIGNED_BELOW_COMPLETED_MARKS = """
+WITH marks AS (
+    SELECT id, follow,
+           CASE WHEN follow THEN followed_through ELSE planned_through END AS through
+    FROM signing_signingrun
+    WHERE status = 'completed' AND (follow OR planned_through IS NOT NULL)
+      AND (CAST(%(run_id)s AS bigint) IS NULL OR id = %(run_id)s)
+)
+SELECT r.id, first.id, first.follow
+FROM records_record r
+JOIN marks first ON first.id = (
+    SELECT MIN(m.id) FROM marks m WHERE m.through >= r.id
+)
+WHERE r.id <= (SELECT MAX(through) FROM marks)
+  AND NOT EXISTS (SELECT 1 FROM records_signature s WHERE s.record_id = r.id)
+ORDER BY r.id
+"""
+
+# A run's batch ranges, to count which of the records a completed run lost lie in them.
+RUN_BATCH_RANGES = """
+SELECT first_record_id, last_record_id FROM signing_batch WHERE run_id = %(run_id)s
+ORDER BY first_record_id
 """
 
 # Not a breach, a state: how many records have no signature, among all records. Those no

@@ -18,6 +18,8 @@ from keyring.leases import GrantedLease, LeaseHint
 
 # What a fenced store says: (lease still held?, batch claimed?, signatures inserted).
 StoreCounts = tuple[int, int, int]
+# What a plan made: (batches, records, the highest record id it saw: 0 if none).
+Planned = tuple[int, int, int]
 # A batch taken up: its status, its range, and the first page of its records still unsigned
 # (none unless it is leased).
 TakeUp = tuple[str, int, int, bool, list[tuple[int, str]]]
@@ -54,8 +56,9 @@ class Backend(Protocol):
         id, run id) of each, in lease id order."""
 
     # A run.
-    def plan_batches(self, *, run_id: int, batch_size: int) -> tuple[int, int]:
-        """Cut the unsigned records into the run's batches; (batches, records)."""
+    def plan_batches(self, *, run_id: int, batch_size: int) -> Planned:
+        """Cut the unsigned records into the run's batches; (batches, records, the highest
+        record id the plan saw), all read as one (one statement, or under the write lock)."""
 
     def claim_batches(
         self, *, run_id: int, ttl_seconds: float, release_lease_ids: Sequence[int] = ()

@@ -16,7 +16,7 @@ from django.utils import timezone
 from kernel.roles import ResetNeedsOwner, insufficient_privilege
 from keyring.leases import GrantedLease, LeaseHint
 from signing.backends import sql
-from signing.backends.base import StoreCounts, TakeUp
+from signing.backends.base import Planned, StoreCounts, TakeUp
 
 REAPER_LOCK_ID = zlib.crc32(b"signing reaper")
 
@@ -63,7 +63,7 @@ class PostgreSQLBackend:
                 cursor.execute(sql.EXPIRE_LEASES)
                 return cursor.fetchall()
 
-    def plan_batches(self, *, run_id: int, batch_size: int) -> tuple[int, int]:
+    def plan_batches(self, *, run_id: int, batch_size: int) -> Planned:
         with connection.cursor() as cursor:
             cursor.execute(sql.PLAN_BATCHES, {"run_id": run_id, "batch_size": batch_size})
             planned = cursor.fetchone()

@@ -80,7 +80,9 @@ TRUNCATE signing_checkpoint, records_signature, keyring_keylease, signing_batch,
 
 # Plan a run: cut the unsigned record ids, in order, into contiguous batches of
 # %(batch_size)s (the last may be smaller), in one pass and one statement; say how many
-# batches and records were planned.
+# batches and records were planned, and the highest record id the plan saw (0 if none): one
+# statement, one snapshot, so every record up to it was signed or planned here (the run's
+# `planned_through`, which the audit holds a completed run to).
 PLAN_BATCHES = """
 WITH numbered AS (
     SELECT r.id, (ROW_NUMBER() OVER (ORDER BY r.id) - 1) / %(batch_size)s AS grp
@@ -97,7 +99,8 @@ planned AS (
     ORDER BY grp
     RETURNING size
 )
-SELECT COUNT(*), COALESCE(SUM(size), 0) FROM planned
+SELECT COUNT(*), COALESCE(SUM(size), 0), (SELECT COALESCE(MAX(id), 0) FROM records_record)
+FROM planned
 """
 
 # ANALYZE through the owner's function (migration 0008): the app role owns no table.

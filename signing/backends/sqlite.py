@@ -25,7 +25,7 @@ from django.utils import timezone
 from keyring.leases import GrantedLease, LeaseHint
 from keyring.models import KeyLease, SigningKey
 from records.selectors import unsigned_record_pages
-from signing.backends.base import StoreCounts, TakeUp
+from signing.backends.base import Planned, StoreCounts, TakeUp
 from signing.models import Batch, SigningRun
 
 INSERT_RECORD = "INSERT INTO records_record (payload, created_at) VALUES (%s, %s)"
@@ -60,7 +60,11 @@ FROM (
 GROUP BY grp
 ORDER BY grp
 """
-PLANNED = "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM signing_batch WHERE run_id = %(run_id)s"
+# Read in the plan's transaction, under the one write lock: no record lands in between.
+PLANNED = """
+SELECT COUNT(*), COALESCE(SUM(size), 0), (SELECT COALESCE(MAX(id), 0) FROM records_record)
+FROM signing_batch WHERE run_id = %(run_id)s
+"""
 
 INSERT_SIGNATURES = """
 INSERT INTO records_signature (record_id, key_id, batch_id, lease_id, signature, signed_at)
@@ -178,7 +182,7 @@ class SQLiteBackend:
                 SigningKey.objects.filter(pk__in=key_ids).update(last_used_at=now, held_by=None)
         return [(lease_id, batch_id, run_id) for lease_id, _, batch_id, run_id in expired]
 
-    def plan_batches(self, *, run_id: int, batch_size: int) -> tuple[int, int]:
+    def plan_batches(self, *, run_id: int, batch_size: int) -> Planned:
         """PLAN_BATCHES: cut the unsigned records into the run's batches."""
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         with connection.cursor() as cursor:

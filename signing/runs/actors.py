@@ -17,10 +17,11 @@ from kernel.events import EventLogger, log_context
 from keyring.exceptions import KekError
 from keyring.leases import LeaseHint
 from signing.runs import messages
+from signing.runs.audits import audit_and_record
 from signing.runs.completions import complete_batch
 from signing.runs.messages import QUEUE
 from signing.runs.recovery import record_batch_failure
-from signing.runs.services import audit_and_record, sign_batch
+from signing.runs.services import sign_batch
 from signing.runs.store import StoreOutcome
 
 log = EventLogger(__name__)

@@ -31,6 +31,7 @@ from signing.audit.roots import stored_run_root
 from signing.backends import backend
 from signing.models import Batch, SigningRun
 from signing.runs import messages
+from signing.runs.audits import request_audit
 from signing.runs.exceptions import (
     InvalidBatchSize,
     NothingToSign,
@@ -139,15 +140,17 @@ def plan_run(*, batch_size: int, max_in_flight: int | None = None) -> SigningRun
     each other cannot both win. The plan waits out record inserts in flight first (the
     backend's lock_record_inserts): records arrive at any time (ingest), and one committed
     after the plan with an id inside a planned range would be signed by that batch on top
-    of its planned size.
+    of its planned size. The plan also stamps the highest record id it saw
+    (`planned_through`): every record up to it is signed or in one of the run's batches, so
+    the audit names any a completed run left unsigned, even outside every batch's range.
     """
     with transaction.atomic():
         run = create_run(batch_size=batch_size, max_in_flight=max_in_flight)
         backend().lock_record_inserts()
-        run.batch_count, run.record_count = backend().plan_batches(
+        run.batch_count, run.record_count, run.planned_through = backend().plan_batches(
             run_id=run.pk, batch_size=run.batch_size
         )
-        run.save(update_fields=["batch_count", "record_count"])
+        run.save(update_fields=["batch_count", "record_count", "planned_through"])
     log.info(
         "run.planned",
         run_id=run.pk,
@@ -297,7 +300,7 @@ def finish_run(run_id: int) -> bool:
             _record_merkle_root(run_id)
             backend().announce_run_finished(run_id)
             log.info("run.finished", run_id=run_id)
-            transaction.on_commit(partial(messages.send, messages.AUDIT_RUN, run_id=run_id))
+            request_audit(run_id)
     return bool(finished)
 
 
@@ -362,12 +365,14 @@ def cancel_run(run_id: int) -> bool:
     Returns False if the run had already finished. Its signed batches stay signed; the
     batches it did not sign stay pending in the table, shown and counted as cancelled
     (docs/architecture.md, Decisions), and their records are planned again by the next run.
-    Its audit is asked for as a finished run's is (finish_run): the run page shows it, and
-    the reaper sends it again if the message is lost. Under the keyring lock,
-    taken before the run changes: a dispatch (signing_claim_batches_v3) reads the run's
-    status under that lock, so a lease it grants either commits before the cancel, which
-    then sees and releases it, or comes after and finds the run cancelled. Without it a
-    lease claimed in that instant stayed open on a cancelled run.
+    Its audit is asked for as a finished run's is (finish_run, signing.runs.audits): the run
+    page shows it, and the reaper sends it again if the message is lost; in a process whose
+    messages reach no worker (embedded mode's `cancel`), it is audited here on commit.
+    Under the keyring lock, taken before the run changes: a dispatch
+    (signing_claim_batches_v3) reads the run's status under that lock, so a lease it grants
+    either commits before the cancel, which then sees and releases it, or comes after and
+    finds the run cancelled. Without it a lease claimed in that instant stayed open on a
+    cancelled run.
     """
     with transaction.atomic():
         backend().lock_keyring()
@@ -384,9 +389,8 @@ def cancel_run(run_id: int) -> bool:
             status=Batch.Status.PENDING
         )
         backend().announce_run_finished(run_id)
-        # robust: the run is cancelled whatever the broker says; a lost audit is resent
-        transaction.on_commit(
-            partial(messages.send, messages.AUDIT_RUN, run_id=run_id), robust=True
-        )
+        # robust: the run is cancelled whatever the broker says; a lost audit is resent.
+        # Embedded `manage.py cancel` has no worker to hear audit_run: audited here then.
+        request_audit(run_id)
     log.info("run.cancelled", run_id=run_id)
     return True

@@ -24,9 +24,8 @@ from keyring.models import SigningKey
 from keyring.services import UnsealedKey, open_private_key
 from records.models import Signature
 from records.selectors import unsigned_record_pages
-from signing.audit.rules import audit
 from signing.backends import backend
-from signing.models import Batch, RunAudit, SigningRun
+from signing.models import Batch
 from signing.runs.checkpoints import make_checkpoints
 from signing.runs.exceptions import LeaseLost
 from signing.runs.leases import extend_lease
@@ -223,23 +222,6 @@ class Heartbeat:
         if not extend_lease(self.hint, ttl_seconds=self.ttl):
             raise LeaseLost(f"lease {self.hint.lease_id} (token {self.hint.token}) is gone")
         self.last = time.perf_counter()
-
-
-def audit_and_record(run_id: int) -> RunAudit | None:
-    """Audit a finished run and keep the report, for pages that show it (audit_run actor).
-
-    A run that is not finished (or no longer exists) is left alone: the message is stale,
-    from before a `seed --reset` restarted the ids, and the run's own audit comes later.
-    """
-    if not SigningRun.objects.filter(pk=run_id, status__in=SigningRun.FINISHED_STATUSES).exists():
-        log.warning("run.audit_skipped", run_id=run_id, reason="not finished")
-        return None
-    report = audit(run_id=run_id, processes=1)
-    recorded, _ = RunAudit.objects.update_or_create(
-        run_id=run_id, defaults={"passed": report.passed, "report": report.as_dict()}
-    )
-    log.info("run.audited", run_id=run_id, passed=report.passed)
-    return recorded
 
 
 @dataclass(frozen=True, slots=True)

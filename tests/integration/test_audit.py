@@ -15,7 +15,8 @@ from records.models import Record, Signature
 from signing.audit.roots import batch_root, run_root
 from signing.audit.rules import NO_ROOT, Check, audit
 from signing.models import Batch, RunAudit, SigningRun
-from signing.runs.dispatch import cancel_run, start_run
+from signing.runs import messages
+from signing.runs.dispatch import cancel_run, finish_run, start_run
 from signing.runs.seeding import load_records
 from tests.conftest import seed
 from tests.support import deliver, deliver_all
@@ -367,6 +368,53 @@ def test_a_cancelled_runs_unsigned_records_are_reported_by_its_audit_and_the_who
     assert whole.notes[0].startswith("15 records not signed yet")
 
 
+def test_a_cancel_from_a_process_no_worker_hears_audits_the_run_itself(
+    sent, django_capture_on_commit_callbacks, backend, monkeypatch
+):
+    # Given a run with a batch signed, cancelled from a process whose messages reach no
+    # worker: embedded mode's `manage.py cancel` (its in-process broker runs no worker; on
+    # the servers, where every message reaches one, the test stands in for that process)
+    seed(records=20, keys=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = start_run(batch_size=5, max_in_flight=1)
+    [triggered] = sent.messages
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(triggered)
+    if backend != "sqlite":
+        monkeypatch.setattr("signing.runs.messages.reach_workers", lambda: False)
+    assert not messages.reach_workers()
+
+    # When it is cancelled
+    with django_capture_on_commit_callbacks(execute=True):
+        assert cancel_run(run.pk)
+
+    # Then its audit is recorded as the cancel commits, not left to a message nobody reads
+    # (the run page would say "Auditing…" until the reaper resent it 600 s later)
+    recorded = RunAudit.objects.get(run=run)
+    assert recorded.passed, recorded.report
+    assert recorded.report["records_not_signed"] == 15
+    assert sent.named(messages.AUDIT_RUN) == []
+
+
+def test_a_cancel_where_workers_hear_it_sends_them_the_audit(
+    sent, django_capture_on_commit_callbacks, backend, monkeypatch
+):
+    # Given a run, cancelled where a worker hears this process's messages (the servers; in
+    # embedded mode, `sign` and `serve`, which run worker threads)
+    seed(records=10, keys=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = start_run(batch_size=5, max_in_flight=1)
+    if backend == "sqlite":
+        monkeypatch.setattr("signing.runs.messages.reach_workers", lambda: True)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert cancel_run(run.pk)
+
+    # Then a worker audits it, from the audit_run message
+    [asked] = sent.named(messages.AUDIT_RUN)
+    assert asked.kwargs == {"run_id": run.pk}
+    assert not RunAudit.objects.filter(run=run).exists()
+
+
 def test_a_record_of_a_completed_run_left_unsigned_is_a_breach_in_the_whole_audit(signed_run):
     tampering_with_signatures()
     signature = Signature.objects.order_by("record_id").last()
@@ -395,3 +443,106 @@ def test_a_cancelled_run_with_a_batch_still_leased_is_named(signed_run):
         f"run {signed_run.pk} is cancelled but 1 of its batches are leased"
         in (failed_checks()["no_open_leases_after_finish"])
     )
+
+
+def started_with_batches_dropped(on_commit, *, keep: int) -> tuple[SigningRun, list[int]]:
+    """A run of 4 batches of 5 records whose plan is tampered, before anything is
+    dispatched, to keep only its first `keep` batches (the others' rows and ranges gone, as
+    a plan that dropped them would leave it); the run and the ids of the records dropped."""
+    seed(records=20, keys=3)
+    with on_commit(execute=True):
+        run = start_run(batch_size=5, max_in_flight=1)
+        dropped_batches = run.batches.filter(seq__gt=keep)
+        first = dropped_batches.order_by("seq").values_list("first_record_id", flat=True)[0]
+        dropped = list(
+            Record.objects.filter(id__gte=first).order_by("id").values_list("id", flat=True)
+        )
+        dropped_batches.delete()
+        SigningRun.objects.filter(pk=run.pk).update(batch_count=keep, record_count=5 * keep)
+    return run, dropped
+
+
+def lost_by(run: SigningRun, record_id: int) -> str:
+    return (
+        f"record {record_id} was unsigned when run {run.pk} planned, and run {run.pk} "
+        "completed without it"
+    )
+
+
+def test_a_completed_run_whose_plan_dropped_its_last_batch_is_a_breach(
+    sent, django_capture_on_commit_callbacks, backend
+):
+    # Given a run whose plan dropped its last batch (5 records outside every batch's range)
+    run, dropped = started_with_batches_dropped(django_capture_on_commit_callbacks, keep=3)
+    assert len(dropped) == 5
+
+    # When its 3 batches are signed and it completes
+    deliver_all(sent, django_capture_on_commit_callbacks)
+    run.refresh_from_db()
+    assert run.status == SigningRun.Status.COMPLETED
+    assert run.planned_through == dropped[-1]  # the plan saw them
+
+    # Then its own audit, the worker's and the whole database's name each record dropped,
+    # and none of them counts as "not signed yet"
+    for check in (rule_one(run.pk), rule_one()):
+        assert check.breaches == [lost_by(run, record_id) for record_id in dropped]
+        assert check.notes == []
+    assert not run.audit.passed
+    assert audit(processes=1).records_not_signed == 0
+
+
+def test_a_run_completed_with_no_batch_while_records_waited_is_a_breach(
+    sent, django_capture_on_commit_callbacks, backend
+):
+    # Given a run whose plan dropped every batch, completed with none
+    run, dropped = started_with_batches_dropped(django_capture_on_commit_callbacks, keep=0)
+    assert len(dropped) == 20
+    with django_capture_on_commit_callbacks(execute=True):
+        assert finish_run(run.pk)
+    deliver_all(sent, django_capture_on_commit_callbacks)
+    run.refresh_from_db()
+    assert run.status == SigningRun.Status.COMPLETED
+
+    # Then the audit names the 20 records it owed
+    check = rule_one()
+    assert check.breach_count == 20
+    assert check.breaches[0] == lost_by(run, dropped[0])
+    assert not run.audit.passed
+
+
+def test_records_inserted_while_a_run_signs_stay_not_signed_yet_after_it_completes(
+    sent, django_capture_on_commit_callbacks, backend
+):
+    # Given a run planned over 20 records, and 3 records inserted after its plan
+    seed(records=20, keys=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = start_run(batch_size=5, max_in_flight=1)
+    load_records(["late 1", "late 2", "late 3"])
+
+    # When the run completes
+    deliver_all(sent, django_capture_on_commit_callbacks)
+    run.refresh_from_db()
+    assert run.status == SigningRun.Status.COMPLETED
+
+    # Then they lie above its mark: not signed yet, no breach
+    assert run.planned_through < min(
+        Record.objects.filter(payload__startswith="late").values_list("id", flat=True)
+    )
+    check = rule_one()
+    assert check.passed
+    assert check.notes[0].startswith("3 records not signed yet")
+    assert run.audit.passed
+
+
+def test_a_run_planned_before_the_mark_existed_is_judged_by_its_batches(
+    sent, django_capture_on_commit_callbacks, backend
+):
+    # Given a run whose plan dropped its last batch, planned before planned_through existed
+    run, _ = started_with_batches_dropped(django_capture_on_commit_callbacks, keep=3)
+    SigningRun.objects.filter(pk=run.pk).update(planned_through=None)
+    deliver_all(sent, django_capture_on_commit_callbacks)
+
+    # Then its batches are all it is held to: the records outside them are not signed yet
+    check = rule_one()
+    assert check.passed
+    assert check.notes[0].startswith("5 records not signed yet")

@@ -75,8 +75,8 @@ def test_the_backend_is_chosen_once_and_matches_the_mode(backend):
 def test_plan_cuts_the_unsigned_records_into_contiguous_batches(db):
     seed(records=12, keys=1)
     run = SigningRun.objects.create(batch_size=5, status=SigningRun.Status.RUNNING, max_in_flight=4)
-    assert seam().plan_batches(run_id=run.pk, batch_size=5) == (3, 12)
     ids = list(Record.objects.order_by("id").values_list("id", flat=True))
+    assert seam().plan_batches(run_id=run.pk, batch_size=5) == (3, 12, ids[-1])
     planned = run.batches.order_by("seq").values_list("seq", "first_record_id", "last_record_id")
     assert list(planned) == [(1, ids[0], ids[4]), (2, ids[5], ids[9]), (3, ids[10], ids[11])]
     assert set(run.batches.values_list("status", flat=True)) == {Batch.Status.PENDING}

@@ -62,6 +62,24 @@ def test_sign_with_no_record_says_there_is_nothing_to_sign_and_makes_no_run():
 
 
 @pytest.mark.django_db
+def test_sign_no_wait_with_nothing_to_sign_prints_no_run_id_and_says_why_on_stderr():
+    # Given every record signed already (here: none at all), as a script sees it:
+    # `run=$(manage.py sign --no-wait)` reads stdout for a run id
+    seed(records=0, keys=1)
+    out, err = io.StringIO(), io.StringIO()
+
+    # When it asks for a run
+    call_command("sign", no_wait=True, stdout=out, stderr=err)  # no CommandError: exit 0
+
+    # Then stdout holds no run id, stderr says why, and no run was made
+    assert out.getvalue() == ""
+    assert err.getvalue().strip() == (
+        "nothing to sign: the database holds no record (manage.py seed or ingest adds them)"
+    )
+    assert not SigningRun.objects.exists()
+
+
+@pytest.mark.django_db
 def test_sign_refuses_a_second_run_while_one_is_active():
     seed(records=10, keys=2)
     active = plan_run(batch_size=5)

@@ -7,7 +7,7 @@ import random
 import pytest
 from django.db import connection, transaction
 
-from records.models import Signature
+from records.models import Record, Signature
 from records.services import random_payloads
 from signing.audit.rules import audit
 from signing.models import Batch, SigningRun
@@ -95,6 +95,32 @@ def test_a_graceful_stop_cuts_what_is_waiting_signs_it_and_completes(settings, s
     assert Signature.objects.count() == 130
     report = audit(run_id=run.pk, processes=1)
     assert report.passed, report.as_dict()
+
+
+def test_a_completed_follow_run_is_held_to_every_record_it_cut_through(settings, sent):
+    # Given a follow run stopped and completed over 30 records, and 5 arriving after the stop
+    settings.SIGNING_FOLLOW_MAX_WAIT_MS = AN_HOUR_MS
+    seed(records=30, keys=2)
+    run = start_follow_run(batch_size=10)
+    stop_run(run.pk)
+    arrive(5)
+    deliver_all(sent, _no_capture)
+    run.refresh_from_db()
+    assert run.status == SigningRun.Status.COMPLETED
+    assert audit(processes=1).passed  # the 5 after the stop: not signed yet
+
+    # When its mark is moved past them, as if its last cut had claimed and dropped them
+    late = list(Record.objects.filter(id__gt=run.followed_through).values_list("id", flat=True))
+    assert len(late) == 5
+    SigningRun.objects.filter(pk=run.pk).update(followed_through=max(late))
+
+    # Then the audit names each, and the run that owed it
+    [check] = [c for c in audit(processes=1).checks if c.name == "one_signature_per_record"]
+    assert check.breaches == [
+        f"record {record_id} was unsigned when follow run {run.pk} cut through it, and run "
+        f"{run.pk} completed without it"
+        for record_id in sorted(late)
+    ]
 
 
 def test_the_oldest_waiting_record_is_cut_after_the_max_wait(settings, sent):

@@ -93,7 +93,13 @@ class Command(BaseCommand):
     def sign(self, size: int, *, no_wait: bool) -> None:
         run = self.start_or_resume(size)
         if run is None:
-            self.stdout.write(nothing_to_sign())
+            # With --no-wait, stdout is where scripts read a run id (`run=$(… --no-wait)`):
+            # with no run there is none, so stdout stays empty and the sentence goes to
+            # stderr. Exit 0 all the same: nothing to sign is no error.
+            if no_wait:
+                self.stderr.write(nothing_to_sign(), style_func=str)  # a note, not in red
+            else:
+                self.stdout.write(nothing_to_sign())
             return
         if no_wait:
             self.stdout.write(str(run.pk))
