@@ -3,10 +3,12 @@ plain user, against a live server: the API answers what its schema says, refuses
 forbids and takes what it allows (issue 19). A finding fails the test with schemathesis's
 report; its seed is fixed so that a failure replays."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from signing.runs.follow import start_follow_run
 from tests.conftest import ARTIFACTS, seed
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -16,7 +18,7 @@ MAX_EXAMPLES = 10
 ALL_PHASES = "examples,coverage,fuzzing,stateful"
 
 
-def schemathesis(base_url: str, who: str, token: str) -> subprocess.Popen:
+def schemathesis(base_url: str, who: str, token: str, follow_run: int) -> subprocess.Popen:
     ARTIFACTS.mkdir(exist_ok=True)
     command = [
         str(Path(sys.executable).with_name("st")),
@@ -42,16 +44,26 @@ def schemathesis(base_url: str, who: str, token: str) -> subprocess.Popen:
         "--report-junit-path",
         str(ARTIFACTS / f"schemathesis-{who}.xml"),
     ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "CONTRACT_FOLLOW_RUN_ID": str(follow_run)},
+    )
 
 
 def test_the_api_keeps_to_its_schema_as_staff_and_as_a_plain_user(
     live_server, tokens, unthrottled_starts, broker
 ):
     seed(records=40, keys=3)
-    runs = {who: schemathesis(live_server.url, who, token) for who, token in tokens.items()}
+    follow_run = start_follow_run(batch_size=10).pk
+    runs = {
+        who: schemathesis(live_server.url, who, token, follow_run) for who, token in tokens.items()
+    }
     reports = {who: run.communicate(timeout=900)[0] for who, run in runs.items()}
     for who, run in runs.items():
         (ARTIFACTS / f"schemathesis-{who}.txt").write_text(reports[who])
         assert "13 selected / 13 total" in reports[who], reports[who][-3000:]
+        assert "Missing test data" not in reports[who], reports[who][-3000:]
         assert run.returncode == 0, f"schemathesis as {who}:\n{reports[who][-6000:]}"
