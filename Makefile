@@ -22,9 +22,32 @@ ENV_FILE := $(or $(SIGNING_ENV_FILE),.env)
 demo: install kek db  ## in its own database: seed, sign 100k records with 2 workers, audit
 	$(DEMO) $(MANAGE) demo --reset
 
-test: install browser compose-cli api-tools  ## the whole suite on the servers, then the backend tests again embedded
-	$(VENV)/bin/pytest
-	SIGNING_EMBEDDED=1 $(VENV)/bin/pytest -m backends
+# `make test` in two stages, so that it takes less than the sum of its parts on two cores
+# (docs/development.md#how-make-test-runs):
+# 1. Side by side, each into its own log: the suite on the servers without the chaos trials
+#    (after installing `make api-tools`, which tests/contract needs), and the `backends` tests embedded
+#    (SQLite files of their own, the in-process broker: no server, nothing shared with the
+#    other part). Much of either waits on fsync, a subprocess or a server, not on a core.
+# 2. The chaos trials alone: they time real runs on 3 s leases against deadlines, so nothing
+#    else competes with them for the cores.
+# Every part runs whatever the others did; `make test` fails if any failed.
+TEST_LOGS := test-artifacts
+test: install browser compose-cli  ## the whole suite on the servers, and the backend tests again embedded
+	@mkdir -p $(TEST_LOGS); start=$$SECONDS; \
+	echo "== the suite on the servers without the chaos trials, beside the backend tests embedded (output in $(TEST_LOGS)/test-servers.log, $(TEST_LOGS)/test-embedded.log)"; \
+	SIGNING_EMBEDDED=1 $(VENV)/bin/pytest -p no:cacheprovider -m backends \
+		> $(TEST_LOGS)/test-embedded.log 2>&1 & embedded=$$!; \
+	( $(INSTALL_API_TOOLS) && $(VENV)/bin/pytest --ignore=tests/chaos ) \
+		> $(TEST_LOGS)/test-servers.log 2>&1; servers=$$?; \
+	wait $$embedded; embedded=$$?; failed=0; \
+	for part in servers embedded; do \
+		if [ "$${!part}" = 0 ]; then result=passed; else result=FAILED; failed=1; fi; \
+		echo "== $$part: $$result"; cat $(TEST_LOGS)/test-$$part.log; \
+	done; \
+	echo "== both took $$((SECONDS - start)) s; now the chaos trials alone"; chaos=$$SECONDS; \
+	$(VENV)/bin/pytest tests/chaos || failed=1; \
+	echo "== the chaos trials took $$((SECONDS - chaos)) s, make test $$((SECONDS - start)) s"; \
+	exit $$failed
 
 .PHONY: unit test-pythons
 unit: install  ## the unit tests only (no servers)
@@ -152,13 +175,16 @@ compose-cli:  ## docker-compose, to validate docker-compose.yml in the tests (in
 # The API contract tests' tools (tests/contract): a client generator and a schema validator,
 # in a venv of their own with every package pinned (their pins are not the service's).
 API_TOOLS := .venv-api-tools
-api-tools: install  ## $(API_TOOLS): openapi-python-client and openapi-spec-validator, pinned
-	@if [ ! -e $(API_TOOLS)/.installed ] || [ tools/api-tools/requirements.txt -nt $(API_TOOLS)/.installed ]; then \
+# One shell command, which `make test` runs beside the embedded tests (not `$(MAKE) api-tools`:
+# `make -n test` would run that line, and with it the tests).
+INSTALL_API_TOOLS = if [ ! -e $(API_TOOLS)/.installed ] || [ tools/api-tools/requirements.txt -nt $(API_TOOLS)/.installed ]; then \
 		rm -rf $(API_TOOLS); "$$(cut -d' ' -f2 $(VENV)/.installed)" -m venv $(API_TOOLS); \
 		echo "installing the API contract tools into $(API_TOOLS) (log: $(API_TOOLS)/install.log)"; \
 		$(API_TOOLS)/bin/pip install --disable-pip-version-check -r tools/api-tools/requirements.txt \
 			> $(API_TOOLS)/install.log 2>&1 || { tail -n 40 $(API_TOOLS)/install.log; exit 1; }; \
 		touch $(API_TOOLS)/.installed; fi
+api-tools: install  ## $(API_TOOLS): openapi-python-client and openapi-spec-validator, pinned
+	@$(INSTALL_API_TOOLS)
 
 clean:  ## remove the venvs (.venv, .venv-3.x, .venv-api-tools), caches, demo and embedded files, test artifacts
 	rm -rf $(sort $(VENV) .venv) .venv-3.* $(API_TOOLS) .pytest_cache .ruff_cache .hypothesis .demo .embedded test-artifacts

@@ -30,3 +30,10 @@ else:
     DATABASES["default"]["TEST"]["NAME"] = (  # noqa: F405
         _test_database or f"test_{DATABASES['default']['NAME']}"  # noqa: F405
     )
+
+# Passwords hashed by Django's PBKDF2 at 1,000 rounds instead of its million (0.4 s of a core
+# each, and the suite hashes hundreds of times: every user a fixture creates with a password,
+# every login, every failed one, as schemathesis sends to /api/auth/token/).
+# The same algorithm and format, so the hashes stay interchangeable with processes on the
+# project settings (a worker, `serve`, gunicorn): PBKDF2 reads the rounds from each hash.
+PASSWORD_HASHERS = ["tests.hashers.FewRoundsPBKDF2PasswordHasher"]
