@@ -32,7 +32,18 @@ def main() -> None:
     announcement = (decided or settings.SIGNING_BACKENDS).announcement()
     if announcement:
         print(announcement, file=sys.stderr)
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except BrokenPipeError:  # `manage.py keys export-public | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        sys.exit(1)
+    except Exception as error:  # a database not there or not migrated: one line, as bad input is
+        from kernel.cli import database_problem
+
+        message = None if "--traceback" in sys.argv else database_problem(error)
+        if message is None:
+            raise
+        sys.exit(message)
 
 
 if __name__ == "__main__":

@@ -55,3 +55,49 @@ def refuse_an_unmigrated_database() -> None:
             f"the database {connection.settings_dict['NAME']} lacks {len(pending)} "
             f"migration(s) ({names}): run `manage.py migrate` first"
         )
+
+
+def database_problem(error: BaseException) -> str | None:
+    """One line, saying what to run, for a command whose database cannot be opened (not
+    created yet, the server down, a wrong DATABASE_URL) or lacks a migration; None for any
+    other error. manage.py prints it instead of a traceback (`--traceback` shows that)."""
+    from django.conf import settings
+    from django.db import DatabaseError, OperationalError
+
+    name = settings.DATABASES["default"]["NAME"]
+    if isinstance(error, DatabaseError) and _is_missing_schema(error):
+        missing = str(error).splitlines()[0]
+        return (
+            f"the database {name} lacks a migration this code needs ({missing}): "
+            "run `manage.py migrate` first"
+        )
+    if not isinstance(error, OperationalError):
+        return None
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines or not any(marker in lines[0] for marker in UNREACHABLE_MARKERS):
+        return None
+    text = " ".join(lines)  # libpq: "... failed: FATAL:  database "x" does not exist"
+    if "FATAL:" in text:
+        reason = " ".join(text.rsplit("FATAL:", 1)[-1].split())
+    else:  # "... port 5432 failed: Connection refused", then a hint of libpq's own
+        reason = lines[0].rsplit("failed: ", 1)[-1]
+    if "does not exist" in reason:
+        advice = (
+            "create it with `manage.py ensure_db` and `manage.py migrate` "
+            "(`make workers` runs both)"
+        )
+    else:
+        advice = "start PostgreSQL, or point DATABASE_URL at one that runs"
+    return f"cannot open the database {name} ({reason}): {advice}"
+
+
+def _is_missing_schema(error: BaseException) -> bool:
+    """A table, column or function the code names and the database lacks: code newer than
+    the database's migrations (psycopg's Undefined* errors; SQLite's "no such ...")."""
+    cause = type(error.__cause__).__name__
+    return cause in MISSING_SCHEMA or str(error).startswith(("no such table", "no such column"))
+
+
+MISSING_SCHEMA = {"UndefinedTable", "UndefinedColumn", "UndefinedFunction"}
+# How psycopg and sqlite3 begin the error of a connection that could not be made.
+UNREACHABLE_MARKERS = ("connection failed", "connection to server", "unable to open database")

@@ -22,7 +22,7 @@ from records.models import Record, Signature
 from signing.models import Batch, SigningRun
 from signing.runs.dispatch import MAX_BATCH_SIZE, plan_run
 from tests.conftest import seed
-from tests.support import manage
+from tests.support import MANAGE, manage
 
 
 @pytest.mark.parametrize(
@@ -155,6 +155,48 @@ def test_sign_with_an_unreachable_broker_is_a_clear_error_and_starts_nothing(wor
     assert "cannot reach the broker at BROKER_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert not SigningRun.objects.exists()
+
+
+@pytest.mark.parametrize("command", [["audit"], ["seed", "--records", "5"], ["cancel"], ["sign"]])
+def test_a_database_not_created_yet_is_one_line_naming_what_to_run(worker_env, command):
+    env = {**worker_env, "DATABASE_URL": "", "SIGNING_DATABASE_NAME": "signing_never_created"}
+    result = manage(env, *command)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        'cannot open the database signing_never_created (database "signing_never_created" does '
+        "not exist): create it with `manage.py ensure_db` and `manage.py migrate` "
+        "(`make workers` runs both)"
+    ]
+
+
+def test_a_database_server_that_does_not_answer_is_one_line(worker_env):
+    env = {**worker_env, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/signing"}
+    result = manage(env, "audit")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith(
+        "(Connection refused): start PostgreSQL, or point DATABASE_URL at one that runs"
+    )
+    with_traceback = manage(env, "audit", "--traceback")
+    assert "Traceback" in with_traceback.stderr  # asked for: shown
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(worker_env):
+    import os
+    import sys
+
+    seed(records=1, keys=800)  # 90 KB of PEM: more than a pipe holds, so the write fails
+    piped = subprocess.run(
+        f"{sys.executable} {MANAGE} keys export-public | head -n 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **worker_env},
+        timeout=120,
+    )
+    assert piped.stdout.strip()
+    assert "Traceback" not in piped.stderr, piped.stderr
+    assert "BrokenPipeError" not in piped.stderr
 
 
 def test_demo_with_an_unreachable_broker_is_a_clear_error_and_keeps_the_records(worker_env):

@@ -150,7 +150,7 @@ def test_a_bad_line_on_standard_input_exits_1_with_the_line_number(env):
     result = run_ingest(env, "-", input=data)
     assert result.returncode == 1
     assert "line 2: payload must be a JSON string, not a number" in result.stderr
-    assert "lines 1 to 1 are stored as 1 records" in result.stderr
+    assert "line 1 is stored as 1 record, id " in result.stderr
     assert "(tail -n +2)" in result.stderr
     assert "Traceback" not in result.stderr
     assert stored_payloads() == ["kept"]

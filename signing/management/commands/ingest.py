@@ -31,7 +31,7 @@ from django.db import DatabaseError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from kernel.cli import refuse_an_unmigrated_database
+from kernel.cli import amount, refuse_an_unmigrated_database
 from records.exceptions import IngestRefused
 from records.jsonl import BadLine, Chunk, read_chunks
 from records.services import ingest_records
@@ -103,17 +103,24 @@ class Stored:
         """The ids stored: a range, saying so when other writers' ids lie inside it."""
         if self.first_id is None or self.last_id is None:
             return "no ids"
+        if self.first_id == self.last_id:
+            return f"id {self.first_id}"
         if self.last_id - self.first_id + 1 == self.count:
             return f"ids {self.first_id} to {self.last_id}"
         return (
             f"ids from {self.first_id} to {self.last_id} (with other writers' records between them)"
         )
 
+    def lines(self) -> str:
+        if self.through_line == 1:
+            return "line 1 is"
+        return f"lines 1 to {self.through_line:,} are"
+
     def statement(self) -> str:
         if not self.count:
             return "nothing was stored."
         return (
-            f"lines 1 to {self.through_line:,} are stored as {self.count:,} records, {self.ids()}; "
+            f"{self.lines()} stored as {amount(self.count, 'records')}, {self.ids()}; "
             f"nothing after line {self.through_line:,} was stored."
         )
 

@@ -134,7 +134,8 @@ class Command(BaseCommand):
             ) from None
         console.print(summary_line(progress))
         if progress.status != "completed":
-            raise CommandError(f"run {run.pk} {progress.status}: {progress.failure_reason}")
+            reason = f": {progress.failure_reason}" if progress.failure_reason else ""
+            raise CommandError(f"run {run.pk} {progress.status}{reason}")
 
     @staticmethod
     def stop(run_id: int) -> None:
