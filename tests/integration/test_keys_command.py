@@ -317,6 +317,7 @@ def test_retire_takes_a_key_whose_kek_is_lost_out_for_good_and_keeps_its_public_
     with pytest.raises(CommandError, match=f"{second.kid} was retired at"):
         keys("enable", second.kid)
     assert keys("retire", second.kid) == output  # retiring twice changes nothing
+    assert "not leased again ever (it is retired)" in keys("disable", second.kid)
     # the rest of the keyring opens, takes new keys and rotates; its public key stays
     check_kek_opens_keyring()
     assert "added key-0003-" in keys("add")

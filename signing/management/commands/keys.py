@@ -85,9 +85,10 @@ class Command(BaseCommand):
     def disable(self, *, kid: str, **_) -> None:
         key = self.change(disable_key, kid)
         since = key.disabled_at.isoformat() if key.disabled_at else "before that was recorded"
+        until = "ever (it is retired)" if key.retired_at else "until it is enabled"
         self.stdout.write(
-            f"{key.kid} is disabled (since {since}): it is not leased again until it is "
-            "enabled, and the signatures it made still verify"
+            f"{key.kid} is disabled (since {since}): it is not leased again {until}, and the "
+            "signatures it made still verify"
         )
 
     def enable(self, *, kid: str, **_) -> None:
