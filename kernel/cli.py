@@ -79,8 +79,8 @@ def database_problem(error: BaseException) -> str | None:
     text = " ".join(lines)  # libpq: "... failed: FATAL:  database "x" does not exist"
     if "FATAL:" in text:
         reason = " ".join(text.rsplit("FATAL:", 1)[-1].split())
-    else:  # "... port 5432 failed: Connection refused", then a hint of libpq's own
-        reason = lines[0].rsplit("failed: ", 1)[-1]
+    else:  # 'connection to server at "h", port 5432 failed: Connection refused', then a hint
+        reason = lines[0].removeprefix("connection failed: ")
     if "does not exist" in reason:
         advice = (
             "create it with `manage.py ensure_db` and `manage.py migrate` "

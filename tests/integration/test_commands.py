@@ -175,7 +175,7 @@ def test_a_database_server_that_does_not_answer_is_one_line(worker_env):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().endswith(
-        "(Connection refused): start PostgreSQL, or point DATABASE_URL at one that runs"
+        "failed: Connection refused): start PostgreSQL, or point DATABASE_URL at one that runs"
     )
     with_traceback = manage(env, "audit", "--traceback")
     assert "Traceback" in with_traceback.stderr  # asked for: shown
