@@ -117,6 +117,16 @@ def broker() -> Iterator[dramatiq.Broker]:
 
 
 @pytest.fixture
+def this_process_plays_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test delivers the messages this process sends, as a worker would: so this
+    process's messages reach a worker, as in `sign` and `serve` (embedded mode's in-process
+    broker otherwise reaches none, and a finished run is audited at once, not by message)."""
+    from signing.runs import messages
+
+    monkeypatch.setattr(messages, "reach_workers", lambda: True)
+
+
+@pytest.fixture
 def sent(broker: dramatiq.Broker) -> Iterator[SentMessages]:
     recorder = SentMessages()
     broker.add_middleware(recorder)

@@ -100,7 +100,7 @@ def test_many_lost_claims_never_fail_a_batch(sent, settings, django_capture_on_c
 
 
 def test_a_finished_run_whose_audit_was_lost_is_audited_by_the_reaper(
-    sent, settings, django_capture_on_commit_callbacks, backend
+    sent, settings, django_capture_on_commit_callbacks, backend, this_process_plays_the_workers
 ):
     seed(records=10, keys=2)
     with django_capture_on_commit_callbacks(execute=True):

@@ -140,7 +140,9 @@ class SignedJob:
 
 
 @pytest.fixture
-def signed_job(sent: SentMessages, django_capture_on_commit_callbacks, backend) -> SignedJob:
+def signed_job(
+    sent: SentMessages, django_capture_on_commit_callbacks, backend, this_process_plays_the_workers
+) -> SignedJob:
     """A job of 500 records in batches of 50 with 5 keys, signed and audited in this
     process by delivering every message it sends as a worker would, until none is left.
 
